@@ -1,0 +1,142 @@
+"""``batchclf classify``: one batch job over files and folders, written to a job folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from . import card as cards
+from . import reports
+from .discovery import discover
+from .errors import InputPathError
+from .jobs import create_job_folder
+from .pipeline import classify_stream, default_workers
+from .rows import now_iso
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    model: Path
+    out_dir: Path
+    batch_size: int | None = None
+    workers: int | None = None
+    review_below: float | None = None
+    device: str = "auto"
+    command: str = ""
+
+
+def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None = None) -> Path:
+    """Classify everything under ``paths``; returns the job folder holding the reports."""
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not os.path.lexists(p)]
+    if missing:
+        raise InputPathError(f"input path not found: {', '.join(missing)}")
+    from .modelio import Predictor
+
+    predictor = Predictor(options.model, device=options.device, batch_size=options.batch_size)
+    predictor.warm_up()
+    review_below = options.review_below if options.review_below is not None else cards.review_below(predictor.card)
+    workers = default_workers() if options.workers is None else options.workers
+
+    folder = create_job_folder(options.out_dir)
+    started, clock = now_iso(), time.perf_counter()
+    csv_tmp = folder / f".{reports.RESULTS_CSV}.partial"
+    jsonl_tmp = folder / f".{reports.RESULTS_JSONL}.partial"
+    writer = reports.RowWriter(csv_tmp, jsonl_tmp)
+    tally = reports.Tally()
+    show = sys.stderr.isatty() if progress is None else progress
+    total = sum(1 for _ in discover(paths)) if show else None
+    rows = classify_stream(discover(paths), predictor.predict, predictor.batch_size, review_below, predictor.name, workers)
+    try:
+        with _progress(show, total) as advance:
+            for row in rows:
+                writer.write([row])
+                tally.add(row)
+                if row["page"] in (None, 1):
+                    advance()
+    finally:
+        writer.close()
+    seconds = time.perf_counter() - clock
+    meta = job_meta(folder.name, options, predictor, review_below, workers, paths, started, seconds, tally)
+    reports.write_results_json(folder / reports.RESULTS_JSON, meta, jsonl_tmp)
+    os.replace(csv_tmp, folder / reports.RESULTS_CSV)
+    os.unlink(jsonl_tmp)
+    reports.write_summary(folder / reports.SUMMARY_JSON, meta)
+    return folder
+
+
+def job_meta(job_id, options, predictor, review_below, workers, paths, started, seconds, tally) -> dict:
+    import tensorflow as tf
+
+    counts = tally.as_dict()
+    return {
+        "job_id": job_id,
+        "kind": "classify",
+        "command": options.command,
+        "inputs": [str(p) for p in paths],
+        "started": started,
+        "finished": now_iso(),
+        "seconds": round(seconds, 3),
+        "model": model_meta(predictor),
+        "device": predictor.device,
+        "batch_size": predictor.batch_size,
+        "workers": workers,
+        "review_below": review_below,
+        "tensorflow": tf.__version__,
+        **counts,
+        "files_per_second": round(counts["files"] / seconds, 2) if seconds > 0 else None,
+    }
+
+
+def model_meta(predictor) -> dict:
+    card = predictor.card
+    return {
+        "file": predictor.name,
+        "path": str(predictor.path),
+        "sha256": predictor.sha256,
+        "architecture": card.get("architecture"),
+        "card_accuracy": card.get("mnist_test", {}).get("accuracy"),
+        "temperature": predictor.temperature,
+    }
+
+
+def _files_per_second_column():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class FilesPerSecond(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.0f} files/s" if task.speed else "")
+
+    return FilesPerSecond()
+
+
+class _progress:
+    """A rich progress bar (files/s, ETA) on a terminal; nothing otherwise."""
+
+    def __init__(self, show: bool, total: int | None):
+        self.show, self.total = show, total
+
+    def __enter__(self):
+        if not self.show:
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("classify"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+            _files_per_second_column(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=True,
+        )
+        self.bar.start()
+        task = self.bar.add_task("classify", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc):
+        if self.show:
+            self.bar.stop()
+        return False

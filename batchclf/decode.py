@@ -1,0 +1,150 @@
+"""Decoding image files into grayscale pages, with a specific reason when it fails.
+
+Every supported format and mode ends up as a float32 array in [0, 1]
+(0 = black), alpha composited on white, EXIF orientation applied.  A
+multi-page TIFF yields one page per frame; GIF and WebP yield their first
+frame.  Large JPEGs are decoded at reduced size with ``draft()``, large
+images of other formats are box-reduced right after decoding, because the
+normaliser never needs more than a few hundred pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageDecodeError
+
+SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
+)
+# A guard against decompression bombs: a scanned digit never needs this many pixels.
+MAX_PIXELS = 64_000_000
+# Longest side kept after decoding; the normaliser works at a fraction of this.
+DECODE_MAX_SIDE = 512
+ANIMATED_FIRST_FRAME_ONLY = {"GIF", "WEBP", "PNG"}
+
+
+@dataclass(frozen=True)
+class Page:
+    index: int
+    gray: np.ndarray  # float32, (H, W), 0 = black, 1 = white
+    width: int  # the page's size in the file, before any reduction
+    height: int
+
+
+def decode(path: Path) -> list[Page]:
+    """All pages of an image file; raises :class:`ImageDecodeError` with a reason."""
+    return decode_bytes(read(path))
+
+
+def read(path: Path) -> bytes:
+    """The file's bytes, after checking it is a readable regular file (never blocks on a FIFO)."""
+    path = Path(path)
+    _check_regular_file(path)
+    try:
+        return path.read_bytes()
+    except PermissionError as exc:
+        raise ImageDecodeError(f"permission denied: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def decode_bytes(data: bytes) -> list[Page]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return _pages(image)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not a recognised image format") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"image too large (decompression-bomb guard): {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image data: {exc}") from exc
+
+
+def _check_regular_file(path: Path) -> None:
+    try:
+        info = os.stat(path)
+    except PermissionError as exc:
+        raise ImageDecodeError(f"permission denied: {exc.strerror}") from exc
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot stat file: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageDecodeError("not a regular file (a directory)")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageDecodeError("not a regular file (a FIFO, socket or device)")
+    if info.st_size == 0:
+        raise ImageDecodeError("empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise ImageDecodeError("permission denied: file is not readable")
+
+
+def _pages(image: Image.Image) -> list[Page]:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"image too large (decompression-bomb guard): {width}x{height} pixels exceeds {MAX_PIXELS:,}"
+        )
+    frames = getattr(image, "n_frames", 1)
+    if image.format in ANIMATED_FIRST_FRAME_ONLY:
+        frames = 1
+    pages = []
+    for index in range(frames):
+        if frames > 1:
+            image.seek(index)
+            width, height = image.size
+        pages.append(Page(index, _to_gray(image), width, height))
+    return pages
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    if image.format == "JPEG" and max(image.size) > 2 * DECODE_MAX_SIDE:
+        image.draft(image.mode if image.mode in ("L", "RGB") else None, (DECODE_MAX_SIDE, DECODE_MAX_SIDE))
+    image.load()
+    image = ImageOps.exif_transpose(image)
+    factor = max(image.size) // DECODE_MAX_SIDE
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _wide_to_unit(image, factor)
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif mode in ("P", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
+    if image.mode in ("LA", "RGBA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    gray = image.convert("L")
+    if factor > 1:
+        gray = gray.reduce(factor)
+    return np.asarray(gray, dtype=np.float32) / 255.0
+
+
+def _wide_to_unit(image: Image.Image, factor: int) -> np.ndarray:
+    """16-bit, 32-bit integer and float images: scale by the range the values use."""
+    array = np.asarray(image).astype(np.float32)
+    if factor > 1:
+        h, w = (array.shape[0] // factor) * factor, (array.shape[1] // factor) * factor
+        array = array[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    top = float(array.max()) if array.size else 0.0
+    low = float(array.min()) if array.size else 0.0
+    if image.mode == "F" and low >= 0.0 and top <= 1.0:
+        return array
+    if low >= 0 and top <= 255 and image.mode not in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return array / 255.0
+    if low >= 0 and top <= 65535:
+        return array / 65535.0
+    span = top - low
+    return (array - low) / span if span > 0 else np.zeros_like(array)

@@ -1,0 +1,71 @@
+"""Finding the input files under the paths a user gives, lazily and in a stable order."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+IGNORED_NAMES = ("Thumbs.db", ".DS_Store", "desktop.ini")
+IGNORED_PATTERNS = (".*", "*.part", "*.tmp", "*.crdownload", "~$*", "*.partial", "*.swp")
+IGNORED_DIRS = ("@eaDir", "__MACOSX")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    root: Path  # the folder the user named (for a file argument, its parent)
+    path: Path
+    escaped: bool = False  # a symlink leading outside ``root``: reported, never read
+
+    @property
+    def relative(self) -> str:
+        try:
+            return self.path.relative_to(self.root).as_posix()
+        except ValueError:
+            return self.path.as_posix()
+
+
+def is_ignored(name: str) -> bool:
+    """Hidden, temporary and OS clutter files that are never inputs."""
+    if name in IGNORED_NAMES or name in IGNORED_DIRS:
+        return True
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED_PATTERNS)
+
+
+def discover(paths: Iterable[Path]) -> Iterator[Candidate]:
+    """Yield every input file under ``paths``: recursive, sorted, ignoring clutter.
+
+    Symlinked folders are not entered; a symlinked file is read only if it
+    resolves inside its root, otherwise it is yielded with ``escaped=True``
+    so the job reports it instead of silently dropping it.
+    """
+    for given in paths:
+        given = Path(given)
+        if given.is_dir() and not given.is_symlink():
+            yield from _walk(given, given)
+        else:
+            yield Candidate(given.parent, given)
+
+
+def _walk(root: Path, folder: Path) -> Iterator[Candidate]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        return
+    real_root = os.path.realpath(root)
+    for entry in entries:
+        if is_ignored(entry.name):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink():
+            if entry.is_dir():
+                continue
+            target = os.path.realpath(entry.path)
+            inside = os.path.commonpath([real_root, target]) == real_root
+            yield Candidate(root, path, escaped=not inside)
+        elif entry.is_dir(follow_symlinks=False):
+            yield from _walk(root, path)
+        else:
+            yield Candidate(root, path)

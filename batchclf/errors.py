@@ -1,0 +1,55 @@
+"""One named exception per failure a user can cause.
+
+The CLI turns any ``BatchclfError`` into a single ``Error: ...`` line on
+stderr and a non-zero exit code; everything else is a bug and may traceback.
+"""
+
+
+class BatchclfError(Exception):
+    """Base class: a failure the user can fix (bad path, bad file, bad flag)."""
+
+    exit_code = 1
+
+
+class ModelNotFoundError(BatchclfError):
+    """The model file does not exist."""
+
+
+class ModelLoadError(BatchclfError):
+    """The model file exists but cannot be loaded safely."""
+
+
+class DataFileError(BatchclfError):
+    """A training/evaluation data file is missing, unreadable or corrupt."""
+
+
+class DataShapeError(DataFileError):
+    """A data file was read but its arrays have the wrong shape, dtype or labels."""
+
+
+class DataDownloadError(DataFileError):
+    """The default Keras download of MNIST failed (usually: offline)."""
+
+
+class UnknownArchitectureError(BatchclfError):
+    """``--arch`` names an architecture we do not have."""
+
+
+class DeviceError(BatchclfError):
+    """``--device gpu`` asked for a GPU that TensorFlow does not see."""
+
+
+class ImageDecodeError(BatchclfError):
+    """One input image cannot be decoded; reported as a ``failed`` row, never fatal."""
+
+
+class InboxLockedError(BatchclfError):
+    """Another daemon already watches this inbox."""
+
+
+class JobNotFoundError(BatchclfError):
+    """A job folder or its report files do not exist."""
+
+
+class InputPathError(BatchclfError):
+    """A path given to ``classify`` does not exist."""

@@ -1,0 +1,91 @@
+"""Loading a saved model safely and predicting through one compiled function."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from . import card as cards
+from . import device as devices
+from .calibration import apply_temperature
+from .errors import ModelLoadError, ModelNotFoundError
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_keras_model(path: Path):
+    """Load a ``.keras`` file with safe mode on: no lambda or arbitrary code from the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"model file not found: {path}")
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
+        raise ModelLoadError(f"cannot load model {path}: {exc.__class__.__name__}: {exc}") from exc
+
+
+class Predictor:
+    """A model plus its card, predicting calibrated probabilities in fixed-size batches.
+
+    The prediction function is traced once for ``(batch_size, 28, 28, 1)``; the
+    last, short batch is padded, so no batch ever triggers a retrace.
+    """
+
+    def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None):
+        import tensorflow as tf
+
+        self.path = Path(model_path)
+        self.model = None
+        self.device = devices.select(device)
+        with tf.device(self.device):
+            self.model = load_keras_model(self.path)
+        self.card = cards.read(self.path)
+        self.temperature = cards.temperature(self.card)
+        self.sha256 = sha256_file(self.path)
+        self.batch_size = int(batch_size or devices.DEFAULT_BATCH[devices.kind(self.device)])
+        spec = tf.TensorSpec([self.batch_size, 28, 28, 1], tf.float32)
+        model = self.model
+
+        @tf.function(input_signature=[spec], reduce_retracing=False)
+        def forward(images):
+            return model(images, training=False)
+
+        self._forward = forward
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def warm_up(self) -> None:
+        self.predict(np.zeros((1, 28, 28, 1), np.float32))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities ``(N, 10)`` for model inputs ``(N, 28, 28, 1)``."""
+        import tensorflow as tf
+
+        images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)
+        outputs = []
+        with tf.device(self.device):
+            for start in range(0, len(images), self.batch_size):
+                chunk = images[start : start + self.batch_size]
+                real = len(chunk)
+                if real < self.batch_size:
+                    chunk = np.concatenate([chunk, np.zeros((self.batch_size - real, 28, 28, 1), np.float32)])
+                outputs.append(self._forward(tf.constant(chunk)).numpy()[:real])
+        if not outputs:
+            return np.zeros((0, 10), np.float32)
+        return apply_temperature(np.concatenate(outputs), self.temperature)
+
+    def traces(self) -> int:
+        """How many times the prediction function was traced (1 once warmed up)."""
+        return self._forward.experimental_get_tracing_count()

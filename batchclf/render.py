@@ -1,0 +1,61 @@
+"""Terminal output with rich: tables for evaluation, predictions and job counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from . import LABEL_WORDS
+
+console = Console()
+
+
+def print_evaluation(result: dict) -> None:
+    console.print(f"[bold]{result['model']}[/bold] on {result['data']}")
+    console.print(f"accuracy {result['accuracy'] * 100:.2f}% of {result['n']} images, ECE {result['ece']:.4f}")
+    per_class = Table("class", "accuracy", title="per-class accuracy")
+    for label, accuracy in result["per_class"].items():
+        per_class.add_row(label, "-" if accuracy is None else f"{accuracy * 100:.2f}%")
+    console.print(per_class)
+    confusion = Table("true \\ predicted", *[str(k) for k in range(10)], title="confusion matrix")
+    for label, counts in enumerate(result["confusion"]):
+        confusion.add_row(
+            str(label), *[f"[bold]{n}[/bold]" if k == label else (str(n) if n else "[dim]0[/dim]") for k, n in enumerate(counts)]
+        )
+    console.print(confusion)
+
+
+def print_digit(digit: np.ndarray) -> None:
+    """A 28x28 digit as terminal art, two characters a pixel so it keeps its shape."""
+    shades = " .:-=+*#%@"
+    for row in np.asarray(digit, np.float32) / max(float(np.max(digit)), 1e-6):
+        console.print("".join(shades[int(v * (len(shades) - 1))] * 2 for v in row), highlight=False)
+
+
+def print_predictions(results: list[dict]) -> None:
+    table = Table("file", "page", "label", "confidence", "top 3")
+    for r in results:
+        if r.get("label") is None:
+            table.add_row(r["file"], str(r["page"] or ""), r["status"], "", r.get("error") or "")
+            continue
+        top = ", ".join(f"{t['label']} {t['confidence']:.3f}" for t in r["top"])
+        table.add_row(r["file"], str(r["page"]), f"{r['label']} ({r['word']})", f"{r['confidence']:.4f}", top)
+    console.print(table)
+
+
+def print_job_counts(folder: Path) -> None:
+    summary = json.loads((Path(folder) / "summary.json").read_text(encoding="utf-8"))
+    err = Console(stderr=True)
+    table = Table("status", "rows", title=f"job {summary['job_id']}")
+    for status, n in summary["counts"].items():
+        table.add_row(status, str(n))
+    err.print(table)
+    rate = summary.get("files_per_second")
+    err.print(f"{summary['files']} files in {summary['seconds']:.1f}s ({rate} files/s)")
+
+
+__all__ = ["LABEL_WORDS", "print_evaluation", "print_digit", "print_predictions", "print_job_counts"]

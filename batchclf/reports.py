@@ -1,0 +1,111 @@
+"""Writing report files: CSV and JSONL rows, ``results.json`` and ``summary.json``.
+
+Rows stream to disk as they come, so a job of any size runs in bounded
+memory.  Finished files appear under their final names by rename only, so a
+reader never sees half a report; the daemon's append-only files are
+flushed and fsynced per batch before any input file is moved.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from .atomic import fsync_dir, write_text_atomic
+from .rows import COLUMNS, csv_cell
+
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+RESULTS_JSONL = "results.jsonl"
+SUMMARY_JSON = "summary.json"
+
+
+class Tally:
+    """Counts per status and per label, kept as rows pass by."""
+
+    def __init__(self, counts: dict | None = None, labels: dict | None = None, files: int = 0):
+        self.status = Counter(counts or {})
+        self.labels = Counter({str(k): v for k, v in (labels or {}).items()})
+        self.rows = sum(self.status.values())
+        self.files = files
+
+    def add(self, row: dict) -> None:
+        self.rows += 1
+        self.status[row["status"]] += 1
+        if row["page"] in (None, 1):
+            self.files += 1
+        if row.get("label") is not None:
+            self.labels[str(row["label"])] += 1
+
+    def as_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "files": self.files,
+            "counts": dict(sorted(self.status.items())),
+            "labels": {str(k): self.labels[str(k)] for k in range(10) if self.labels[str(k)]},
+        }
+
+
+class RowWriter:
+    """Appends rows to a CSV and a JSONL file (header written once)."""
+
+    def __init__(self, csv_path: Path, jsonl_path: Path):
+        self.csv_path, self.jsonl_path = Path(csv_path), Path(jsonl_path)
+        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+        new_csv = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        self._csv = open(self.csv_path, "a", newline="", encoding="utf-8")
+        self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+        self._writer = csv.writer(self._csv)
+        if new_csv:
+            self._writer.writerow(COLUMNS)
+
+    def write(self, rows: list[dict], durable: bool = False) -> None:
+        for row in rows:
+            self._writer.writerow([csv_cell(row.get(column)) for column in COLUMNS])
+            self._jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if durable:
+            self.sync()
+
+    def sync(self) -> None:
+        for handle in (self._csv, self._jsonl):
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def close(self) -> None:
+        for handle in (self._csv, self._jsonl):
+            if not handle.closed:
+                handle.flush()
+                handle.close()
+
+
+def write_results_json(path: Path, meta: dict, jsonl_path: Path) -> None:
+    """``{"job": meta, "rows": [...]}`` built by streaming the JSONL rows, written atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", encoding="utf-8") as out, open(jsonl_path, encoding="utf-8") as rows:
+        out.write('{"job": ' + json.dumps(meta, ensure_ascii=False) + ', "rows": [')
+        first = True
+        for line in rows:
+            line = line.strip()
+            if not line:
+                continue
+            out.write(("\n" if first else ",\n") + line)
+            first = False
+        out.write("\n]}\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_summary(path: Path, meta: dict) -> None:
+    write_text_atomic(path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_rows_csv(text: str) -> list[dict]:
+    """Parse results.csv text back into dicts of strings (tests, ``report``)."""
+    return list(csv.DictReader(io.StringIO(text)))

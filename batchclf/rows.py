@@ -1,0 +1,72 @@
+"""The one row schema shared by ``classify``, the inbox daemon and every report.
+
+A row describes one page of one input file.  Everything downstream (CSV,
+JSON, JSONL, summaries, the review sheet) reads these keys, so they are
+defined once here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+COLUMNS = (
+    "file",
+    "page",
+    "status",
+    "label",
+    "confidence",
+    "second_label",
+    "second_confidence",
+    "error",
+    "sha256",
+    "width",
+    "height",
+    "model",
+    "processed_at",
+    "duplicate_of",
+)
+
+OK, REVIEW, BLANK, FAILED, DUPLICATE = "ok", "review", "blank", "failed", "duplicate"
+STATUSES = (OK, REVIEW, BLANK, FAILED, DUPLICATE)
+
+# Spreadsheets run a cell starting with these as a formula (CSV injection).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def make_row(**fields) -> dict:
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"not row columns: {sorted(unknown)}")
+    row = {column: None for column in COLUMNS}
+    row.update(fields)
+    return row
+
+
+def labelled(base: dict, probabilities, review_below: float, model: str) -> dict:
+    """Fill label, confidences and status from one row's calibrated probabilities."""
+    order = probabilities.argsort()[::-1]
+    confidence = float(probabilities[order[0]])
+    return {
+        **base,
+        "status": OK if confidence >= review_below else REVIEW,
+        "label": int(order[0]),
+        "confidence": round(confidence, 6),
+        "second_label": int(order[1]),
+        "second_confidence": round(float(probabilities[order[1]]), 6),
+        "model": model,
+        "processed_at": now_iso(),
+    }
+
+
+def csv_cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
+    if value is None:
+        return ""
+    text = str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_PREFIXES):
+        return "'" + text
+    return text

@@ -1,0 +1,154 @@
+"""Training a model on MNIST and writing it with its card."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import architectures
+from . import card as cards
+from .calibration import apply_temperature, expected_calibration_error, fit_temperature
+from .data import Dataset
+from .flops import flops_per_image
+from .metrics import summary
+from .preprocess import mnist_to_input
+
+VALIDATION_SIZE = 5000
+
+
+def train(
+    data: Dataset,
+    out: Path,
+    arch: str = "default",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 1,
+    command: str = "",
+    progress: bool = True,
+    limit: int | None = None,
+    validation_size: int = VALIDATION_SIZE,
+    deterministic: bool = False,
+) -> dict:
+    """Train ``arch`` on ``data``, save ``out`` (.keras) and its card; return the card.
+
+    ``limit`` trains on the first N training images only (for tests).
+    Seeds fix weights, shuffling and augmentation; ``deterministic`` also
+    forces deterministic TensorFlow kernels, which halves speed on a CPU.
+    """
+    recipe = architectures.recipe(arch)  # fail on a bad name before importing TensorFlow
+    epochs = epochs or recipe.epochs
+    batch_size = batch_size or recipe.batch_size
+
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    images = mnist_to_input(data.x_train)
+    labels = data.y_train.astype(np.int64)
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    order = np.random.default_rng(seed).permutation(len(images))
+    validation_size = min(validation_size, len(images) // 5)
+    val_idx, train_idx = order[:validation_size], order[validation_size:]
+    x_train, y_train = images[train_idx], labels[train_idx]
+    x_val, y_val = images[val_idx], labels[val_idx]
+
+    steps_per_epoch = max(1, len(x_train) // batch_size)
+    model = architectures.build(arch, seed=seed, steps_total=steps_per_epoch * epochs)
+    dataset = _training_stream(x_train, y_train, batch_size, seed, recipe.augment)
+
+    callbacks = []
+    if progress:
+        from .progress import keras_callback
+
+        callbacks.append(keras_callback(epochs, steps_per_epoch))
+    started = time.perf_counter()
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks)
+    training_seconds = time.perf_counter() - started
+
+    val_probs = model.predict(x_val, batch_size=512, verbose=0)
+    temperature = fit_temperature(val_probs, y_val) if len(y_val) else 1.0
+    test_probs_raw = model.predict(mnist_to_input(data.x_test), batch_size=512, verbose=0)
+    test_probs = apply_temperature(test_probs_raw, temperature)
+    test_metrics = summary(test_probs, data.y_test)
+
+    out = Path(out)
+    _save_atomic(model, out)
+    card = {
+        "name": out.stem,
+        "file": out.name,
+        "architecture": arch,
+        "architecture_description": recipe.description,
+        "parameters": int(model.count_params()),
+        "flops_per_image": flops_per_image(model),
+        "mnist_test": {
+            "accuracy": test_metrics["accuracy"],
+            "n": test_metrics["n"],
+            "per_class_accuracy": test_metrics["per_class"],
+            "confusion": test_metrics["confusion"],
+        },
+        "calibration": {
+            "method": "temperature scaling on a held-out validation split",
+            "temperature": temperature,
+            "validation_size": int(len(y_val)),
+            "validation_ece_before": expected_calibration_error(val_probs, y_val) if len(y_val) else None,
+            "validation_ece_after": expected_calibration_error(apply_temperature(val_probs, temperature), y_val)
+            if len(y_val)
+            else None,
+            "test_ece_before": expected_calibration_error(test_probs_raw, data.y_test),
+            "test_ece_after": test_metrics["ece"],
+        },
+        "review_below": cards.FALLBACK_REVIEW_BELOW,
+        "training": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "deterministic_kernels": deterministic,
+            "augmentation": recipe.augment,
+            "train_size": int(len(y_train)),
+            "seconds": round(training_seconds, 1),
+            "hardware": cards.hardware(),
+            "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
+            "command": command,
+            "data_source": data.source,
+            "data_sha256": data.train_sha256,
+        },
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    cards.write(out, card)
+    return card
+
+
+def _training_stream(x, y, batch_size: int, seed: int, augment: bool):
+    import tensorflow as tf
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+    )
+    if augment:
+        from .augment import augment_batch
+
+        dataset = dataset.enumerate().map(
+            lambda index, pair: (augment_batch(pair[0], index, seed), pair[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _save_atomic(model, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.partial.keras")
+    model.save(tmp)
+    os.replace(tmp, out)

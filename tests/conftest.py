@@ -1,0 +1,92 @@
+"""Shared fixtures: real MNIST when ../shared is beside the checkout, tiny models otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST_DIR = Path(os.environ.get("BATCHCLF_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
+SHIPPED_MODEL = ROOT / "models" / "default.keras"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    if not (MNIST_DIR / "mnist.npz").is_file():
+        pytest.skip(f"real MNIST not found at {MNIST_DIR} (CI keeps ../shared/data/mnist beside the checkout)")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    from batchclf.data import load
+
+    return load(mnist_dir / "mnist.npz")
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    if not SHIPPED_MODEL.is_file():
+        pytest.skip(f"shipped model missing at {SHIPPED_MODEL}")
+    return SHIPPED_MODEL
+
+
+def synthetic_digits(n: int, seed: int = 0):
+    """Crude but learnable 28x28 'digits': class k is a bright bar at row 2+2k, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
+    for image, label in zip(images, labels):
+        image[2 + 2 * label : 4 + 2 * label, 4:24] = 255
+    return images, labels.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset():
+    from batchclf.data import Dataset
+
+    x_train, y_train = synthetic_digits(600, seed=1)
+    x_test, y_test = synthetic_digits(200, seed=2)
+    return Dataset(x_train, y_train, x_test, y_test, source="synthetic")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A very small trained model with a card, for fast pipeline and CLI tests."""
+    import keras
+
+    x, y = synthetic_digits(512, seed=3)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x[..., None] / 255.0, y, epochs=3, verbose=0)
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    model.save(path)
+    path.with_suffix(".json").write_text(
+        json.dumps({"architecture": "tiny", "calibration": {"temperature": 1.0}, "review_below": 0.5})
+    )
+    return path
+
+
+@pytest.fixture
+def no_thread_leaks():
+    """Fail a test that leaves threads running (as watchdog's own test-suite does)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    for thread in leaked:
+        thread.join(timeout=5)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"threads leaked: {still}"
