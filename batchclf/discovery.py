@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .decode import SUFFIXES
+
 IGNORED_NAMES = ("Thumbs.db", ".DS_Store", "desktop.ini")
 IGNORED_PATTERNS = (".*", "*.part", "*.tmp", "*.crdownload", "~$*", "*.partial", "*.swp")
 IGNORED_DIRS = ("@eaDir", "__MACOSX")
@@ -66,6 +68,9 @@ def _walk(root: Path, folder: Path) -> Iterator[Candidate]:
             inside = os.path.commonpath([real_root, target]) == real_root
             yield Candidate(root, path, escaped=not inside)
         elif entry.is_dir(follow_symlinks=False):
+            if Path(entry.name).suffix.lower() in SUFFIXES:
+                # Looks like an image but is a folder: say so in the report, then search it.
+                yield Candidate(root, path)
             yield from _walk(root, path)
         else:
             yield Candidate(root, path)

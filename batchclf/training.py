@@ -70,7 +70,7 @@ def train(
 
         callbacks.append(keras_callback(epochs, steps_per_epoch))
     started = time.perf_counter()
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks)
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=0, callbacks=callbacks)
     training_seconds = time.perf_counter() - started
 
     val_probs = model.predict(x_val, batch_size=512, verbose=0)

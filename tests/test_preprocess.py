@@ -1,0 +1,193 @@
+"""Scan normalisation on synthetic inputs: polarity, position, aspect, blanks, every mode and format."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batchclf import decode, preprocess
+
+
+def paper_with_ink(h=200, w=160, box=(60, 140, 50, 90), ink=0.1, paper=0.95):
+    """Dark ink rectangle outline (a '0'-like ring) on light paper."""
+    gray = np.full((h, w), paper, np.float32)
+    top, bottom, left, right = box
+    gray[top:bottom, left:right] = ink
+    gray[top + 12 : bottom - 12, left + 12 : right - 12] = paper
+    return gray
+
+
+def centre_of_mass(image):
+    ys, xs = np.mgrid[0:28, 0:28]
+    total = image.sum()
+    return (ys * image).sum() / total, (xs * image).sum() / total
+
+
+def test_output_is_mnist_form():
+    out = preprocess.normalize(paper_with_ink())
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.max() > 0.9  # strokes are bright
+    assert out[0].max() == 0 and out[:, 0].max() == 0  # background black
+
+
+def test_fits_20px_box_keeping_aspect_and_centres_by_mass():
+    out = preprocess.normalize(paper_with_ink(box=(40, 160, 60, 100)))  # 120 tall, 40 wide
+    rows = np.flatnonzero(out.max(axis=1) > 0.05)
+    cols = np.flatnonzero(out.max(axis=0) > 0.05)
+    assert 19 <= rows[-1] - rows[0] + 1 <= 21
+    assert 6 <= cols[-1] - cols[0] + 1 <= 9  # 20 * 40/120, plus anti-aliasing
+    cy, cx = centre_of_mass(out)
+    assert abs(cy - 13.5) < 1.0 and abs(cx - 13.5) < 1.0
+
+
+def test_off_centre_digit_lands_in_the_middle():
+    centred = preprocess.normalize(paper_with_ink(h=300, w=300, box=(120, 180, 130, 170)))
+    corner = preprocess.normalize(paper_with_ink(h=300, w=300, box=(5, 65, 240, 280)))
+    assert np.abs(centred - corner).mean() < 0.02
+
+
+def test_polarity_light_ink_on_dark_matches_dark_on_light():
+    dark_on_light = paper_with_ink()
+    light_on_dark = 1.0 - dark_on_light
+    np.testing.assert_allclose(preprocess.normalize(dark_on_light), preprocess.normalize(light_on_dark), atol=0.02)
+
+
+def test_uneven_lighting_and_noise_are_removed():
+    rng = np.random.default_rng(0)
+    gray = paper_with_ink()
+    gradient = np.linspace(0.0, 0.35, gray.shape[1])[None, :]
+    noisy = np.clip(gray - gradient + rng.normal(0, 0.03, gray.shape), 0, 1).astype(np.float32)
+    clean = preprocess.normalize(gray)
+    assert np.abs(preprocess.normalize(noisy) - clean).mean() < 0.05
+
+
+def test_specks_are_ignored_for_the_bounding_box():
+    gray = paper_with_ink()
+    gray[5:7, 5:7] = 0.0  # a speck of dust far from the digit
+    gray[190:192, 150:152] = 0.0
+    np.testing.assert_allclose(preprocess.normalize(gray), preprocess.normalize(paper_with_ink()), atol=0.02)
+
+
+def test_grid_line_at_the_edge_is_ignored():
+    gray = paper_with_ink()
+    gray[:, 0:2] = 0.2  # a ruled line left by cutting the cell
+    np.testing.assert_allclose(preprocess.normalize(gray), preprocess.normalize(paper_with_ink()), atol=0.03)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
+def test_blank_pages(value):
+    assert preprocess.normalize(np.full((100, 80), value, np.float32)) is None
+
+
+def test_paper_grain_alone_is_blank():
+    rng = np.random.default_rng(1)
+    assert preprocess.normalize(np.clip(0.9 + rng.normal(0, 0.02, (120, 120)), 0, 1).astype(np.float32)) is None
+
+
+def test_mnist_form_passes_through_unchanged(mnist):
+    digit = mnist.x_test[0].astype(np.float32) / 255.0
+    np.testing.assert_array_equal(preprocess.normalize(digit), digit)
+
+
+def test_thin_pen_is_thickened_to_mnist_strokes():
+    gray = np.full((400, 400), 0.95, np.float32)
+    gray[50:350, 198:201] = 0.1  # a 3 px line on a 300 px tall digit
+    out = preprocess.normalize(gray)
+    widths = (out[6:22] > 0.3).sum(axis=1)
+    assert widths.mean() >= 1.5
+
+
+def test_mnist_to_input_shapes():
+    x = preprocess.mnist_to_input(np.zeros((3, 28, 28), np.uint8) + 255)
+    assert x.shape == (3, 28, 28, 1) and x.dtype == np.float32 and x.max() == 1.0
+
+
+def encode(image, fmt, **kwargs):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def ring_image(mode="L"):
+    gray = (paper_with_ink() * 255).astype(np.uint8)
+    image = Image.fromarray(gray, "L")
+    # A bilevel scanner thresholds; it does not dither paper into dots.
+    return image.convert(mode, dither=Image.Dither.NONE) if mode == "1" else image.convert(mode)
+
+
+REFERENCE = None
+
+
+def reference():
+    global REFERENCE
+    if REFERENCE is None:
+        REFERENCE = preprocess.normalize(paper_with_ink())
+    return REFERENCE
+
+
+@pytest.mark.parametrize(
+    "mode,fmt",
+    [
+        ("L", "PNG"), ("RGB", "JPEG"), ("RGB", "PNG"), ("1", "PNG"), ("P", "GIF"), ("RGB", "BMP"),
+        ("L", "TIFF"), ("RGB", "WEBP"), ("L", "PPM"), ("RGBA", "PNG"), ("LA", "PNG"), ("CMYK", "JPEG"),
+        ("CMYK", "TIFF"), ("I", "TIFF"), ("F", "TIFF"), ("I;16", "PNG"),
+    ],
+)
+def test_every_mode_and_format_normalises_alike(mode, fmt):
+    if mode == "I;16":
+        array = (paper_with_ink() * 65535).astype(np.uint16)
+        image = Image.fromarray(array)
+    elif mode == "F":
+        image = Image.fromarray(paper_with_ink(), "F")
+    elif mode == "I":
+        image = Image.fromarray((paper_with_ink() * 255).astype(np.int32))
+    else:
+        image = ring_image(mode)
+    pages = decode.decode_bytes(encode(image, fmt))
+    assert len(pages) == 1 and pages[0].width == 160 and pages[0].height == 200
+    out = preprocess.normalize(pages[0].gray)
+    tolerance = 0.06 if fmt in ("JPEG", "WEBP") or mode == "1" else 0.03
+    assert np.abs(out - reference()).mean() < tolerance
+
+
+def test_transparent_background_is_white():
+    alpha = (255 - paper_with_ink() * 255).astype(np.uint8)  # ink opaque, paper transparent
+    rgba = np.zeros((200, 160, 4), np.uint8)
+    rgba[..., 3] = alpha
+    out = preprocess.normalize(decode.decode_bytes(encode(Image.fromarray(rgba, "RGBA"), "PNG"))[0].gray)
+    assert np.abs(out - reference()).mean() < 0.03
+
+
+def test_palette_with_transparency():
+    image = ring_image("RGB").convert("P")
+    data = encode(image, "PNG", transparency=0)
+    assert preprocess.normalize(decode.decode_bytes(data)[0].gray) is not None
+
+
+def test_multipage_tiff_yields_each_page():
+    first, second = ring_image(), Image.new("L", (90, 90), 240)
+    buffer = io.BytesIO()
+    first.save(buffer, "TIFF", save_all=True, append_images=[second])
+    pages = decode.decode_bytes(buffer.getvalue())
+    assert [p.index for p in pages] == [0, 1]
+    assert preprocess.normalize(pages[0].gray) is not None
+    assert preprocess.normalize(pages[1].gray) is None
+
+
+def test_exif_orientation_is_applied():
+    image = ring_image().transpose(Image.Transpose.ROTATE_90)  # stored sideways: 200 wide, 160 tall
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    pages = decode.decode_bytes(encode(image, "JPEG", exif=exif.tobytes()))
+    assert pages[0].gray.shape == (200, 160)
+
+
+def test_large_jpeg_is_drafted_small():
+    big = ring_image().resize((1600, 2000))
+    pages = decode.decode_bytes(encode(big, "JPEG"))
+    assert pages[0].width == 1600 and pages[0].height == 2000
+    assert max(pages[0].gray.shape) <= 2 * decode.DECODE_MAX_SIDE
+    out = preprocess.normalize(pages[0].gray)
+    assert np.abs(out - reference()).mean() < 0.06
