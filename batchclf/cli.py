@@ -215,5 +215,72 @@ def classify(
     typer.echo(str(folder))
 
 
+@app.command()
+@friendly_errors
+def bench(
+    n: int = typer.Option(5000, "--n", min=10, help="Images per end-to-end case (large scans use n/5)."),
+    size: int = typer.Option(300, "--size", min=32, help="Side of the large scans in pixels."),
+    model: Optional[Path] = ModelOption,
+    data: Optional[Path] = typer.Option(None, "--data", help="MNIST (npz or IDX folder) to draw test digits from (default: synthetic digits)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decode worker processes."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per model call."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    home: Optional[Path] = HomeOption,
+):
+    """Measure images/s: naive per-image predict, batched arrays, end-to-end classify."""
+    from .bench import machine, run_all, table
+
+    rows = table(run_all(_model_path(model, home), n, size, data, workers, batch_size))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"machine": machine(), "command": _command_line(), "results": rows}))
+        return
+    from .render import print_bench
+
+    print_bench(rows, machine())
+
+
+@app.command()
+@friendly_errors
+def watch(
+    inbox: Optional[Path] = typer.Argument(None, help="Folder to watch (default: inbox/)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the daily job folders and the journal (default: jobs/)."),
+    model: Optional[Path] = ModelOption,
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Send a batch to the model at this many files..."),
+    max_latency: float = typer.Option(0.5, "--max-latency", min=0.0, help="...or when the oldest file has waited this long (s)."),
+    settle: float = typer.Option(1.0, "--settle", min=0.0, help="A file is taken after this long with no change (s)."),
+    polling: bool = typer.Option(False, "--polling", help="Poll instead of inotify (automatic on NFS/SMB/FUSE)."),
+    poll_interval: float = typer.Option(1.0, "--poll-interval", min=0.05, help="Seconds between polls."),
+    rescan: float = typer.Option(60.0, "--rescan", min=0.1, help="Seconds between full rescans that catch lost events."),
+    oneshot: bool = typer.Option(False, "--oneshot", help="Process what is in the inbox now, then exit."),
+    keep: bool = typer.Option(False, "--keep", help="Leave files in the inbox (the journal prevents reprocessing)."),
+    processed: Optional[Path] = typer.Option(None, "--processed", help="Where reported files go (default: processed/ beside the inbox)."),
+    failed: Optional[Path] = typer.Option(None, "--failed", help="Where broken files go (default: failed/ beside the inbox)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decode worker processes (0 = in-process)."),
+    review_below: Optional[float] = typer.Option(None, "--review-below", min=0.0, max=1.0, help="Mark rows below this confidence 'review'."),
+    device: str = DeviceOption,
+    home: Optional[Path] = HomeOption,
+):
+    """Watch an inbox folder and classify every file that lands in it, exactly once."""
+    import logging
+    import signal
+
+    from . import paths as locations
+    from .watch.daemon import Daemon, WatchOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = WatchOptions(
+        inbox=inbox or locations.inbox_dir(home), out_dir=out or locations.jobs_dir(home), model=_model_path(model, home),
+        max_batch=max_batch, max_latency=max_latency, settle=settle, polling=polling, poll_interval=poll_interval,
+        rescan_interval=rescan, oneshot=oneshot, keep=keep, processed_dir=processed, failed_dir=failed,
+        workers=workers, review_below=review_below, device=device,
+    )
+    daemon = Daemon(options)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop(0))
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop(130))
+    raise typer.Exit(daemon.run())
+
+
 def main() -> None:
     app()

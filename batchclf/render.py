@@ -9,8 +9,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import LABEL_WORDS
-
 console = Console()
 
 
@@ -58,4 +56,8 @@ def print_job_counts(folder: Path) -> None:
     err.print(f"{summary['files']} files in {summary['seconds']:.1f}s ({rate} files/s)")
 
 
-__all__ = ["LABEL_WORDS", "print_evaluation", "print_digit", "print_predictions", "print_job_counts"]
+def print_bench(rows: list[dict], machine: str) -> None:
+    table = Table("case", "images", "seconds", "images/s", "x batched", "x naive", title=f"batchclf bench on {machine}")
+    for r in rows:
+        table.add_row(r["case"], str(r["images"]), f"{r['seconds']:.2f}", f"{r['images_per_s']:.0f}", f"{r['vs_batched']:.2f}", f"{r['vs_naive']:.0f}")
+    console.print(table)

@@ -1,0 +1,119 @@
+"""``batchclf bench``: throughput on this machine, from naive to end to end.
+
+1. one ``model.predict`` call per image (how a naive script does it);
+2. batched inference on already-preprocessed arrays (the upper bound);
+3. end-to-end ``classify`` on N small 28x28 PNGs;
+4. end-to-end ``classify`` on N large (~``size`` px) JPEG/PNG scans.
+
+Inputs are made from MNIST test digits when ``--data`` is given, else from
+synthetic digits, in a temporary folder that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class BenchResult:
+    name: str
+    images: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _digits(n: int, data: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    if data is not None:
+        from .data import load
+
+        dataset = load(data)
+        idx = np.arange(n) % len(dataset.x_test)
+        return dataset.x_test[idx], dataset.y_test[idx]
+    rng = np.random.default_rng(0)
+    digits = np.zeros((n, 28, 28), np.uint8)
+    labels = rng.integers(0, 10, n)
+    for digit, label in zip(digits, labels):
+        digit[6:22, 8 + label : 11 + label] = 255
+    return digits, labels
+
+
+def naive(model_path: Path, images: np.ndarray, count: int = 200) -> BenchResult:
+    from .modelio import load_keras_model
+
+    model = load_keras_model(model_path)
+    x = images[:count, :, :, None].astype(np.float32) / 255.0
+    model.predict(x[:1], verbose=0)
+    started = time.perf_counter()
+    for i in range(len(x)):
+        model.predict(x[i : i + 1], verbose=0)
+    return BenchResult("1. model.predict per image", len(x), time.perf_counter() - started)
+
+
+def batched(predictor, images: np.ndarray) -> BenchResult:
+    x = images[..., None].astype(np.float32) / 255.0
+    predictor.predict(x[: predictor.batch_size])
+    started = time.perf_counter()
+    predictor.predict(x)
+    return BenchResult("2. batched inference on arrays", len(x), time.perf_counter() - started)
+
+
+def end_to_end(name: str, folder: Path, model_path: Path, workers: int | None, batch_size: int | None) -> BenchResult:
+    from .classify import ClassifyOptions, run
+
+    with tempfile.TemporaryDirectory() as out:
+        job = run([folder], ClassifyOptions(model=model_path, out_dir=Path(out), workers=workers, batch_size=batch_size), progress=False)
+        summary = json.loads((job / "summary.json").read_text())
+    return BenchResult(name, summary["files"], summary["seconds"])
+
+
+def run_all(model_path: Path, n: int, size: int, data: Path | None, workers: int | None, batch_size: int | None) -> list[BenchResult]:
+    from PIL import Image
+
+    from .modelio import Predictor
+    from .synthetic import ScanStyle, write_scans
+
+    images, labels = _digits(n, data)
+    predictor = Predictor(model_path, batch_size=batch_size)
+    results = [naive(model_path, images), batched(predictor, images)]
+    with tempfile.TemporaryDirectory() as tmp:
+        small = Path(tmp) / "small"
+        small.mkdir()
+        for i, digit in enumerate(images):
+            Image.fromarray(digit).save(small / f"{i:06d}.png")
+        results.append(end_to_end("3. classify, 28x28 PNGs", small, model_path, workers, batch_size))
+        large = Path(tmp) / "large"
+        large_n = max(1, n // 5)
+        write_scans(images[:large_n], labels[:large_n], large, seed=1, style=ScanStyle(min_side=size, max_side=size))
+        results.append(end_to_end(f"4. classify, ~{size}px scans", large, model_path, workers, batch_size))
+    return results
+
+
+def table(results: list[BenchResult]) -> list[dict]:
+    naive_rate, upper = results[0].rate, results[1].rate
+    return [
+        {
+            "case": r.name,
+            "images": r.images,
+            "seconds": round(r.seconds, 3),
+            "images_per_s": round(r.rate, 1),
+            "vs_batched": round(r.rate / upper, 3),
+            "vs_naive": round(r.rate / naive_rate, 1),
+        }
+        for r in results
+    ]
+
+
+def machine() -> str:
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}"

@@ -1,0 +1,1 @@
+"""The inbox daemon (``batchclf watch``): stable-file detection, dynamic batching, exactly-once reports."""

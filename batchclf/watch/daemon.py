@@ -1,0 +1,461 @@
+"""The inbox daemon's loop: intake -> prepare (workers) -> dynamic batches -> journal -> reports -> moves.
+
+Single-threaded by design: one loop owns the tracker, batcher, journal and
+report files, and only waits on one queue (watchdog events, finished
+preparation work, and a wake-up on stop), so there are no locks to get
+wrong.  ``stop()`` may be called from a signal handler or another thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .. import reports
+from ..atomic import fsync_dir, write_text_atomic
+from ..discovery import Candidate, is_ignored
+from ..prepare import Prepared, prepare_many
+from ..rows import DUPLICATE, FAILED, labelled, now_iso
+from .batcher import DynamicBatcher
+from .journal import FileRecord, Journal
+from .lock import LOCK_NAME, InboxLock
+from .notify import Notifier
+from .observer import start_observer
+from .stability import StabilityTracker
+
+log = logging.getLogger("batchclf.watch")
+
+JOURNAL_NAME = "watch-journal.sqlite"
+CHUNK_FILES = 8
+
+
+@dataclass
+class WatchOptions:
+    inbox: Path
+    out_dir: Path
+    model: Path
+    max_batch: int = 64
+    max_latency: float = 0.5
+    settle: float = 1.0
+    polling: bool = False
+    poll_interval: float = 1.0
+    oneshot: bool = False
+    keep: bool = False
+    rescan_interval: float = 60.0
+    workers: int | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    review_below: float | None = None
+    processed_dir: Path | None = None  # default: <inbox parent>/processed
+    failed_dir: Path | None = None  # default: <inbox parent>/failed
+    status_interval: float = 60.0
+
+
+@dataclass
+class Taken:
+    """A stable file taken from the inbox, with the identity the journal keys on."""
+
+    relative: str
+    path: Path
+    size: int
+    mtime_ns: int
+    taken_at: float
+    prepared: list[Prepared] = field(default_factory=list)
+
+
+def day_folder_name(day: str) -> str:
+    return f"watch-{day}"
+
+
+class Daemon:
+    def __init__(self, options: WatchOptions, predictor=None, clock=time.monotonic, notifier: Notifier | None = None):
+        self.options = options
+        self.inbox = Path(options.inbox).resolve()
+        self.out_dir = Path(options.out_dir).resolve()
+        self.processed_dir = Path(options.processed_dir or self.inbox.parent / "processed").resolve()
+        self.failed_dir = Path(options.failed_dir or self.inbox.parent / "failed").resolve()
+        self.clock = clock
+        self.events: queue.Queue = queue.Queue()
+        self.tracker = StabilityTracker(options.settle, clock)
+        self.batcher: DynamicBatcher[Taken] = DynamicBatcher(options.max_batch, options.max_latency, clock)
+        self.notifier = notifier or Notifier()
+        self.predictor = predictor
+        self._stop = threading.Event()
+        self._in_progress: set[str] = set()
+        self._in_flight: dict[Future, list[Taken]] = {}
+        self.totals: dict[str, int] = {}
+        self.started = now_iso()
+        self.exit_code = 0
+
+    # -- control -----------------------------------------------------------------------------------
+
+    def stop(self, exit_code: int = 0) -> None:
+        """Stop intake, finish what was taken, flush, return from :meth:`run`."""
+        self.exit_code = exit_code
+        self._stop.set()
+        self.events.put(("wake", "", False))
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- main loop ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        with InboxLock(self.inbox):
+            self.journal = Journal(self.out_dir / JOURNAL_NAME)
+            try:
+                self._recover()
+                self._load_model()
+                workers = self.options.workers if self.options.workers is not None else max(1, os.cpu_count() or 1)
+                pool = (
+                    ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+                    if workers > 0
+                    else None
+                )
+                observer = None
+                try:
+                    if not self.options.oneshot:
+                        observer, description = start_observer(
+                            self.inbox, self.events, self.options.polling, self.options.poll_interval
+                        )
+                        log.info("watching %s with %s", self.inbox, description)
+                    self._scan()
+                    self.notifier.send(READY=1, STATUS=self._status_text())
+                    log.info("ready: model %s on %s, batch %d, latency %.2fs, settle %.2fs",
+                             self.predictor.name, self.predictor.device, self.options.max_batch,
+                             self.options.max_latency, self.options.settle)
+                    self._loop(pool, workers)
+                finally:
+                    self.notifier.send(STOPPING=1)
+                    if observer is not None:
+                        observer.stop()
+                        observer.join(timeout=10)
+                    self._drain(pool)
+                    if pool is not None:
+                        pool.shutdown(wait=True)
+            finally:
+                self.journal.close()
+                self.notifier.close()
+        log.info("stopped: %s", self._status_text())
+        return self.exit_code
+
+    def _load_model(self) -> None:
+        if self.predictor is None:
+            from ..modelio import Predictor
+
+            self.predictor = Predictor(self.options.model, device=self.options.device, batch_size=self.options.batch_size)
+        self.predictor.warm_up()
+        from .. import card as cards
+
+        self.review_below = (
+            self.options.review_below if self.options.review_below is not None else cards.review_below(self.predictor.card)
+        )
+
+    def _loop(self, pool, workers: int) -> None:
+        last_rescan = last_status = last_ping = self.clock()
+        ping_every = self.notifier.watchdog_interval() or 1.0
+        in_flight_limit = max(1, workers) * 4
+        while not self.stopping:
+            self._wait_for_events(self._timeout())
+            if self.stopping:
+                break
+            now = self.clock()
+            if len(self._in_flight) < in_flight_limit and self.batcher.has_room():
+                self._take(self.tracker.due(), pool)
+            while self.batcher.ready():
+                self._process(self.batcher.take())
+            if now - last_ping >= ping_every:
+                self.notifier.send(WATCHDOG=1)
+                last_ping = now
+            if now - last_status >= self.options.status_interval:
+                self.notifier.send(STATUS=self._status_text())
+                log.info("counts: %s", self._status_text())
+                last_status = now
+            if not self.options.oneshot and now - last_rescan >= self.options.rescan_interval:
+                self._scan()
+                last_rescan = now
+            if self.options.oneshot and not (len(self.tracker) or self._in_flight or len(self.batcher)):
+                break
+
+    def _timeout(self) -> float:
+        deadlines = [d for d in (self.tracker.next_deadline(), self.batcher.next_deadline()) if d is not None]
+        if not deadlines:
+            return 0.5
+        return min(max(min(deadlines) - self.clock(), 0.0), 0.5)
+
+    def _wait_for_events(self, timeout: float) -> None:
+        try:
+            event = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return
+        self._handle(event)
+        while True:
+            try:
+                self._handle(self.events.get_nowait())
+            except queue.Empty:
+                return
+
+    def _handle(self, event) -> None:
+        kind, raw, is_dir = event
+        if kind == "done":
+            self._harvest(raw)
+            return
+        if kind == "wake":
+            return
+        path = Path(raw)
+        relative = self._relative(path)
+        if relative is None:
+            return
+        if kind == "gone":
+            self.tracker.forget(path)
+        elif is_dir:
+            self._scan(path)
+        elif relative not in self._in_progress:
+            self.tracker.seen(path)
+
+    def _relative(self, path: Path) -> str | None:
+        """The inbox-relative name of a candidate input, or None for clutter and our own files."""
+        try:
+            relative = Path(path).relative_to(self.inbox)
+        except ValueError:
+            return None
+        if not relative.parts or relative.name in (LOCK_NAME,) or any(is_ignored(part) for part in relative.parts):
+            return None
+        for own in (self.processed_dir, self.failed_dir, self.out_dir):
+            if own == Path(path) or own in Path(path).parents:
+                return None
+        return relative.as_posix()
+
+    def _scan(self, folder: Path | None = None) -> None:
+        """Queue every file under ``folder`` (default: the inbox) that is new to the journal."""
+        for dirpath, dirnames, filenames in os.walk(folder or self.inbox):
+            dirnames[:] = sorted(d for d in dirnames if self._relative(Path(dirpath) / d) is not None)
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                relative = self._relative(path)
+                if relative is None or relative in self._in_progress or path in self.tracker:
+                    continue
+                try:
+                    info = path.stat()
+                except OSError:
+                    continue
+                if not self.journal.known(relative, info.st_size, info.st_mtime_ns):
+                    self.tracker.seen(path)
+
+    # -- intake and preparation ---------------------------------------------------------------------
+
+    def _take(self, paths: list[Path], pool) -> None:
+        taken = []
+        for path in paths:
+            relative = self._relative(path)
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            if relative is None or self.journal.known(relative, info.st_size, info.st_mtime_ns):
+                continue
+            self._in_progress.add(relative)
+            taken.append(Taken(relative, path, info.st_size, info.st_mtime_ns, self.clock()))
+        for start in range(0, len(taken), CHUNK_FILES):
+            chunk = taken[start : start + CHUNK_FILES]
+            candidates = [Candidate(self.inbox, t.path) for t in chunk]
+            if pool is None:
+                self._prepared(chunk, prepare_many(candidates))
+                continue
+            future = pool.submit(prepare_many, candidates)
+            self._in_flight[future] = chunk
+            future.add_done_callback(lambda f: self.events.put(("done", f, False)))
+
+    def _harvest(self, future: Future) -> None:
+        chunk = self._in_flight.pop(future, None)
+        if chunk is None:
+            return
+        try:
+            items = future.result()
+        except Exception as exc:  # worker crashed: every file of the chunk is failed, none lost
+            from ..rows import make_row
+
+            items = [
+                Prepared(make_row(file=t.relative, status=FAILED, error=f"worker crashed: {exc}", processed_at=now_iso()), None)
+                for t in chunk
+            ]
+        self._prepared(chunk, items)
+
+    def _prepared(self, chunk: list[Taken], items: list[Prepared]) -> None:
+        by_file: dict[str, list[Prepared]] = {}
+        for item in items:
+            by_file.setdefault(item.row["file"], []).append(item)
+        for taken in chunk:
+            taken.prepared = by_file.get(taken.relative, [])
+            # Never refuse taken work: capacity only gates what is taken next.
+            self.batcher.capacity = max(self.batcher.capacity, len(self.batcher) + 1)
+            self.batcher.add(taken, arrived=taken.taken_at)
+
+    def _drain(self, pool) -> None:
+        """On stop: wait for taken files to be prepared, then report them all."""
+        for future in list(self._in_flight):
+            try:
+                future.result(timeout=60)
+            except Exception:
+                pass
+            self._harvest(future)
+        while len(self.batcher):
+            self._process(self.batcher.take(force=True))
+
+    # -- a batch: predict, decide, report, move ---------------------------------------------------------
+
+    def _process(self, batch: list[Taken]) -> None:
+        if not batch:
+            return
+        started = self.clock()
+        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        job = day_folder_name(day)
+        seen_in_batch: dict[str, str] = {}
+        duplicates: dict[str, str] = {}
+        for taken in batch:
+            sha = next((p.row["sha256"] for p in taken.prepared if p.row.get("sha256")), None)
+            if sha is None or any(p.row["status"] == FAILED for p in taken.prepared):
+                continue
+            first = seen_in_batch.get(sha) or self.journal.first_report_of(sha)
+            if first:
+                duplicates[taken.relative] = first
+            else:
+                seen_in_batch[sha] = f"{job}/{taken.relative}#1"
+
+        to_predict = [p for t in batch if t.relative not in duplicates for p in t.prepared if p.needs_model]
+        probabilities = iter(self.predictor.predict(np.stack([p.image for p in to_predict])[..., None]) if to_predict else ())
+
+        rows, records = [], []
+        for taken in batch:
+            file_rows = []
+            for item in taken.prepared:
+                if taken.relative in duplicates:
+                    row = {**item.row, "status": DUPLICATE, "duplicate_of": duplicates[taken.relative],
+                           "model": self.predictor.name, "processed_at": now_iso()}
+                elif item.needs_model:
+                    row = labelled(item.row, next(probabilities), self.review_below, self.predictor.name)
+                else:
+                    row = {**item.row, "model": None if item.row["status"] == FAILED else self.predictor.name}
+                file_rows.append(row)
+            rows.extend((day, row) for row in file_rows)
+            failed = any(r["status"] == FAILED for r in file_rows)
+            status = file_rows[0]["status"] if file_rows else FAILED
+            target = None if self.options.keep else str((self.failed_dir if failed else self.processed_dir) / day / taken.relative)
+            records.append(
+                FileRecord(
+                    path=taken.relative, size=taken.size, mtime_ns=taken.mtime_ns,
+                    sha256=file_rows[0].get("sha256") if file_rows else None, status=status, day=day,
+                    first_row=None if taken.relative in duplicates else f"{job}/{taken.relative}#1",
+                    move_to=target, reason=file_rows[0].get("error") if failed else None,
+                )
+            )
+            for row in file_rows:
+                self.totals[row["status"]] = self.totals.get(row["status"], 0) + 1
+
+        self.journal.decide(rows, records)
+        self._flush_reports()
+        self._move_decided()
+        for taken in batch:
+            self._in_progress.discard(taken.relative)
+        log.info("batch: %d files, %d rows in %.0f ms", len(batch), len(rows), (self.clock() - started) * 1000)
+
+    def _flush_reports(self) -> None:
+        """Bring each day's report files up to the journal: cut torn tails, append, fsync, acknowledge."""
+        for day, csv_bytes, jsonl_bytes, pending in self.journal.pending_sinks():
+            if not pending:
+                continue
+            folder = self.out_dir / day_folder_name(day)
+            folder.mkdir(parents=True, exist_ok=True)
+            csv_path, jsonl_path = folder / reports.RESULTS_CSV, folder / reports.RESULTS_JSONL
+            for path, committed in ((csv_path, csv_bytes), (jsonl_path, jsonl_bytes)):
+                if path.exists() and path.stat().st_size != committed:
+                    os.truncate(path, committed)
+            writer = reports.RowWriter(csv_path, jsonl_path)
+            try:
+                writer.write([row for _, row in pending], durable=True)
+            finally:
+                writer.close()
+            fsync_dir(folder)
+            self.journal.acknowledge(day, csv_path.stat().st_size, jsonl_path.stat().st_size, pending[-1][0])
+            self._write_summary(day, folder)
+
+    def _write_summary(self, day: str, folder: Path) -> None:
+        from ..classify import model_meta
+
+        meta = {
+            "job_id": folder.name,
+            "kind": "watch",
+            "inbox": str(self.inbox),
+            "day": day,
+            "daemon_started": self.started,
+            "updated": now_iso(),
+            "model": model_meta(self.predictor),
+            "device": self.predictor.device,
+            "max_batch": self.options.max_batch,
+            "max_latency": self.options.max_latency,
+            "settle": self.options.settle,
+            "review_below": self.review_below,
+            **self.journal.tally(day),
+        }
+        reports.write_summary(folder / reports.SUMMARY_JSON, meta)
+
+    def _move_decided(self) -> None:
+        moved = []
+        for file_id, relative, target in self.journal.unmoved():
+            source = self.inbox / relative
+            if not source.exists():
+                moved.append(file_id)  # moved before a crash, or removed by the user
+                continue
+            final = unique_path(Path(target))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(source), str(final))
+            if self.failed_dir in final.parents:
+                self._write_reason(final, relative)
+            moved.append(file_id)
+            log.info("moved %s -> %s", relative, final)
+        if moved:
+            self.journal.mark_moved(moved)
+
+    def _write_reason(self, moved_to: Path, relative: str) -> None:
+        row = self.journal.db.execute(
+            "SELECT reason, sha256, day FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (relative,)
+        ).fetchone()
+        reason, sha256, day = row if row else (None, None, None)
+        write_text_atomic(
+            moved_to.with_name(moved_to.name + ".reason.json"),
+            json.dumps({"file": relative, "error": reason, "sha256": sha256, "day": day, "moved_to": str(moved_to)}, indent=2) + "\n",
+        )
+
+    def _recover(self) -> None:
+        """Finish what a crash interrupted: report rows decided but not on disk, move files decided but not moved."""
+        self._flush_reports()
+        self._move_decided()
+
+    def _status_text(self) -> str:
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.totals.items())) or "nothing yet"
+        return f"{counts}; queued={len(self.tracker)} in_flight={len(self._in_flight)} batching={len(self.batcher)}"
+
+
+def unique_path(path: Path) -> Path:
+    """``path``, or ``name-1.ext``, ``name-2.ext``... if taken: a move never overwrites."""
+    if not path.exists():
+        return path
+    for n in range(1, 100000):
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise FileExistsError(f"no free name for {path}")

@@ -1,0 +1,177 @@
+"""The daemon's write-ahead journal (SQLite, WAL): what was seen, decided, reported and moved.
+
+Exactly-once reporting rests on one ordering:
+
+1. a batch's rows and file records are committed here in one transaction
+   (the decision: these files are done);
+2. the rows are appended to the day's ``results.csv``/``results.jsonl`` and
+   fsynced, then the files' new byte lengths are committed here;
+3. the input files are moved, and the moves recorded.
+
+After a crash at any point, :meth:`Journal.pending_sinks` and
+:meth:`Journal.unmoved` tell the daemon how to finish: report files are cut
+back to their last committed length (dropping a torn or unacknowledged
+append) and the rows after it are written again; files decided but not
+moved are moved.  A file whose decision never committed is still in the
+inbox and is simply processed again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT,
+    status TEXT NOT NULL,
+    day TEXT NOT NULL,
+    first_row TEXT,
+    move_to TEXT,
+    moved INTEGER NOT NULL DEFAULT 0,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS files_identity ON files (path, size, mtime_ns);
+CREATE INDEX IF NOT EXISTS files_sha ON files (sha256);
+CREATE INDEX IF NOT EXISTS files_unmoved ON files (moved) WHERE moved = 0;
+CREATE TABLE IF NOT EXISTS rows (
+    seq INTEGER PRIMARY KEY,
+    day TEXT NOT NULL,
+    status TEXT NOT NULL,
+    label INTEGER,
+    first_page INTEGER NOT NULL,
+    row TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rows_day ON rows (day, seq);
+CREATE TABLE IF NOT EXISTS sinks (
+    day TEXT PRIMARY KEY,
+    csv_bytes INTEGER NOT NULL DEFAULT 0,
+    jsonl_bytes INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str  # relative to the inbox
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    status: str
+    day: str
+    first_row: str | None  # "<day job>/<file>#<page>" of this content's first report
+    move_to: str | None  # where the file goes once reported (None: --keep)
+    reason: str | None = None
+
+
+class Journal:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # a committed decision survives power loss
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def known(self, path: str, size: int, mtime_ns: int) -> bool:
+        """This exact file (path, size, mtime) was already decided: never report it again."""
+        row = self.db.execute(
+            "SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime_ns = ? LIMIT 1", (path, size, mtime_ns)
+        ).fetchone()
+        return row is not None
+
+    def first_report_of(self, sha256: str) -> str | None:
+        row = self.db.execute(
+            "SELECT first_row FROM files WHERE sha256 = ? AND status != 'duplicate' AND first_row IS NOT NULL "
+            "ORDER BY id LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def decide(self, rows: list[tuple[str, dict]], files: list[FileRecord]) -> None:
+        """Step 1: commit a batch's rows (with their day) and file records in one transaction."""
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO rows (day, status, label, first_page, row) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (day, row["status"], row.get("label"), int(row.get("page") in (None, 1)), json.dumps(row, ensure_ascii=False))
+                    for day, row in rows
+                ],
+            )
+            self.db.executemany(
+                "INSERT INTO files (path, size, mtime_ns, sha256, status, day, first_row, move_to, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.day, f.first_row, f.move_to, f.reason) for f in files],
+            )
+            for day in {day for day, _ in rows}:
+                self.db.execute("INSERT OR IGNORE INTO sinks (day) VALUES (?)", (day,))
+
+    def pending_sinks(self) -> list[tuple[str, int, int, list[tuple[int, dict]]]]:
+        """Per day: committed CSV and JSONL lengths, and the rows decided but not yet acknowledged on disk."""
+        out = []
+        for day, csv_bytes, jsonl_bytes, last_seq in self.db.execute(
+            "SELECT day, csv_bytes, jsonl_bytes, last_seq FROM sinks ORDER BY day"
+        ).fetchall():
+            rows = [
+                (seq, json.loads(text))
+                for seq, text in self.db.execute(
+                    "SELECT seq, row FROM rows WHERE day = ? AND seq > ? ORDER BY seq", (day, last_seq)
+                )
+            ]
+            out.append((day, csv_bytes, jsonl_bytes, rows))
+        return out
+
+    def acknowledge(self, day: str, csv_bytes: int, jsonl_bytes: int, last_seq: int) -> None:
+        """Step 2 done: the day's report files hold every row up to ``last_seq`` at these lengths."""
+        self.db.execute(
+            "UPDATE sinks SET csv_bytes = ?, jsonl_bytes = ?, last_seq = ? WHERE day = ?",
+            (csv_bytes, jsonl_bytes, last_seq, day),
+        )
+
+    def unmoved(self) -> list[tuple[int, str, str]]:
+        return self.db.execute(
+            "SELECT id, path, move_to FROM files WHERE moved = 0 AND move_to IS NOT NULL ORDER BY id"
+        ).fetchall()
+
+    def mark_moved(self, file_ids: list[int]) -> None:
+        with self._transaction():
+            self.db.executemany("UPDATE files SET moved = 1 WHERE id = ?", [(i,) for i in file_ids])
+
+    def tally(self, day: str) -> dict:
+        """Counts for the day's summary, in the same shape as :class:`batchclf.reports.Tally`."""
+        status = dict(self.db.execute("SELECT status, COUNT(*) FROM rows WHERE day = ? GROUP BY status ORDER BY status", (day,)))
+        labels = dict(
+            self.db.execute(
+                "SELECT label, COUNT(*) FROM rows WHERE day = ? AND label IS NOT NULL GROUP BY label ORDER BY label", (day,)
+            )
+        )
+        files = self.db.execute("SELECT COUNT(*) FROM rows WHERE day = ? AND first_page = 1", (day,)).fetchone()[0]
+        return {
+            "rows": sum(status.values()),
+            "files": files,
+            "counts": status,
+            "labels": {str(k): v for k, v in labels.items()},
+        }
+
+    def _transaction(self):
+        db = self.db
+
+        class _Tx:
+            def __enter__(self):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, kind, value, tb):
+                db.execute("ROLLBACK" if kind else "COMMIT")
+                return False
+
+        return _Tx()

@@ -1,0 +1,82 @@
+"""Deciding when a file in the inbox is complete: a pure, clock-injected tracker.
+
+A scanner or a network copy writes a file in pieces over seconds, and
+PollingObserver sends no "closed" events, so completeness is judged from
+quiet time alone: a file is *stable* once it has had no events for
+``settle`` seconds and its size and mtime have not changed between two
+looks at least ``settle`` apart.  The tracker never sleeps and never reads
+the clock itself, so tests drive it with a fake clock and fake ``stat``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class _Watch:
+    signature: tuple[int, int] | None  # (size, mtime_ns) at the last look
+    since: float  # when the signature (or last event) was last seen to change
+
+
+class StabilityTracker:
+    def __init__(
+        self,
+        settle: float,
+        clock: Callable[[], float],
+        stat: Callable[[Path], os.stat_result] = os.stat,
+    ):
+        self.settle = settle
+        self.clock = clock
+        self.stat = stat
+        self._files: dict[Path, _Watch] = {}
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, path) -> bool:
+        return Path(path) in self._files
+
+    def seen(self, path: Path) -> None:
+        """An event (or a scan) touched ``path``: restart its quiet period."""
+        path = Path(path)
+        self._files[path] = _Watch(self._signature(path), self.clock())
+
+    def forget(self, path: Path) -> None:
+        self._files.pop(Path(path), None)
+
+    def due(self) -> list[Path]:
+        """Paths that are stable now; they stop being tracked.  Vanished or non-regular paths are dropped."""
+        now = self.clock()
+        stable = []
+        for path, watch in list(self._files.items()):
+            if now - watch.since < self.settle:
+                continue
+            signature = self._signature(path)
+            if signature is None:
+                del self._files[path]  # gone, or a directory/FIFO: nothing to take
+            elif signature != watch.signature:
+                self._files[path] = _Watch(signature, now)  # still growing: look again later
+            else:
+                del self._files[path]
+                stable.append(path)
+        return sorted(stable)
+
+    def next_deadline(self) -> float | None:
+        """The clock time when the next file could become stable (for the caller's sleep)."""
+        if not self._files:
+            return None
+        return min(watch.since for watch in self._files.values()) + self.settle
+
+    def _signature(self, path: Path) -> tuple[int, int] | None:
+        try:
+            info = self.stat(path)
+        except OSError:
+            return None
+        if not stat_module.S_ISREG(info.st_mode):
+            return None
+        return (info.st_size, info.st_mtime_ns)
