@@ -109,3 +109,10 @@ def write_summary(path: Path, meta: dict) -> None:
 def read_rows_csv(text: str) -> list[dict]:
     """Parse results.csv text back into dicts of strings (tests, ``report``)."""
     return list(csv.DictReader(io.StringIO(text)))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a (possibly live) JSONL report: a last line still being written is left out."""
+    text = Path(path).read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]

@@ -118,8 +118,8 @@ class Daemon:
         with InboxLock(self.inbox):
             self.journal = Journal(self.out_dir / JOURNAL_NAME)
             try:
-                self._recover()
                 self._load_model()
+                self._recover()
                 workers = self.options.workers if self.options.workers is not None else max(1, os.cpu_count() or 1)
                 pool = (
                     ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))

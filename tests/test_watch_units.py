@@ -1,0 +1,184 @@
+"""The daemon's pure parts, driven by a fake clock: no sleeps, no threads."""
+
+import os
+import socket
+import stat
+
+import pytest
+
+from batchclf.watch.batcher import DynamicBatcher
+from batchclf.watch.notify import Notifier
+from batchclf.watch.observer import filesystem_type, is_network_filesystem
+from batchclf.watch.stability import StabilityTracker
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class FakeFiles:
+    """stat() for an imaginary folder: size and mtime we control."""
+
+    def __init__(self):
+        self.files = {}
+
+    def write(self, path, size, mtime_ns):
+        self.files[str(path)] = (size, mtime_ns, stat.S_IFREG | 0o644)
+
+    def mkdir(self, path):
+        self.files[str(path)] = (0, 0, stat.S_IFDIR | 0o755)
+
+    def __call__(self, path):
+        if str(path) not in self.files:
+            raise FileNotFoundError(path)
+        size, mtime_ns, mode = self.files[str(path)]
+        return os.stat_result((mode, 0, 0, 1, 0, 0, size, mtime_ns // 10**9, mtime_ns // 10**9, mtime_ns // 10**9))
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def files():
+    return FakeFiles()
+
+
+def test_file_is_due_only_after_quiet_settle(clock, files):
+    tracker = StabilityTracker(1.0, clock, stat=files)
+    files.write("a.png", 100, 1)
+    tracker.seen("a.png")
+    clock.advance(0.9)
+    assert tracker.due() == []
+    clock.advance(0.2)
+    assert [str(p) for p in tracker.due()] == ["a.png"]
+    assert len(tracker) == 0
+
+
+def test_growing_file_is_never_taken_half_written(clock, files):
+    """A scanner writing in chunks without events in between (PollingObserver case)."""
+    tracker = StabilityTracker(1.0, clock, stat=files)
+    files.write("scan.tif", 10, 1)
+    tracker.seen("scan.tif")
+    for size in (20, 30, 40):
+        clock.advance(1.5)
+        files.write("scan.tif", size, size)  # grew, no event reached us
+        assert tracker.due() == []
+    clock.advance(1.0)
+    assert [str(p) for p in tracker.due()] == ["scan.tif"]
+
+
+def test_events_restart_the_quiet_period(clock, files):
+    tracker = StabilityTracker(1.0, clock, stat=files)
+    files.write("a.png", 1, 1)
+    tracker.seen("a.png")
+    clock.advance(0.8)
+    tracker.seen("a.png")
+    clock.advance(0.8)
+    assert tracker.due() == []
+    assert tracker.next_deadline() == pytest.approx(clock.now + 0.2)
+
+
+def test_vanished_and_non_regular_paths_are_dropped(clock, files):
+    tracker = StabilityTracker(0.5, clock, stat=files)
+    files.write("gone.png", 1, 1)
+    files.mkdir("dir.jpg")
+    tracker.seen("gone.png")
+    tracker.seen("dir.jpg")
+    del files.files["gone.png"]
+    clock.advance(1)
+    assert tracker.due() == [] and len(tracker) == 0
+
+
+def test_forget_on_delete_or_move_away(clock, files):
+    tracker = StabilityTracker(0.5, clock, stat=files)
+    files.write("a.part", 1, 1)
+    tracker.seen("a.part")
+    tracker.forget("a.part")
+    assert len(tracker) == 0 and tracker.next_deadline() is None
+
+
+def test_settle_zero_takes_at_once(clock, files):
+    tracker = StabilityTracker(0.0, clock, stat=files)
+    files.write("a.png", 1, 1)
+    tracker.seen("a.png")
+    assert len(tracker.due()) == 1
+
+
+def test_batch_goes_when_full(clock):
+    batcher = DynamicBatcher(3, 0.5, clock)
+    for i in range(2):
+        batcher.add(i)
+    assert not batcher.ready()
+    batcher.add(2)
+    assert batcher.ready() and batcher.take() == [0, 1, 2]
+
+
+def test_batch_goes_when_oldest_waited_max_latency(clock):
+    batcher = DynamicBatcher(64, 0.5, clock)
+    batcher.add("a", arrived=clock.now)
+    clock.advance(0.3)
+    batcher.add("b")
+    assert not batcher.ready() and batcher.take() == []
+    assert batcher.next_deadline() == pytest.approx(clock.now + 0.2)
+    clock.advance(0.2)
+    assert batcher.take() == ["a", "b"]
+
+
+def test_batcher_is_bounded_and_takes_at_most_max_batch(clock):
+    batcher = DynamicBatcher(2, 10, clock, capacity=3)
+    for i in range(3):
+        batcher.add(i)
+    assert not batcher.has_room()
+    with pytest.raises(OverflowError):
+        batcher.add(3)
+    assert batcher.take() == [0, 1]
+    assert batcher.take(force=True) == [2]
+    assert batcher.take(force=True) == []
+
+
+def test_notify_sends_datagrams_to_a_real_socket(tmp_path, monkeypatch):
+    address = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(5)
+    try:
+        notifier = Notifier(address)
+        assert notifier.send(READY=1, STATUS="ok=1")
+        assert server.recv(4096) == b"READY=1\nSTATUS=ok=1"
+        monkeypatch.setenv("WATCHDOG_USEC", "4000000")
+        monkeypatch.delenv("WATCHDOG_PID", raising=False)
+        assert notifier.watchdog_interval() == 2.0
+        notifier.close()
+    finally:
+        server.close()
+
+
+def test_notify_is_a_no_op_without_socket(monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = Notifier()
+    assert not notifier.enabled and notifier.send(READY=1) is False
+
+
+def test_network_filesystem_detection(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "server:/export /mnt/scans nfs4 rw 0 0\n"
+        "//nas/share /mnt/smb cifs rw 0 0\n"
+        "sshfs#host: /mnt/fuse fuse.sshfs rw 0 0\n"
+    )
+    assert filesystem_type("/mnt/scans/inbox", mounts) == "nfs4"
+    assert filesystem_type("/mnt/smb/x", mounts) == "cifs"
+    assert filesystem_type("/mnt/fuse", mounts) == "fuse.sshfs"
+    assert filesystem_type("/home/u", mounts) == "ext4"
+    assert all(map(is_network_filesystem, ["nfs4", "cifs", "fuse.sshfs"]))
+    assert not is_network_filesystem("ext4")
