@@ -282,5 +282,30 @@ def watch(
     raise typer.Exit(daemon.run())
 
 
+@app.command("bench-watch")
+@friendly_errors
+def bench_watch(
+    trickle: int = typer.Option(400, "--trickle", min=10, help="Files dropped one by one at --rate."),
+    rate: float = typer.Option(20.0, "--rate", min=0.1, help="Files per second in the trickle."),
+    burst: int = typer.Option(5000, "--burst", min=10, help="Files dropped at once."),
+    settle: float = typer.Option(1.0, "--settle", min=0.0, help="The daemon's --settle."),
+    max_latency: float = typer.Option(0.5, "--max-latency", min=0.0, help="The daemon's --max-latency."),
+    model: Optional[Path] = ModelOption,
+    data: Optional[Path] = typer.Option(None, "--data", help="MNIST to draw test digits from (default: synthetic)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decode worker processes."),
+    home: Optional[Path] = HomeOption,
+):
+    """Measure the daemon: file-to-row latency (p50/p95/p99) at a trickle, and burst files/s."""
+    import json
+    import logging
+
+    from .bench import machine
+    from .bench_watch import run
+
+    logging.basicConfig(level=logging.WARNING)
+    result = run(_model_path(model, home), trickle, rate, burst, settle, max_latency, data, workers)
+    typer.echo(json.dumps({"machine": machine(), "command": _command_line(), **result}, indent=2))
+
+
 def main() -> None:
     app()

@@ -33,6 +33,8 @@ Image.MAX_IMAGE_PIXELS = None
 # Longest side kept after decoding; the normaliser works at a fraction of this.
 DECODE_MAX_SIDE = 512
 ANIMATED_FIRST_FRAME_ONLY = {"GIF", "WEBP", "PNG"}
+# Formats whose orientation tag lives in EXIF/TIFF tags; others skip the (costly) EXIF parse.
+EXIF_FORMATS = {"JPEG", "MPO", "TIFF", "WEBP"}
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,35 @@ def decode(path: Path) -> list[Page]:
 
 
 def read(path: Path) -> bytes:
-    """The file's bytes, after checking it is a readable regular file (never blocks on a FIFO)."""
-    path = Path(path)
-    _check_regular_file(path)
+    """The file's bytes, after checking it is a readable regular file.
+
+    Opened non-blocking and checked with ``fstat`` on the open descriptor, so a
+    FIFO never blocks the job and the checked file is the one that is read.
+    """
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except PermissionError as exc:
-        raise ImageDecodeError(f"permission denied: {exc.strerror or exc}") from exc
+        raise ImageDecodeError(f"permission denied: {exc.strerror}") from exc
+    except FileNotFoundError as exc:
+        raise ImageDecodeError("file vanished before it could be read") from exc
     except OSError as exc:
-        raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+        raise ImageDecodeError(f"cannot open file: {exc.strerror or exc}") from exc
+    info = os.fstat(fd)
+    problem = None
+    if stat.S_ISDIR(info.st_mode):
+        problem = "not a regular file (a directory)"
+    elif not stat.S_ISREG(info.st_mode):
+        problem = "not a regular file (a FIFO, socket or device)"
+    elif info.st_size == 0:
+        problem = "empty file (0 bytes)"
+    if problem:
+        os.close(fd)
+        raise ImageDecodeError(problem)
+    with open(fd, "rb", closefd=True) as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
 
 
 def decode_bytes(data: bytes) -> list[Page]:
@@ -70,23 +92,6 @@ def decode_bytes(data: bytes) -> list[Page]:
         raise ImageDecodeError("not a recognised image format") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image data: {exc}") from exc
-
-
-def _check_regular_file(path: Path) -> None:
-    try:
-        info = os.stat(path)
-    except PermissionError as exc:
-        raise ImageDecodeError(f"permission denied: {exc.strerror}") from exc
-    except OSError as exc:
-        raise ImageDecodeError(f"cannot stat file: {exc.strerror or exc}") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise ImageDecodeError("not a regular file (a directory)")
-    if not stat.S_ISREG(info.st_mode):
-        raise ImageDecodeError("not a regular file (a FIFO, socket or device)")
-    if info.st_size == 0:
-        raise ImageDecodeError("empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise ImageDecodeError("permission denied: file is not readable")
 
 
 def _pages(image: Image.Image) -> list[Page]:
@@ -111,7 +116,8 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     if image.format == "JPEG" and max(image.size) > 2 * DECODE_MAX_SIDE:
         image.draft(image.mode if image.mode in ("L", "RGB") else None, (DECODE_MAX_SIDE, DECODE_MAX_SIDE))
     image.load()
-    image = ImageOps.exif_transpose(image)
+    if image.format in EXIF_FORMATS or "exif" in image.info:
+        image = ImageOps.exif_transpose(image)
     factor = max(image.size) // DECODE_MAX_SIDE
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
