@@ -129,17 +129,25 @@ DeviceOption = typer.Option("auto", "--device", help="auto (GPU when TensorFlow 
 def evaluate(
     model: Optional[Path] = ModelOption,
     data: Optional[Path] = typer.Option(None, "--data", help="mnist.npz or a folder of IDX files (default: Keras download)."),
+    scans: Optional[Path] = typer.Option(None, "--scans", help="Instead of MNIST: a folder of real scans labelled by folder name (.../DIGIT/file)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     device: str = DeviceOption,
     home: Optional[Path] = HomeOption,
 ):
-    """Score a model on the MNIST test set: accuracy, per-class accuracy, confusion matrix, ECE."""
+    """Score a model on the MNIST test set (or labelled scans): accuracy, per-class, confusion, ECE."""
     from . import data as datasets
     from .evaluate import evaluate as run_evaluate
+    from .evaluate import evaluate_folder
     from .modelio import Predictor
+    from .pipeline import default_workers
 
     predictor = Predictor(_model_path(model, home), device=device)
-    result = run_evaluate(predictor, datasets.load(data))
+    if scans is not None:
+        if not scans.is_dir():
+            raise typer.BadParameter(f"{scans} is not a folder", param_hint="--scans")
+        result = evaluate_folder(predictor, scans, workers=default_workers())
+    else:
+        result = run_evaluate(predictor, datasets.load(data))
     if as_json:
         import json
 

@@ -9,7 +9,7 @@ import numpy as np
 from . import LABEL_WORDS
 from .data import Dataset
 from .discovery import Candidate
-from .metrics import summary
+from .metrics import confusion_matrix, summary
 from .prepare import prepare
 from .preprocess import mnist_to_input
 
@@ -59,3 +59,50 @@ def predict_images(predictor, images: list[Path]) -> list[dict]:
 
 def predict_array(predictor, digit: np.ndarray) -> dict:
     return prediction(predictor.predict(mnist_to_input(digit[None]))[0])
+
+
+def label_from_path(relative: str) -> int | None:
+    """The true label of a file in a labelled tree: the nearest folder named 0-9 (``WRITER/7/x.png`` -> 7)."""
+    for part in reversed(relative.split("/")[:-1]):
+        if len(part) == 1 and part.isdigit():
+            return int(part)
+    return None
+
+
+def evaluate_folder(predictor, root: Path, workers: int = 0) -> dict:
+    """Score a model on a labelled folder of real scans, through the same pipeline as ``classify``.
+
+    Labels come from folder names (``.../DIGIT/file``); the first path part
+    groups results (e.g. one group per writer).  Blank and failed files count
+    as wrong, so the figure is what a user would get.
+    """
+    from .discovery import discover
+    from .pipeline import classify_stream
+
+    root = Path(root)
+    truths, predicted, groups = [], [], {}
+    rows = classify_stream(discover([root]), predictor.predict, predictor.batch_size, 0.0, predictor.name, workers)
+    for row in rows:
+        truth = label_from_path(row["file"])
+        if truth is None:
+            continue
+        guess = row["label"] if row["label"] is not None else -1
+        truths.append(truth)
+        predicted.append(guess)
+        group = groups.setdefault(row["file"].split("/")[0], [0, 0])
+        group[0] += int(guess == truth)
+        group[1] += 1
+    truths_a, predicted_a = np.array(truths, int), np.array(predicted, int)
+    valid = predicted_a >= 0
+    correct = predicted_a == truths_a
+    result = {
+        "n": int(len(truths_a)),
+        "accuracy": float(correct.mean()) if len(truths_a) else 0.0,
+        "per_class": {
+            str(c): float(correct[truths_a == c].mean()) if (truths_a == c).any() else None for c in range(10)
+        },
+        "confusion": confusion_matrix(truths_a[valid], predicted_a[valid]).tolist(),
+        "unlabelled_or_failed": int((~valid).sum()),
+    }
+    result["groups"] = {name: round(ok / n, 4) for name, (ok, n) in sorted(groups.items())}
+    return {"model": str(predictor.path), "data": str(root), **result}

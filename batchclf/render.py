@@ -14,7 +14,13 @@ console = Console()
 
 def print_evaluation(result: dict) -> None:
     console.print(f"[bold]{result['model']}[/bold] on {result['data']}")
-    console.print(f"accuracy {result['accuracy'] * 100:.2f}% of {result['n']} images, ECE {result['ece']:.4f}")
+    ece = f", ECE {result['ece']:.4f}" if "ece" in result else ""
+    console.print(f"accuracy {result['accuracy'] * 100:.2f}% of {result['n']} images{ece}")
+    if result.get("groups"):
+        groups = Table("group", "accuracy", title="per group (first folder)")
+        for name, accuracy in result["groups"].items():
+            groups.add_row(name, f"{accuracy * 100:.2f}%")
+        console.print(groups)
     per_class = Table("class", "accuracy", title="per-class accuracy")
     for label, accuracy in result["per_class"].items():
         per_class.add_row(label, "-" if accuracy is None else f"{accuracy * 100:.2f}%")
@@ -53,7 +59,10 @@ def print_job_counts(folder: Path) -> None:
         table.add_row(status, str(n))
     err.print(table)
     rate = summary.get("files_per_second")
-    err.print(f"{summary['files']} files in {summary['seconds']:.1f}s ({rate} files/s)")
+    err.print(
+        f"{summary['files']} files in {summary['seconds']:.1f}s ({rate} files/s) on {summary['device']}, "
+        f"batch {summary['batch_size']}, {summary['workers']} workers"
+    )
 
 
 def print_bench(rows: list[dict], machine: str) -> None:

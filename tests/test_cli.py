@@ -130,3 +130,18 @@ def test_home_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("BATCHCLF_HOME")
     monkeypatch.chdir(tmp_path)
     assert paths.inbox_dir() == tmp_path / "inbox"
+
+
+def test_evaluate_on_a_labelled_scan_folder(tmp_path, tiny_model):
+    for writer in ("w1", "w2"):
+        for label in (0, 3):
+            folder = tmp_path / "scans" / writer / str(label)
+            folder.mkdir(parents=True)
+            (folder / "a.png").write_bytes(png_bytes(ink_digit()))
+    (tmp_path / "scans" / "w1" / "0" / "broken.png").write_bytes(b"x")
+    result = invoke("evaluate", "--model", tiny_model, "--scans", tmp_path / "scans", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n"] == 5 and report["unlabelled_or_failed"] == 1
+    assert set(report["groups"]) == {"w1", "w2"}
+    assert sum(map(sum, report["confusion"])) == 4  # the failed file has no predicted class

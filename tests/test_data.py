@@ -118,3 +118,16 @@ def test_missing_path_and_missing_idx(tmp_path):
         load(tmp_path / "nope.npz")
     with pytest.raises(DataFileError, match="no train-images-idx3-ubyte"):
         load(tmp_path)
+
+
+def test_offline_keras_download_says_to_pass_data(monkeypatch):
+    from keras.datasets import mnist
+
+    from batchclf.errors import DataDownloadError
+
+    def offline():
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(mnist, "load_data", offline)
+    with pytest.raises(DataDownloadError, match="pass --data PATH"):
+        load(None)
