@@ -182,3 +182,15 @@ def test_network_filesystem_detection(tmp_path):
     assert filesystem_type("/home/u", mounts) == "ext4"
     assert all(map(is_network_filesystem, ["nfs4", "cifs", "fuse.sshfs"]))
     assert not is_network_filesystem("ext4")
+
+
+def test_due_limit_keeps_the_rest_tracked_oldest_first(clock, files):
+    tracker = StabilityTracker(0.5, clock, stat=files)
+    for name in ("c.png", "a.png", "b.png"):
+        files.write(name, 1, 1)
+        tracker.seen(name)
+        clock.advance(0.1)
+    clock.advance(1)
+    assert [str(p) for p in tracker.due(limit=2)] == ["c.png", "a.png"]
+    assert len(tracker) == 1
+    assert [str(p) for p in tracker.due(limit=2)] == ["b.png"]

@@ -89,7 +89,8 @@ class Daemon:
         self.clock = clock
         self.events: queue.Queue = queue.Queue()
         self.tracker = StabilityTracker(options.settle, clock)
-        self.batcher: DynamicBatcher[Taken] = DynamicBatcher(options.max_batch, options.max_latency, clock)
+        # Bounded intake: at most four batches' worth of files are decoded or waiting at once.
+        self.batcher: DynamicBatcher[Taken] = DynamicBatcher(options.max_batch, options.max_latency, clock, capacity=4 * options.max_batch)
         self.notifier = notifier or Notifier()
         self.predictor = predictor
         self._stop = threading.Event()
@@ -174,8 +175,9 @@ class Daemon:
             if self.stopping:
                 break
             now = self.clock()
-            if len(self._in_flight) < in_flight_limit and self.batcher.has_room():
-                self._take(self.tracker.due(), pool)
+            room = min(self._batcher_room(), (in_flight_limit - len(self._in_flight)) * CHUNK_FILES)
+            if room > 0:
+                self._take(self.tracker.due(limit=room), pool)
             while self.batcher.ready():
                 self._process(self.batcher.take())
             if now - last_ping >= ping_every:
@@ -301,9 +303,12 @@ class Daemon:
             by_file.setdefault(item.row["file"], []).append(item)
         for taken in chunk:
             taken.prepared = by_file.get(taken.relative, [])
-            # Never refuse taken work: capacity only gates what is taken next.
-            self.batcher.capacity = max(self.batcher.capacity, len(self.batcher) + 1)
             self.batcher.add(taken, arrived=taken.taken_at)
+
+    def _batcher_room(self) -> int:
+        """Files that may still be taken: the batcher's capacity less what it holds and what is being prepared."""
+        preparing = sum(len(chunk) for chunk in self._in_flight.values())
+        return self.batcher.capacity - len(self.batcher) - preparing
 
     def _drain(self, pool) -> None:
         """On stop: wait for taken files to be prepared, then report them all."""

@@ -49,11 +49,17 @@ class StabilityTracker:
     def forget(self, path: Path) -> None:
         self._files.pop(Path(path), None)
 
-    def due(self) -> list[Path]:
-        """Paths that are stable now; they stop being tracked.  Vanished or non-regular paths are dropped."""
+    def due(self, limit: int | None = None) -> list[Path]:
+        """Up to ``limit`` paths that are stable now, oldest first; they stop being tracked.
+
+        Stable paths beyond ``limit`` stay tracked (and stay due), which is how
+        the daemon applies backpressure.  Vanished or non-regular paths are dropped.
+        """
         now = self.clock()
         stable = []
-        for path, watch in list(self._files.items()):
+        for path, watch in sorted(self._files.items(), key=lambda item: (item[1].since, item[0])):
+            if limit is not None and len(stable) >= limit:
+                break
             if now - watch.since < self.settle:
                 continue
             signature = self._signature(path)
@@ -64,7 +70,7 @@ class StabilityTracker:
             else:
                 del self._files[path]
                 stable.append(path)
-        return sorted(stable)
+        return stable
 
     def next_deadline(self) -> float | None:
         """The clock time when the next file could become stable (for the caller's sleep)."""
