@@ -1,0 +1,73 @@
+"""The batched stream: bounded memory, fixed batch shapes, input order."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from batchclf.discovery import Candidate, discover, is_ignored
+from batchclf.pipeline import CHUNK_FILES, CHUNKS_IN_FLIGHT_PER_WORKER, classify_stream
+
+from .helpers import ink_digit, png_bytes
+
+
+class CountingCandidates:
+    """An endless supply of the same image, counting how many were pulled."""
+
+    def __init__(self, path):
+        self.path, self.pulled = path, 0
+
+    def __iter__(self):
+        for i in itertools.count():
+            self.pulled += 1
+            yield Candidate(self.path.parent, self.path)
+
+
+def fake_predict(shapes):
+    def predict(images):
+        shapes.append(images.shape)
+        out = np.zeros((len(images), 10), np.float32)
+        out[:, 3] = 1.0
+        return out
+
+    return predict
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_stream_is_lazy_and_bounded(tmp_path, workers):
+    image = tmp_path / "d.png"
+    image.write_bytes(png_bytes(ink_digit()))
+    source = CountingCandidates(image)
+    shapes = []
+    rows = classify_stream(source, fake_predict(shapes), batch_size=16, review_below=0.5, model_name="m", workers=workers)
+    first = list(itertools.islice(rows, 40))
+    assert [r["label"] for r in first] == [3] * 40
+    bound = 16 + 40 + CHUNK_FILES * (1 + max(workers, 1) * CHUNKS_IN_FLIGHT_PER_WORKER)
+    assert source.pulled <= bound  # never the whole (endless) input
+    assert all(shape == (16, 28, 28, 1) for shape in shapes)
+    rows.close()
+
+
+def test_rows_keep_input_order_and_last_batch_is_short(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(21):
+        (folder / f"{i:02d}.png").write_bytes(png_bytes(ink_digit(50 + i)))
+    shapes = []
+    rows = list(classify_stream(discover([folder]), fake_predict(shapes), 8, 0.5, "m", workers=0))
+    assert [r["file"] for r in rows] == [f"{i:02d}.png" for i in range(21)]
+    assert [s[0] for s in shapes] == [8, 8, 5]  # the Predictor pads the short batch, see test_training
+
+
+def test_discovery_skips_clutter_and_recurses(tmp_path):
+    for name in ("a.png", "sub/b.jpg", ".hidden.png", "c.png.part", "d.tmp", "e.crdownload", "~$f.png", "Thumbs.db", ".DS_Store", "@eaDir/g.png"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert [c.relative for c in discover([tmp_path])] == ["a.png", "sub/b.jpg"]
+    assert is_ignored("x.part") and not is_ignored("x.png")
+
+
+def test_file_argument_is_relative_to_its_folder(tmp_path):
+    (tmp_path / "one.png").write_bytes(b"x")
+    assert [c.relative for c in discover([tmp_path / "one.png"])] == ["one.png"]
