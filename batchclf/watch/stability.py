@@ -44,6 +44,8 @@ class StabilityTracker:
     def seen(self, path: Path) -> None:
         """An event (or a scan) touched ``path``: restart its quiet period."""
         path = Path(path)
+        # Re-insert so the dict stays ordered by ``since``: due() can stop at the first unsettled file.
+        self._files.pop(path, None)
         self._files[path] = _Watch(self._signature(path), self.clock())
 
     def forget(self, path: Path) -> None:
@@ -57,15 +59,16 @@ class StabilityTracker:
         """
         now = self.clock()
         stable = []
-        for path, watch in sorted(self._files.items(), key=lambda item: (item[1].since, item[0])):
+        for path, watch in list(self._files.items()):
             if limit is not None and len(stable) >= limit:
                 break
             if now - watch.since < self.settle:
-                continue
+                break  # ordered by since: every later file is newer still
             signature = self._signature(path)
             if signature is None:
                 del self._files[path]  # gone, or a directory/FIFO: nothing to take
             elif signature != watch.signature:
+                del self._files[path]
                 self._files[path] = _Watch(signature, now)  # still growing: look again later
             else:
                 del self._files[path]
@@ -76,7 +79,7 @@ class StabilityTracker:
         """The clock time when the next file could become stable (for the caller's sleep)."""
         if not self._files:
             return None
-        return min(watch.since for watch in self._files.values()) + self.settle
+        return next(iter(self._files.values())).since + self.settle
 
     def _signature(self, path: Path) -> tuple[int, int] | None:
         try:
