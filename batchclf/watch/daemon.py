@@ -27,7 +27,7 @@ from .. import reports
 from ..atomic import fsync_dir, write_text_atomic
 from ..discovery import Candidate, is_ignored
 from ..prepare import Prepared, prepare_many
-from ..rows import DUPLICATE, FAILED, labelled, now_iso
+from ..rows import DUPLICATE, FAILED, labelled, make_row, now_iso
 from .batcher import DynamicBatcher
 from .journal import FileRecord, Journal
 from .lock import LOCK_NAME, InboxLock
@@ -171,13 +171,12 @@ class Daemon:
         ping_every = self.notifier.watchdog_interval() or 1.0
         in_flight_limit = max(1, workers) * 4
         while not self.stopping:
-            self._wait_for_events(self._timeout())
+            self._wait_for_events(self._timeout(in_flight_limit))
             if self.stopping:
                 break
             now = self.clock()
-            room = min(self._batcher_room(), (in_flight_limit - len(self._in_flight)) * CHUNK_FILES)
-            if room > 0:
-                self._take(self.tracker.due(limit=room), pool)
+            if self._room(in_flight_limit) > 0:
+                self._take(self.tracker.due(limit=self._room(in_flight_limit)), pool)
             while self.batcher.ready():
                 self._process(self.batcher.take())
             if now - last_ping >= ping_every:
@@ -193,8 +192,17 @@ class Daemon:
             if self.options.oneshot and not (len(self.tracker) or self._in_flight or len(self.batcher)):
                 break
 
-    def _timeout(self) -> float:
-        deadlines = [d for d in (self.tracker.next_deadline(), self.batcher.next_deadline()) if d is not None]
+    def _room(self, in_flight_limit: int) -> int:
+        return min(self._batcher_room(), (in_flight_limit - len(self._in_flight)) * CHUNK_FILES)
+
+    def _timeout(self, in_flight_limit: int) -> float:
+        """How long to wait for events: until the next file may settle or the next batch falls due.
+
+        With no room to take files, a settled file is no reason to wake: the
+        next "done" event from a worker is.
+        """
+        tracker_deadline = self.tracker.next_deadline() if self._room(in_flight_limit) > 0 else None
+        deadlines = [d for d in (tracker_deadline, self.batcher.next_deadline()) if d is not None]
         if not deadlines:
             return 0.5
         return min(max(min(deadlines) - self.clock(), 0.0), 0.5)
@@ -289,20 +297,19 @@ class Daemon:
         try:
             items = future.result()
         except Exception as exc:  # worker crashed: every file of the chunk is failed, none lost
-            from ..rows import make_row
-
-            items = [
-                Prepared(make_row(file=t.relative, status=FAILED, error=f"worker crashed: {exc}", processed_at=now_iso()), None)
-                for t in chunk
-            ]
+            items = [self._failed(t, f"worker crashed: {exc}") for t in chunk]
         self._prepared(chunk, items)
+
+    @staticmethod
+    def _failed(taken: Taken, reason: str) -> Prepared:
+        return Prepared(make_row(file=taken.relative, status=FAILED, error=reason, processed_at=now_iso()), None)
 
     def _prepared(self, chunk: list[Taken], items: list[Prepared]) -> None:
         by_file: dict[str, list[Prepared]] = {}
         for item in items:
             by_file.setdefault(item.row["file"], []).append(item)
         for taken in chunk:
-            taken.prepared = by_file.get(taken.relative, [])
+            taken.prepared = by_file.get(taken.relative) or [self._failed(taken, "no result from the decoder")]
             self.batcher.add(taken, arrived=taken.taken_at)
 
     def _batcher_room(self) -> int:
