@@ -18,6 +18,9 @@ from .pipeline import classify_stream, default_workers
 from .rows import now_iso
 
 
+WRITE_EVERY = 512  # rows buffered between report writes
+
+
 @dataclass(frozen=True)
 class ClassifyOptions:
     model: Path
@@ -51,13 +54,18 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
     show = sys.stderr.isatty() if progress is None else progress
     total = sum(1 for _ in discover(paths)) if show else None
     rows = classify_stream(discover(paths), predictor.predict, predictor.batch_size, review_below, predictor.name, workers)
+    pending: list[dict] = []
     try:
         with _progress(show, total) as advance:
             for row in rows:
-                writer.write([row])
+                pending.append(row)
                 tally.add(row)
                 if row["page"] in (None, 1):
                     advance()
+                if len(pending) >= WRITE_EVERY:
+                    writer.write(pending)
+                    pending.clear()
+            writer.write(pending)
     finally:
         writer.close()
     seconds = time.perf_counter() - clock

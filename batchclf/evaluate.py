@@ -51,7 +51,7 @@ def predict_images(predictor, images: list[Path]) -> list[dict]:
             if item.needs_model:
                 waiting.append((entry, item.image))
     if waiting:
-        probabilities = predictor.predict(np.stack([image for _, image in waiting])[..., None])
+        probabilities = predictor.predict(mnist_to_input(np.stack([image for _, image in waiting])))
         for (entry, _), probs in zip(waiting, probabilities):
             entry.update(prediction(probs), status="ok")
     return results

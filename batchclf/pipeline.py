@@ -19,6 +19,7 @@ import numpy as np
 
 from .discovery import Candidate
 from .prepare import Prepared, prepare_many
+from .preprocess import mnist_to_input
 from .rows import FAILED, labelled, make_row, now_iso
 
 CHUNK_FILES = 32
@@ -80,8 +81,8 @@ def classify_stream(
 
     def flush() -> Iterator[dict]:
         nonlocal labelled_count
-        images = np.stack([item.image for item in waiting if item.needs_model]) if labelled_count else None
-        probabilities = iter(predict(images[..., None]) if images is not None else ())
+        images = [item.image for item in waiting if item.needs_model]
+        probabilities = iter(predict(mnist_to_input(np.stack(images))) if images else ())
         for item in waiting:
             if item.needs_model:
                 yield labelled(item.row, next(probabilities), review_below, model_name)

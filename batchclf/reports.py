@@ -50,6 +50,9 @@ class Tally:
         }
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
 class RowWriter:
     """Appends rows to a CSV and a JSONL file (header written once)."""
 
@@ -64,9 +67,8 @@ class RowWriter:
             self._writer.writerow(COLUMNS)
 
     def write(self, rows: list[dict], durable: bool = False) -> None:
-        for row in rows:
-            self._writer.writerow([csv_cell(row.get(column)) for column in COLUMNS])
-            self._jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._writer.writerows([csv_cell(row.get(column)) for column in COLUMNS] for row in rows)
+        self._jsonl.write("".join(_dumps(row) + "\n" for row in rows))
         if durable:
             self.sync()
 

@@ -62,11 +62,10 @@ def labelled(base: dict, probabilities, review_below: float, model: str) -> dict
     }
 
 
-def csv_cell(value) -> str:
+def csv_cell(value):
     """A CSV cell a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
     if value is None:
         return ""
-    text = str(value)
-    if isinstance(value, str) and text.startswith(_FORMULA_PREFIXES):
-        return "'" + text
-    return text
+    if value.__class__ is str and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value  # numbers: the csv module formats them

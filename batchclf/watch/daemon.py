@@ -27,6 +27,7 @@ from .. import reports
 from ..atomic import fsync_dir, write_text_atomic
 from ..discovery import Candidate, is_ignored
 from ..prepare import Prepared, prepare_many
+from ..preprocess import mnist_to_input
 from ..rows import DUPLICATE, FAILED, labelled, make_row, now_iso
 from .batcher import DynamicBatcher
 from .journal import FileRecord, Journal
@@ -349,7 +350,7 @@ class Daemon:
                 seen_in_batch[sha] = f"{job}/{taken.relative}#1"
 
         to_predict = [p for t in batch if t.relative not in duplicates for p in t.prepared if p.needs_model]
-        probabilities = iter(self.predictor.predict(np.stack([p.image for p in to_predict])[..., None]) if to_predict else ())
+        probabilities = iter(self.predictor.predict(mnist_to_input(np.stack([p.image for p in to_predict]))) if to_predict else ())
 
         rows, records = [], []
         for taken in batch:
