@@ -298,6 +298,7 @@ def bench_watch(
     burst: int = typer.Option(5000, "--burst", min=10, help="Files dropped at once."),
     settle: float = typer.Option(1.0, "--settle", min=0.0, help="The daemon's --settle."),
     max_latency: float = typer.Option(0.5, "--max-latency", min=0.0, help="The daemon's --max-latency."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="The daemon's --max-batch."),
     model: Optional[Path] = ModelOption,
     data: Optional[Path] = typer.Option(None, "--data", help="MNIST to draw test digits from (default: synthetic)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decode worker processes."),
@@ -311,7 +312,7 @@ def bench_watch(
     from .bench_watch import run
 
     logging.basicConfig(level=logging.WARNING)
-    result = run(_model_path(model, home), trickle, rate, burst, settle, max_latency, data, workers)
+    result = run(_model_path(model, home), trickle, rate, burst, settle, max_latency, max_batch, data, workers)
     typer.echo(json.dumps({"machine": machine(), "command": _command_line(), **result}, indent=2))
 
 

@@ -5,6 +5,7 @@ import socket
 import stat
 
 import pytest
+from pathlib import Path
 
 from batchclf.watch.batcher import DynamicBatcher
 from batchclf.watch.notify import Notifier
@@ -39,7 +40,8 @@ class FakeFiles:
         if str(path) not in self.files:
             raise FileNotFoundError(path)
         size, mtime_ns, mode = self.files[str(path)]
-        return os.stat_result((mode, 0, 0, 1, 0, 0, size, mtime_ns // 10**9, mtime_ns // 10**9, mtime_ns // 10**9))
+        seconds = mtime_ns // 10**9
+        return os.stat_result((mode, 0, 0, 1, 0, 0, size, seconds, seconds, seconds), {"st_mtime_ns": mtime_ns})
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_file_is_due_only_after_quiet_settle(clock, files):
     clock.advance(0.9)
     assert tracker.due() == []
     clock.advance(0.2)
-    assert [str(p) for p in tracker.due()] == ["a.png"]
+    assert [str(f.path) for f in tracker.due()] == ["a.png"]
     assert len(tracker) == 0
 
 
@@ -73,7 +75,19 @@ def test_growing_file_is_never_taken_half_written(clock, files):
         files.write("scan.tif", size, size)  # grew, no event reached us
         assert tracker.due() == []
     clock.advance(1.0)
-    assert [str(p) for p in tracker.due()] == ["scan.tif"]
+    assert tracker.due() == [(Path("scan.tif"), 40, 40)]  # judged at its final size
+
+
+def test_touched_file_with_same_size_is_not_taken_early(clock, files):
+    """A rewrite in place keeps the size; the new mtime alone re-arms the wait."""
+    tracker = StabilityTracker(1.0, clock, stat=files)
+    files.write("a.png", 10, 1)
+    tracker.seen("a.png")
+    clock.advance(1.1)
+    files.write("a.png", 10, 2)
+    assert tracker.due() == []
+    clock.advance(1.1)
+    assert tracker.due() == [(Path("a.png"), 10, 2)]
 
 
 def test_events_restart_the_quiet_period(clock, files):
@@ -191,6 +205,6 @@ def test_due_limit_keeps_the_rest_tracked_oldest_first(clock, files):
         tracker.seen(name)
         clock.advance(0.1)
     clock.advance(1)
-    assert [str(p) for p in tracker.due(limit=2)] == ["c.png", "a.png"]
+    assert [str(f.path) for f in tracker.due(limit=2)] == ["c.png", "a.png"]
     assert len(tracker) == 1
-    assert [str(p) for p in tracker.due(limit=2)] == ["b.png"]
+    assert [str(f.path) for f in tracker.due(limit=2)] == ["b.png"]

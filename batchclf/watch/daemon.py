@@ -34,12 +34,13 @@ from .journal import FileRecord, Journal
 from .lock import LOCK_NAME, InboxLock
 from .notify import Notifier
 from .observer import start_observer
-from .stability import StabilityTracker
+from .stability import StabilityTracker, StableFile
 
 log = logging.getLogger("batchclf.watch")
 
 JOURNAL_NAME = "watch-journal.sqlite"
-CHUNK_FILES = 8
+SUMMARY_EVERY = 2.0  # seconds between summary.json rewrites under load (and always at stop)
+CHUNK_FILES = 32  # files per worker task; at a trickle chunks are as small as what settled together
 
 
 @dataclass
@@ -87,6 +88,8 @@ class Daemon:
         self.out_dir = Path(options.out_dir).resolve()
         self.processed_dir = Path(options.processed_dir or self.inbox.parent / "processed").resolve()
         self.failed_dir = Path(options.failed_dir or self.inbox.parent / "failed").resolve()
+        self._inbox_prefix = os.fspath(self.inbox) + os.sep
+        self._own_dirs = tuple(os.fspath(p) for p in (self.processed_dir, self.failed_dir, self.out_dir))
         self.clock = clock
         self.events: queue.Queue = queue.Queue()
         self.tracker = StabilityTracker(options.settle, clock)
@@ -98,6 +101,9 @@ class Daemon:
         self._in_progress: set[str] = set()
         self._in_flight: dict[Future, list[Taken]] = {}
         self.totals: dict[str, int] = {}
+        self._summaries_due: set[str] = set()
+        self._made_dirs: set[Path] = set()
+        self._last_summary = float("-inf")
         self.started = now_iso()
         self.exit_code = 0
 
@@ -149,6 +155,7 @@ class Daemon:
                     self._drain(pool)
                     if pool is not None:
                         pool.shutdown(wait=True)
+                    self._flush_reports(final=True)
             finally:
                 self.journal.close()
                 self.notifier.close()
@@ -159,7 +166,10 @@ class Daemon:
         if self.predictor is None:
             from ..modelio import Predictor
 
-            self.predictor = Predictor(self.options.model, device=self.options.device, batch_size=self.options.batch_size)
+            # Compiled for the daemon's own batch size: a 64-file batch never pays for 256 padded images.
+            self.predictor = Predictor(
+                self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch
+            )
         self.predictor.warm_up()
         from .. import card as cards
 
@@ -178,8 +188,12 @@ class Daemon:
             now = self.clock()
             if self._room(in_flight_limit) > 0:
                 self._take(self.tracker.due(limit=self._room(in_flight_limit)), pool)
+            # Under load several batches are ready at once: predict them batch by batch but
+            # commit them together, so the fsyncs of one commit are shared by more files.
+            ready: list[Taken] = []
             while self.batcher.ready():
-                self._process(self.batcher.take())
+                ready.extend(self.batcher.take())
+            self._process(ready)
             if now - last_ping >= ping_every:
                 self.notifier.send(WATCHDOG=1)
                 last_ping = now
@@ -209,47 +223,51 @@ class Daemon:
         return min(max(min(deadlines) - self.clock(), 0.0), 0.5)
 
     def _wait_for_events(self, timeout: float) -> None:
+        """Handle every queued event; a file touched by several events is looked at once."""
         try:
-            event = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+            events = [self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()]
         except queue.Empty:
             return
-        self._handle(event)
         while True:
             try:
-                self._handle(self.events.get_nowait())
+                events.append(self.events.get_nowait())
             except queue.Empty:
-                return
+                break
+        touched: dict[str, None] = {}
+        for kind, raw, is_dir in events:
+            if kind == "done":
+                self._harvest(raw)
+                continue
+            if kind == "wake":
+                continue
+            relative = self._relative(raw)
+            if relative is None:
+                continue
+            if kind == "gone":
+                touched.pop(raw, None)
+                self.tracker.forget(Path(raw))
+            elif is_dir:
+                self._scan(Path(raw))
+            elif relative not in self._in_progress:
+                touched[raw] = None
+        for raw in touched:
+            self.tracker.seen(Path(raw))
 
-    def _handle(self, event) -> None:
-        kind, raw, is_dir = event
-        if kind == "done":
-            self._harvest(raw)
-            return
-        if kind == "wake":
-            return
-        path = Path(raw)
-        relative = self._relative(path)
-        if relative is None:
-            return
-        if kind == "gone":
-            self.tracker.forget(path)
-        elif is_dir:
-            self._scan(path)
-        elif relative not in self._in_progress:
-            self.tracker.seen(path)
+    def _relative(self, path) -> str | None:
+        """The inbox-relative name of a candidate input, or None for clutter and our own files.
 
-    def _relative(self, path: Path) -> str | None:
-        """The inbox-relative name of a candidate input, or None for clutter and our own files."""
-        try:
-            relative = Path(path).relative_to(self.inbox)
-        except ValueError:
+        String operations only: this runs for every watchdog event.
+        """
+        path = os.fspath(path)
+        if not path.startswith(self._inbox_prefix):
             return None
-        if not relative.parts or relative.name in (LOCK_NAME,) or any(is_ignored(part) for part in relative.parts):
+        relative = path[len(self._inbox_prefix) :]
+        parts = relative.split(os.sep)
+        if not relative or parts[-1] == LOCK_NAME or any(is_ignored(part) for part in parts):
             return None
-        for own in (self.processed_dir, self.failed_dir, self.out_dir):
-            if own == Path(path) or own in Path(path).parents:
-                return None
-        return relative.as_posix()
+        if any(path == own or path.startswith(own + os.sep) for own in self._own_dirs):
+            return None
+        return "/".join(parts)
 
     def _scan(self, folder: Path | None = None) -> None:
         """Queue every file under ``folder`` (default: the inbox) that is new to the journal."""
@@ -269,18 +287,14 @@ class Daemon:
 
     # -- intake and preparation ---------------------------------------------------------------------
 
-    def _take(self, paths: list[Path], pool) -> None:
+    def _take(self, stable: list[StableFile], pool) -> None:
         taken = []
-        for path in paths:
+        for path, size, mtime_ns in stable:
             relative = self._relative(path)
-            try:
-                info = path.stat()
-            except OSError:
-                continue
-            if relative is None or self.journal.known(relative, info.st_size, info.st_mtime_ns):
+            if relative is None or self.journal.known(relative, size, mtime_ns):
                 continue
             self._in_progress.add(relative)
-            taken.append(Taken(relative, path, info.st_size, info.st_mtime_ns, self.clock()))
+            taken.append(Taken(relative, path, size, mtime_ns, self.clock()))
         for start in range(0, len(taken), CHUNK_FILES):
             chunk = taken[start : start + CHUNK_FILES]
             candidates = [Candidate(self.inbox, t.path) for t in chunk]
@@ -386,7 +400,7 @@ class Daemon:
             self._in_progress.discard(taken.relative)
         log.info("batch: %d files, %d rows in %.0f ms", len(batch), len(rows), (self.clock() - started) * 1000)
 
-    def _flush_reports(self) -> None:
+    def _flush_reports(self, final: bool = False) -> None:
         """Bring each day's report files up to the journal: cut torn tails, append, fsync, acknowledge."""
         for day, csv_bytes, jsonl_bytes, pending in self.journal.pending_sinks():
             if not pending:
@@ -404,7 +418,12 @@ class Daemon:
                 writer.close()
             fsync_dir(folder)
             self.journal.acknowledge(day, csv_path.stat().st_size, jsonl_path.stat().st_size, pending[-1][0])
-            self._write_summary(day, folder)
+            self._summaries_due.add(day)
+        if self._summaries_due and (final or self.clock() - self._last_summary >= SUMMARY_EVERY):
+            for day in sorted(self._summaries_due):
+                self._write_summary(day, self.out_dir / day_folder_name(day))
+            self._summaries_due.clear()
+            self._last_summary = self.clock()
 
     def _write_summary(self, day: str, folder: Path) -> None:
         from ..classify import model_meta
@@ -434,7 +453,9 @@ class Daemon:
                 moved.append(file_id)  # moved before a crash, or removed by the user
                 continue
             final = unique_path(Path(target))
-            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.parent not in self._made_dirs:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(final.parent)
             shutil.move(str(source), str(final))
             if self.failed_dir in final.parents:
                 self._write_reason(final, relative)
@@ -455,7 +476,7 @@ class Daemon:
 
     def _recover(self) -> None:
         """Finish what a crash interrupted: report rows decided but not on disk, move files decided but not moved."""
-        self._flush_reports()
+        self._flush_reports(final=True)
         self._move_decided()
 
     def _status_text(self) -> str:

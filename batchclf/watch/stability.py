@@ -14,7 +14,15 @@ import os
 import stat as stat_module
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
+
+
+class StableFile(NamedTuple):
+    """A file judged complete, with the size and mtime it was judged at."""
+
+    path: Path
+    size: int
+    mtime_ns: int
 
 
 @dataclass
@@ -51,7 +59,7 @@ class StabilityTracker:
     def forget(self, path: Path) -> None:
         self._files.pop(Path(path), None)
 
-    def due(self, limit: int | None = None) -> list[Path]:
+    def due(self, limit: int | None = None) -> list[StableFile]:
         """Up to ``limit`` paths that are stable now, oldest first; they stop being tracked.
 
         Stable paths beyond ``limit`` stay tracked (and stay due), which is how
@@ -72,7 +80,7 @@ class StabilityTracker:
                 self._files[path] = _Watch(signature, now)  # still growing: look again later
             else:
                 del self._files[path]
-                stable.append(path)
+                stable.append(StableFile(path, *signature))
         return stable
 
     def next_deadline(self) -> float | None:
