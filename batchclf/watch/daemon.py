@@ -8,6 +8,7 @@ wrong.  ``stop()`` may be called from a signal handler or another thread.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import multiprocessing
@@ -93,8 +94,11 @@ class Daemon:
         self.clock = clock
         self.events: queue.Queue = queue.Queue()
         self.tracker = StabilityTracker(options.settle, clock)
-        # Bounded intake: at most four batches' worth of files are decoded or waiting at once.
-        self.batcher: DynamicBatcher[Taken] = DynamicBatcher(options.max_batch, options.max_latency, clock, capacity=4 * options.max_batch)
+        # Bounded intake: at most eight batches' worth of files (28x28 bytes each once decoded)
+        # are being decoded or waiting at once, enough to keep the workers busy during a commit.
+        self.batcher: DynamicBatcher[Taken] = DynamicBatcher(
+            options.max_batch, options.max_latency, clock, capacity=8 * options.max_batch
+        )
         self.notifier = notifier or Notifier()
         self.predictor = predictor
         self._stop = threading.Event()
@@ -180,19 +184,20 @@ class Daemon:
     def _loop(self, pool, workers: int) -> None:
         last_rescan = last_status = last_ping = self.clock()
         ping_every = self.notifier.watchdog_interval() or 1.0
-        in_flight_limit = max(1, workers) * 4
+        in_flight_limit = max(1, workers) * 8
         while not self.stopping:
             self._wait_for_events(self._timeout(in_flight_limit))
             if self.stopping:
                 break
             now = self.clock()
-            if self._room(in_flight_limit) > 0:
-                self._take(self.tracker.due(limit=self._room(in_flight_limit)), pool)
             # Under load several batches are ready at once: predict them batch by batch but
             # commit them together, so the fsyncs of one commit are shared by more files.
             ready: list[Taken] = []
             while self.batcher.ready():
                 ready.extend(self.batcher.take())
+            # Refill the workers before the commit, so they decode while this thread predicts and moves.
+            if self._room(in_flight_limit) > 0:
+                self._take(self.tracker.due(limit=self._room(in_flight_limit)), pool)
             self._process(ready)
             if now - last_ping >= ping_every:
                 self.notifier.send(WATCHDOG=1)
@@ -446,23 +451,30 @@ class Daemon:
         reports.write_summary(folder / reports.SUMMARY_JSON, meta)
 
     def _move_decided(self) -> None:
-        moved = []
+        moved, failed = [], 0
         for file_id, relative, target in self.journal.unmoved():
-            source = self.inbox / relative
-            if not source.exists():
-                moved.append(file_id)  # moved before a crash, or removed by the user
-                continue
+            source = os.path.join(self._inbox_prefix, relative)
             final = unique_path(Path(target))
             if final.parent not in self._made_dirs:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 self._made_dirs.add(final.parent)
-            shutil.move(str(source), str(final))
-            if self.failed_dir in final.parents:
-                self._write_reason(final, relative)
+            try:
+                os.rename(source, final)
+            except FileNotFoundError:
+                pass  # moved before a crash, or removed by the user
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                shutil.move(source, final)  # processed/ on another filesystem
+            else:
+                if self.failed_dir in final.parents:
+                    self._write_reason(final, relative)
+                    failed += 1
+                log.debug("moved %s -> %s", relative, final)
             moved.append(file_id)
-            log.info("moved %s -> %s", relative, final)
         if moved:
             self.journal.mark_moved(moved)
+            log.info("moved %d files (%d of them to %s)", len(moved), failed, self.failed_dir)
 
     def _write_reason(self, moved_to: Path, relative: str) -> None:
         row = self.journal.db.execute(
