@@ -9,7 +9,6 @@ flushed and fsynced per batch before any input file is moved.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 from collections import Counter
@@ -106,11 +105,6 @@ def write_results_json(path: Path, meta: dict, jsonl_path: Path) -> None:
 
 def write_summary(path: Path, meta: dict) -> None:
     write_text_atomic(path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-
-
-def read_rows_csv(text: str) -> list[dict]:
-    """Parse results.csv text back into dicts of strings (tests, ``report``)."""
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 def read_jsonl(path: Path) -> list[dict]:
