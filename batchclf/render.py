@@ -54,7 +54,8 @@ def print_predictions(results: list[dict]) -> None:
 def print_job_counts(folder: Path) -> None:
     summary = json.loads((Path(folder) / "summary.json").read_text(encoding="utf-8"))
     err = Console(stderr=True)
-    table = Table("status", "rows", title=f"job {summary['job_id']}")
+    err.print(f"job {summary['job_id']}")
+    table = Table("status", "rows")
     for status, n in summary["counts"].items():
         table.add_row(status, str(n))
     err.print(table)
