@@ -36,35 +36,85 @@ def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candida
         yield chunk
 
 
-def prepared_stream(candidates: Iterable[Candidate], workers: int, chunk_files: int = CHUNK_FILES) -> Iterator[Prepared]:
+def prepared_stream(
+    candidates: Iterable[Candidate], workers: int, chunk_files: int = CHUNK_FILES, prepare: Callable = prepare_many
+) -> Iterator[Prepared]:
     """Prepared items in input order; ``workers=0`` prepares in this process (tests, tiny jobs)."""
     chunks = _chunks(candidates, chunk_files)
     if workers <= 0:
         for chunk in chunks:
-            yield from prepare_many(chunk)
+            yield from prepare(chunk)
         return
-    # spawn, not fork: the parent may already hold TensorFlow's threads.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with WorkerPool(workers, prepare) as pool:
         pending: deque = deque()
         limit = workers * CHUNKS_IN_FLIGHT_PER_WORKER
         for chunk in chunks:
-            pending.append((chunk, pool.submit(prepare_many, chunk)))
+            pending.append(pool.submit(chunk))
             if len(pending) >= limit:
-                yield from _collect(*pending.popleft())
+                yield from pool.result(*pending.popleft())
         while pending:
-            yield from _collect(*pending.popleft())
+            yield from pool.result(*pending.popleft())
 
 
-def _collect(chunk: list[Candidate], future) -> list[Prepared]:
-    try:
-        return future.result()
-    except BrokenProcessPool as exc:
-        # A decoder crashed the worker (e.g. a native library fault on a hostile file).
-        return [
-            Prepared(make_row(file=c.relative, status=FAILED, error=f"worker crashed: {exc}", processed_at=now_iso()), None)
-            for c in chunk
-        ]
+class WorkerPool:
+    """Spawned worker processes that outlive a worker crash.
+
+    A native fault on a hostile file kills its worker and breaks every task
+    in flight.  The pool is then replaced, and each broken chunk is retried
+    one file per task; the file that kills a worker again becomes a
+    ``failed`` row, and the job goes on.
+    """
+
+    def __init__(self, workers: int, prepare: Callable):
+        self.workers, self.prepare = workers, prepare
+        self.generation = 0
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent may already hold TensorFlow's threads.
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def _restart(self, generation: int) -> None:
+        if generation == self.generation:  # futures of an older pool need no second restart
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._start()
+            self.generation += 1
+
+    def submit(self, chunk: list[Candidate]):
+        return chunk, self._pool.submit(self.prepare, chunk), self.generation
+
+    def result(self, chunk: list[Candidate], future, generation: int) -> list[Prepared]:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            return self.after_crash(chunk, generation)
+
+    def after_crash(self, chunk: list[Candidate], generation: int) -> list[Prepared]:
+        """A chunk whose worker died: restart the pool once, then prepare its files one by one."""
+        self._restart(generation)
+        out = []
+        for candidate in chunk:
+            generation = self.generation
+            try:
+                out.extend(self._pool.submit(self.prepare, [candidate]).result())
+            except BrokenProcessPool:
+                self._restart(generation)
+                row = make_row(
+                    file=candidate.relative, status=FAILED, processed_at=now_iso(),
+                    error="the decoder crashed on this file (its worker process died)",
+                )
+                out.append(Prepared(row, None))
+        return out
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
 
 
 def classify_stream(

@@ -71,3 +71,32 @@ def test_discovery_skips_clutter_and_recurses(tmp_path):
 def test_file_argument_is_relative_to_its_folder(tmp_path):
     (tmp_path / "one.png").write_bytes(b"x")
     assert [c.relative for c in discover([tmp_path / "one.png"])] == ["one.png"]
+
+
+def crash_on_poison(candidates):
+    """A prepare function for worker processes that dies like a native decoder fault on 'poison' files."""
+    import os
+
+    from batchclf.prepare import prepare_many
+
+    if any("poison" in c.path.name for c in candidates):
+        os._exit(70)
+    return prepare_many(candidates)
+
+
+def test_a_crashing_decoder_fails_one_file_and_the_job_goes_on(tmp_path):
+    from batchclf.pipeline import prepared_stream
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = [f"{i:02d}.png" for i in range(12)]
+    names[5] = "05-poison.png"
+    for name in names:
+        (folder / name).write_bytes(png_bytes(ink_digit()))
+    items = list(prepared_stream(discover([folder]), workers=2, chunk_files=3, prepare=crash_on_poison))
+    assert [item.row["file"] for item in items] == names
+    statuses = {item.row["file"]: item.row["status"] for item in items}
+    assert statuses.pop("05-poison.png") == "failed"
+    assert set(statuses.values()) == {None}  # the others were prepared normally (the model labels them later)
+    poisoned = next(item for item in items if item.row["file"] == "05-poison.png")
+    assert "crashed on this file" in poisoned.row["error"]

@@ -294,3 +294,24 @@ def test_polling_observer_sees_files(home, daemons, tiny_model):
     assert "PollingObserver" in daemon.output()
     daemon.proc.send_signal(signal.SIGINT)
     assert daemon.proc.wait(timeout=20) in (0, 130)
+
+
+def test_a_decoder_crash_fails_only_its_file(home, tiny_model, monkeypatch, no_thread_leaks):
+    from batchclf.watch import daemon as daemon_module
+    from batchclf.watch.daemon import Daemon, WatchOptions
+
+    from .test_pipeline import crash_on_poison
+
+    inbox, jobs = home / "inbox", home / "jobs"
+    names = ["a.png", "b-poison.png", "c.png", "d.png"]
+    for i, name in enumerate(names):
+        drop(inbox, name, digit_bytes(i))
+    monkeypatch.setattr(daemon_module, "prepare_many", crash_on_poison)
+    options = WatchOptions(inbox=inbox, out_dir=jobs, model=tiny_model, oneshot=True, settle=0, workers=1)
+    assert Daemon(options).run() == 0
+    rows = {r["file"]: r for r in report_rows(jobs)}
+    assert sorted(rows) == names
+    assert rows["b-poison.png"]["status"] == "failed" and "crashed on this file" in rows["b-poison.png"]["error"]
+    assert all(rows[n]["status"] in ("ok", "review") for n in names if n != "b-poison.png")
+    day = rows["a.png"]["processed_at"][:10]
+    assert (home / "failed" / day / "b-poison.png.reason.json").is_file()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import multiprocessing
 import os
 import queue
 import shutil
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +27,7 @@ import numpy as np
 from .. import reports
 from ..atomic import fsync_dir, write_text_atomic
 from ..discovery import Candidate, is_ignored
+from ..pipeline import WorkerPool
 from ..prepare import Prepared, prepare_many
 from ..preprocess import mnist_to_input
 from ..rows import DUPLICATE, FAILED, labelled, make_row, now_iso
@@ -133,11 +134,7 @@ class Daemon:
                 self._load_model()
                 self._recover()
                 workers = self.options.workers if self.options.workers is not None else max(1, os.cpu_count() or 1)
-                pool = (
-                    ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-                    if workers > 0
-                    else None
-                )
+                pool = WorkerPool(workers, prepare_many) if workers > 0 else None
                 observer = None
                 try:
                     if not self.options.oneshot:
@@ -156,9 +153,9 @@ class Daemon:
                     if observer is not None:
                         observer.stop()
                         observer.join(timeout=10)
-                    self._drain(pool)
+                    self._drain()
                     if pool is not None:
-                        pool.shutdown(wait=True)
+                        pool.close()
                     self._flush_reports(final=True)
             finally:
                 self.journal.close()
@@ -306,18 +303,21 @@ class Daemon:
             if pool is None:
                 self._prepared(chunk, prepare_many(candidates))
                 continue
-            future = pool.submit(prepare_many, candidates)
-            self._in_flight[future] = chunk
+            _, future, generation = pool.submit(candidates)
+            self._in_flight[future] = (chunk, candidates, generation, pool)
             future.add_done_callback(lambda f: self.events.put(("done", f, False)))
 
     def _harvest(self, future: Future) -> None:
-        chunk = self._in_flight.pop(future, None)
-        if chunk is None:
+        entry = self._in_flight.pop(future, None)
+        if entry is None:
             return
+        chunk, candidates, generation, pool = entry
         try:
             items = future.result()
-        except Exception as exc:  # worker crashed: every file of the chunk is failed, none lost
-            items = [self._failed(t, f"worker crashed: {exc}") for t in chunk]
+        except BrokenProcessPool:  # a decoder killed its worker: retry file by file, fail only the culprit
+            items = pool.after_crash(candidates, generation)
+        except Exception as exc:
+            items = [self._failed(t, f"unexpected error: {exc}") for t in chunk]
         self._prepared(chunk, items)
 
     @staticmethod
@@ -334,10 +334,10 @@ class Daemon:
 
     def _batcher_room(self) -> int:
         """Files that may still be taken: the batcher's capacity less what it holds and what is being prepared."""
-        preparing = sum(len(chunk) for chunk in self._in_flight.values())
+        preparing = sum(len(entry[0]) for entry in self._in_flight.values())
         return self.batcher.capacity - len(self.batcher) - preparing
 
-    def _drain(self, pool) -> None:
+    def _drain(self) -> None:
         """On stop: wait for taken files to be prepared, then report them all."""
         for future in list(self._in_flight):
             try:
