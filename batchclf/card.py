@@ -47,5 +47,8 @@ def temperature(card: dict) -> float:
     return float(card.get("calibration", {}).get("temperature", 1.0))
 
 
-def review_below(card: dict) -> float:
+def review_below(card: dict, override: float | None = None) -> float:
+    """The confidence below which rows are marked ``review``: the user's flag, else the card's."""
+    if override is not None:
+        return override
     return float(card.get("review_below", FALLBACK_REVIEW_BELOW))

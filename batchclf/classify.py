@@ -15,7 +15,7 @@ from .discovery import discover
 from .errors import InputPathError
 from .jobs import create_job_folder
 from .pipeline import classify_stream, default_workers
-from .rows import now_iso
+from .rows import now_iso, starts_file
 
 
 WRITE_EVERY = 512  # rows buffered between report writes
@@ -42,7 +42,7 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
 
     predictor = Predictor(options.model, device=options.device, batch_size=options.batch_size)
     predictor.warm_up()
-    review_below = options.review_below if options.review_below is not None else cards.review_below(predictor.card)
+    review_below = cards.review_below(predictor.card, options.review_below)
     workers = default_workers() if options.workers is None else options.workers
 
     folder = create_job_folder(options.out_dir)
@@ -60,7 +60,7 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
             for row in rows:
                 pending.append(row)
                 tally.add(row)
-                if row["page"] in (None, 1):
+                if starts_file(row):
                     advance()
                 if len(pending) >= WRITE_EVERY:
                     writer.write(pending)

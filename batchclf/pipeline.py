@@ -18,9 +18,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .discovery import Candidate
-from .prepare import Prepared, prepare_many
+from .prepare import Prepared, failed, prepare_many
 from .preprocess import mnist_to_input
-from .rows import FAILED, labelled, make_row, now_iso
+from .rows import labelled, unlabelled
 
 CHUNK_FILES = 32
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
@@ -99,11 +99,7 @@ class WorkerPool:
                 out.extend(self._pool.submit(self.prepare, [candidate]).result())
             except BrokenProcessPool:
                 self._restart(generation)
-                row = make_row(
-                    file=candidate.relative, status=FAILED, processed_at=now_iso(),
-                    error="the decoder crashed on this file (its worker process died)",
-                )
-                out.append(Prepared(row, None))
+                out.append(failed(candidate.relative, "the decoder crashed on this file (its worker process died)"))
         return out
 
     def __enter__(self) -> "WorkerPool":
@@ -137,8 +133,7 @@ def classify_stream(
             if item.needs_model:
                 yield labelled(item.row, next(probabilities), review_below, model_name)
             else:
-                # A blank page was looked at by this job's model settings; a failed file never was.
-                yield {**item.row, "model": None if item.row["status"] == FAILED else model_name}
+                yield unlabelled(item.row, model_name)
         waiting.clear()
         labelled_count = 0
 

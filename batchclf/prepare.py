@@ -31,23 +31,23 @@ class Prepared:
 def prepare(candidate: Candidate) -> list[Prepared]:
     file = candidate.relative
     if candidate.escaped:
-        return [_failed(file, "symlink points outside the input folder; not read")]
+        return [failed(file, "symlink points outside the input folder; not read")]
     try:
         data = decode.read(candidate.path)
     except ImageDecodeError as exc:
-        return [_failed(file, str(exc))]
+        return [failed(file, str(exc))]
     digest = hashlib.sha256(data).hexdigest()
     try:
         pages = decode.decode_bytes(data)
     except ImageDecodeError as exc:
-        return [_failed(file, str(exc), sha256=digest)]
+        return [failed(file, str(exc), sha256=digest)]
     prepared = []
     for page in pages:
         base = make_row(file=file, page=page.index + 1, sha256=digest, width=page.width, height=page.height)
         try:
             image = preprocess.normalize(page.gray)
         except Exception as exc:  # a bug in normalisation must not sink the job
-            prepared.append(_failed(file, f"preprocessing failed: {exc}", sha256=digest, page=page.index + 1))
+            prepared.append(failed(file, f"preprocessing failed: {exc}", sha256=digest, page=page.index + 1))
             continue
         if image is None:
             prepared.append(Prepared({**base, "status": BLANK, "processed_at": now_iso()}, None))
@@ -67,9 +67,10 @@ def prepare_many(candidates: list[Candidate]) -> list[Prepared]:
         try:
             out.extend(prepare(candidate))
         except Exception as exc:  # defensive: one strange file never loses the chunk
-            out.append(_failed(candidate.relative, f"unexpected error: {exc.__class__.__name__}: {exc}"))
+            out.append(failed(candidate.relative, f"unexpected error: {exc.__class__.__name__}: {exc}"))
     return out
 
 
-def _failed(file: str, reason: str, **fields) -> Prepared:
+def failed(file: str, reason: str, **fields) -> Prepared:
+    """A file that yields no image: a ``failed`` row with its reason."""
     return Prepared(make_row(file=file, status=FAILED, error=reason, processed_at=now_iso(), **fields), None)

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from .atomic import fsync_dir, write_text_atomic
-from .rows import COLUMNS, csv_cell
+from .rows import COLUMNS, csv_cell, starts_file
 
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
@@ -35,7 +35,7 @@ class Tally:
     def add(self, row: dict) -> None:
         self.rows += 1
         self.status[row["status"]] += 1
-        if row["page"] in (None, 1):
+        if starts_file(row):
             self.files += 1
         if row.get("label") is not None:
             self.labels[str(row["label"])] += 1

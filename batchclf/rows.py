@@ -62,6 +62,16 @@ def labelled(base: dict, probabilities, review_below: float, model: str) -> dict
     }
 
 
+def unlabelled(row: dict, model: str) -> dict:
+    """Finish a row the model did not label: a blank page was judged under this model's settings, a failed file never was."""
+    return {**row, "model": None if row["status"] == FAILED else model}
+
+
+def starts_file(row: dict) -> bool:
+    """The row of a file's first page (failed files have no page): counts each file once."""
+    return row.get("page") in (None, 1)
+
+
 def csv_cell(value):
     """A CSV cell a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
     if value is None:

@@ -28,9 +28,9 @@ from .. import reports
 from ..atomic import fsync_dir, write_text_atomic
 from ..discovery import Candidate, is_ignored
 from ..pipeline import WorkerPool
-from ..prepare import Prepared, prepare_many
+from ..prepare import Prepared, failed, prepare_many
 from ..preprocess import mnist_to_input
-from ..rows import DUPLICATE, FAILED, labelled, make_row, now_iso
+from ..rows import DUPLICATE, FAILED, labelled, now_iso, unlabelled
 from .batcher import DynamicBatcher
 from .journal import FileRecord, Journal
 from .lock import LOCK_NAME, InboxLock
@@ -174,9 +174,7 @@ class Daemon:
         self.predictor.warm_up()
         from .. import card as cards
 
-        self.review_below = (
-            self.options.review_below if self.options.review_below is not None else cards.review_below(self.predictor.card)
-        )
+        self.review_below = cards.review_below(self.predictor.card, self.options.review_below)
 
     def _loop(self, pool, workers: int) -> None:
         last_rescan = last_status = last_ping = self.clock()
@@ -317,19 +315,15 @@ class Daemon:
         except BrokenProcessPool:  # a decoder killed its worker: retry file by file, fail only the culprit
             items = pool.after_crash(candidates, generation)
         except Exception as exc:
-            items = [self._failed(t, f"unexpected error: {exc}") for t in chunk]
+            items = [failed(t.relative, f"unexpected error: {exc}") for t in chunk]
         self._prepared(chunk, items)
-
-    @staticmethod
-    def _failed(taken: Taken, reason: str) -> Prepared:
-        return Prepared(make_row(file=taken.relative, status=FAILED, error=reason, processed_at=now_iso()), None)
 
     def _prepared(self, chunk: list[Taken], items: list[Prepared]) -> None:
         by_file: dict[str, list[Prepared]] = {}
         for item in items:
             by_file.setdefault(item.row["file"], []).append(item)
         for taken in chunk:
-            taken.prepared = by_file.get(taken.relative) or [self._failed(taken, "no result from the decoder")]
+            taken.prepared = by_file.get(taken.relative) or [failed(taken.relative, "no result from the decoder")]
             self.batcher.add(taken, arrived=taken.taken_at)
 
     def _batcher_room(self) -> int:
@@ -381,18 +375,19 @@ class Daemon:
                 elif item.needs_model:
                     row = labelled(item.row, next(probabilities), self.review_below, self.predictor.name)
                 else:
-                    row = {**item.row, "model": None if item.row["status"] == FAILED else self.predictor.name}
+                    row = unlabelled(item.row, self.predictor.name)
                 file_rows.append(row)
             rows.extend((day, row) for row in file_rows)
-            failed = any(r["status"] == FAILED for r in file_rows)
-            status = file_rows[0]["status"] if file_rows else FAILED
-            target = None if self.options.keep else str((self.failed_dir if failed else self.processed_dir) / day / taken.relative)
+            # Every taken file has at least one row (_prepared guarantees it).
+            lead = file_rows[0]
+            broken = any(r["status"] == FAILED for r in file_rows)
+            target = None if self.options.keep else str((self.failed_dir if broken else self.processed_dir) / day / taken.relative)
             records.append(
                 FileRecord(
                     path=taken.relative, size=taken.size, mtime_ns=taken.mtime_ns,
-                    sha256=file_rows[0].get("sha256") if file_rows else None, status=status, day=day,
+                    sha256=lead.get("sha256"), status=lead["status"], day=day,
                     first_row=None if taken.relative in duplicates else f"{job}/{taken.relative}#1",
-                    move_to=target, reason=file_rows[0].get("error") if failed else None,
+                    move_to=target, reason=lead.get("error") if broken else None,
                 )
             )
             for row in file_rows:

@@ -23,6 +23,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..rows import starts_file
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
@@ -104,7 +106,7 @@ class Journal:
             self.db.executemany(
                 "INSERT INTO rows (day, status, label, first_page, row) VALUES (?, ?, ?, ?, ?)",
                 [
-                    (day, row["status"], row.get("label"), int(row.get("page") in (None, 1)), json.dumps(row, ensure_ascii=False))
+                    (day, row["status"], row.get("label"), int(starts_file(row)), json.dumps(row, ensure_ascii=False))
                     for day, row in rows
                 ],
             )
