@@ -1,7 +1,10 @@
 """Decoding image files into grayscale pages, with a specific reason when it fails.
 
-Every supported format and mode ends up as a float32 array in [0, 1]
-(0 = black), alpha composited on white, EXIF orientation applied.  A
+Every supported format and mode ends up as one grayscale array, 0 = black:
+uint8 in [0, 255] for 8-bit images (the common case, kept as bytes so a
+page already in MNIST form is never converted), float32 in [0, 1] for
+16-bit, 32-bit and float images.  Alpha is composited on white and EXIF
+orientation applied.  A
 multi-page TIFF yields one page per frame; GIF and WebP yield their first
 frame.  Large JPEGs are decoded at reduced size with ``draft()``, large
 images of other formats are box-reduced right after decoding, because the
@@ -40,7 +43,7 @@ EXIF_FORMATS = {"JPEG", "MPO", "TIFF", "WEBP"}
 @dataclass(frozen=True)
 class Page:
     index: int
-    gray: np.ndarray  # float32, (H, W), 0 = black, 1 = white
+    gray: np.ndarray  # (H, W), 0 = black: uint8 (white 255) or float32 (white 1.0)
     width: int  # the page's size in the file, before any reduction
     height: int
 
@@ -133,8 +136,7 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     if factor > 1:
         gray = gray.reduce(factor)
     # tobytes + frombuffer is markedly cheaper than np.asarray(image) for small images.
-    pixels = np.frombuffer(gray.tobytes(), np.uint8).reshape(gray.size[1], gray.size[0])
-    return pixels.astype(np.float32) * np.float32(1 / 255)
+    return np.frombuffer(gray.tobytes(), np.uint8).reshape(gray.size[1], gray.size[0])
 
 
 def _wide_to_unit(image: Image.Image, factor: int) -> np.ndarray:

@@ -20,10 +20,10 @@ import numpy as np
 from .discovery import Candidate
 from .prepare import Prepared, failed, prepare_many
 from .preprocess import mnist_to_input
-from .rows import labelled, unlabelled
+from .rows import labelled_rows, unlabelled
 
 CHUNK_FILES = 32
-CHUNKS_IN_FLIGHT_PER_WORKER = 4
+CHUNKS_IN_FLIGHT_PER_WORKER = 16
 
 
 def default_workers() -> int:
@@ -125,15 +125,18 @@ def classify_stream(
     waiting: list[Prepared] = []
     labelled_count = 0
 
+    def label(items: list[Prepared]) -> list[dict]:
+        if not items:
+            return []
+        probabilities = predict(mnist_to_input(np.stack([item.image for item in items])))
+        return labelled_rows([item.row for item in items], probabilities, review_below, model_name)
+
     def flush() -> Iterator[dict]:
         nonlocal labelled_count
-        images = [item.image for item in waiting if item.needs_model]
-        probabilities = iter(predict(mnist_to_input(np.stack(images))) if images else ())
+        to_label = [item for item in waiting if item.needs_model]
+        labelled = iter(label(to_label))
         for item in waiting:
-            if item.needs_model:
-                yield labelled(item.row, next(probabilities), review_below, model_name)
-            else:
-                yield unlabelled(item.row, model_name)
+            yield next(labelled) if item.needs_model else unlabelled(item.row, model_name)
         waiting.clear()
         labelled_count = 0
 

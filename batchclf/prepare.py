@@ -45,20 +45,15 @@ def prepare(candidate: Candidate) -> list[Prepared]:
     for page in pages:
         base = make_row(file=file, page=page.index + 1, sha256=digest, width=page.width, height=page.height)
         try:
-            image = preprocess.normalize(page.gray)
+            image = preprocess.normalize_to_bytes(page.gray)
         except Exception as exc:  # a bug in normalisation must not sink the job
             prepared.append(failed(file, f"preprocessing failed: {exc}", sha256=digest, page=page.index + 1))
             continue
         if image is None:
             prepared.append(Prepared({**base, "status": BLANK, "processed_at": now_iso()}, None))
         else:
-            prepared.append(Prepared(base, to_uint8(image)))
+            prepared.append(Prepared(base, image))
     return prepared
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """MNIST's own storage: [0, 1] floats as 0-255 bytes (MNIST-form inputs round-trip exactly)."""
-    return np.rint(np.clip(image, 0.0, 1.0) * np.float32(255)).astype(np.uint8)
 
 
 def prepare_many(candidates: list[Candidate]) -> list[Prepared]:

@@ -40,10 +40,17 @@ TARGET_STROKE = 0.11
 
 
 def normalize(gray: np.ndarray) -> np.ndarray | None:
-    """A grayscale page (float in [0, 1], 0 = black) -> a 28x28 float32 MNIST-form digit, or ``None`` if blank."""
-    gray = np.asarray(gray, dtype=np.float32)
+    """A grayscale page -> a 28x28 float32 MNIST-form digit in [0, 1], or ``None`` if blank.
+
+    ``gray`` is float in [0, 1] or uint8 in [0, 255]; 0 is black either way.
+    """
+    gray = np.asarray(gray)
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
+    if gray.dtype == np.uint8:
+        gray = gray.astype(np.float32) * np.float32(1 / 255)
+    else:
+        gray = gray.astype(np.float32, copy=False)
     if is_mnist_form(gray):
         return gray.copy()
     ink = _ink_map(_shrink(gray))
@@ -55,12 +62,35 @@ def normalize(gray: np.ndarray) -> np.ndarray | None:
     return _fit_and_centre(ink, mask)
 
 
+def normalize_to_bytes(gray: np.ndarray) -> np.ndarray | None:
+    """:func:`normalize`, stored the way MNIST stores digits: ``(28, 28)`` uint8, or ``None`` if blank.
+
+    This is what workers hand to the model (through :func:`mnist_to_input`,
+    like the training data).  A uint8 page already in MNIST form is returned
+    as it is, without a round trip through floats: the common case of a
+    folder of 28x28 digit images costs next to nothing here.
+    """
+    if isinstance(gray, np.ndarray) and gray.dtype == np.uint8 and is_mnist_form(gray):
+        return gray
+    image = normalize(gray)
+    return None if image is None else to_bytes(image)
+
+
+def to_bytes(image: np.ndarray) -> np.ndarray:
+    """[0, 1] floats as MNIST's 0-255 bytes (MNIST-form inputs round-trip exactly)."""
+    return np.rint(np.clip(image, 0.0, 1.0) * np.float32(255)).astype(np.uint8)
+
+
 def is_mnist_form(gray: np.ndarray) -> bool:
-    """28x28 with light ink on a dark background: already normalised, pass through unchanged."""
+    """28x28 with light ink on a dark background: already normalised, pass through unchanged.
+
+    Works on floats in [0, 1] and on uint8 in [0, 255] alike.
+    """
     if gray.shape != (SIZE, SIZE):
         return False
-    border_mean = (gray[:2].sum() + gray[-2:].sum() + gray[2:-2, :2].sum() + gray[2:-2, -2:].sum()) / 208.0
-    return float(border_mean) < 0.2 and float(gray.max()) > 0.5
+    full = 255 if gray.dtype == np.uint8 else 1.0  # uint8 sums accumulate in uint64: no overflow
+    border_mean = (float(gray.sum()) - float(gray[2:-2, 2:-2].sum())) / 208.0  # the 2 px frame: 784 - 576 pixels
+    return border_mean < 0.2 * full and float(gray.max()) > 0.5 * full
 
 
 def _shrink(gray: np.ndarray) -> np.ndarray:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import numpy as np
+
 COLUMNS = (
     "file",
     "page",
@@ -46,20 +48,31 @@ def make_row(**fields) -> dict:
     return row
 
 
-def labelled(base: dict, probabilities, review_below: float, model: str) -> dict:
-    """Fill label, confidences and status from one row's calibrated probabilities."""
-    order = probabilities.argsort()[::-1]
-    confidence = float(probabilities[order[0]])
-    return {
-        **base,
-        "status": OK if confidence >= review_below else REVIEW,
-        "label": int(order[0]),
-        "confidence": round(confidence, 6),
-        "second_label": int(order[1]),
-        "second_confidence": round(float(probabilities[order[1]]), 6),
-        "model": model,
-        "processed_at": now_iso(),
-    }
+def labelled_rows(bases: list[dict], probabilities, review_below: float, model: str) -> list[dict]:
+    """Fill label, confidences and status of a batch's rows from their calibrated probabilities ``(N, 10)``.
+
+    One sort and one timestamp per batch (its rows were labelled together):
+    this runs for every image, so nothing per row is done twice.
+    """
+    probabilities = np.asarray(probabilities)
+    if not len(bases):
+        return []
+    top2 = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
+    confidences = np.take_along_axis(probabilities, top2, axis=1).tolist()
+    stamp = now_iso()
+    rows = []
+    for base, (first, second), (confidence, runner_up) in zip(bases, top2.tolist(), confidences):
+        rows.append({
+            **base,
+            "status": OK if confidence >= review_below else REVIEW,
+            "label": first,
+            "confidence": round(confidence, 6),
+            "second_label": second,
+            "second_confidence": round(runner_up, 6),
+            "model": model,
+            "processed_at": stamp,
+        })
+    return rows
 
 
 def unlabelled(row: dict, model: str) -> dict:

@@ -30,7 +30,7 @@ from ..discovery import Candidate, is_ignored
 from ..pipeline import WorkerPool
 from ..prepare import Prepared, failed, prepare_many
 from ..preprocess import mnist_to_input
-from ..rows import DUPLICATE, FAILED, labelled, now_iso, unlabelled
+from ..rows import DUPLICATE, FAILED, labelled_rows, now_iso, unlabelled
 from .batcher import DynamicBatcher
 from .journal import FileRecord, Journal
 from .lock import LOCK_NAME, InboxLock
@@ -363,7 +363,8 @@ class Daemon:
                 seen_in_batch[sha] = f"{job}/{taken.relative}#1"
 
         to_predict = [p for t in batch if t.relative not in duplicates for p in t.prepared if p.needs_model]
-        probabilities = iter(self.predictor.predict(mnist_to_input(np.stack([p.image for p in to_predict]))) if to_predict else ())
+        probabilities = self.predictor.predict(mnist_to_input(np.stack([p.image for p in to_predict]))) if to_predict else ()
+        labelled = iter(labelled_rows([p.row for p in to_predict], probabilities, self.review_below, self.predictor.name))
 
         rows, records = [], []
         for taken in batch:
@@ -373,7 +374,7 @@ class Daemon:
                     row = {**item.row, "status": DUPLICATE, "duplicate_of": duplicates[taken.relative],
                            "model": self.predictor.name, "processed_at": now_iso()}
                 elif item.needs_model:
-                    row = labelled(item.row, next(probabilities), self.review_below, self.predictor.name)
+                    row = next(labelled)
                 else:
                     row = unlabelled(item.row, self.predictor.name)
                 file_rows.append(row)
