@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -29,11 +30,14 @@ class Candidate:
         return (path[len(root) :] if path.startswith(root) else path).replace(os.sep, "/")
 
 
+_IGNORED_EXACT = frozenset(IGNORED_NAMES + IGNORED_DIRS)
+# One compiled pattern: this runs for every file found and every watchdog event.
+_IGNORED_PATTERN = re.compile("|".join(fnmatch.translate(pattern) for pattern in IGNORED_PATTERNS))
+
+
 def is_ignored(name: str) -> bool:
     """Hidden, temporary and OS clutter files that are never inputs."""
-    if name in IGNORED_NAMES or name in IGNORED_DIRS:
-        return True
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED_PATTERNS)
+    return name in _IGNORED_EXACT or _IGNORED_PATTERN.match(name) is not None
 
 
 def discover(paths: Iterable[Path]) -> Iterator[Candidate]:

@@ -107,7 +107,7 @@ class Daemon:
         self._in_flight: dict[Future, list[Taken]] = {}
         self.totals: dict[str, int] = {}
         self._summaries_due: set[str] = set()
-        self._made_dirs: set[Path] = set()
+        self._made_dirs: set[str] = set()
         self._last_summary = float("-inf")
         self.started = now_iso()
         self.exit_code = 0
@@ -272,29 +272,39 @@ class Daemon:
     def _scan(self, folder: Path | None = None) -> None:
         """Queue every file under ``folder`` (default: the inbox) that is new to the journal."""
         for dirpath, dirnames, filenames in os.walk(folder or self.inbox):
-            dirnames[:] = sorted(d for d in dirnames if self._relative(Path(dirpath) / d) is not None)
+            dirnames[:] = sorted(d for d in dirnames if self._relative(os.path.join(dirpath, d)) is not None)
+            found = []
             for name in sorted(filenames):
-                path = Path(dirpath) / name
+                path = os.path.join(dirpath, name)
                 relative = self._relative(path)
                 if relative is None or relative in self._in_progress or path in self.tracker:
                     continue
                 try:
-                    info = path.stat()
+                    info = os.stat(path)
                 except OSError:
                     continue
-                if not self.journal.known(relative, info.st_size, info.st_mtime_ns):
-                    self.tracker.seen(path)
+                found.append(((relative, info.st_size, info.st_mtime_ns), path))
+            known = self.journal.known_many([identity for identity, _ in found])
+            for identity, path in found:
+                if identity not in known:
+                    self.tracker.seen(Path(path))
 
     # -- intake and preparation ---------------------------------------------------------------------
 
     def _take(self, stable: list[StableFile], pool) -> None:
-        taken = []
+        candidates = []
         for path, size, mtime_ns in stable:
             relative = self._relative(path)
-            if relative is None or self.journal.known(relative, size, mtime_ns):
+            if relative is not None:
+                candidates.append(((relative, size, mtime_ns), path))
+        known = self.journal.known_many([identity for identity, _ in candidates])
+        taken = []
+        now = self.clock()
+        for (relative, size, mtime_ns), path in candidates:
+            if (relative, size, mtime_ns) in known:
                 continue
             self._in_progress.add(relative)
-            taken.append(Taken(relative, path, size, mtime_ns, self.clock()))
+            taken.append(Taken(relative, path, size, mtime_ns, now))
         for start in range(0, len(taken), CHUNK_FILES):
             chunk = taken[start : start + CHUNK_FILES]
             candidates = [Candidate(self.inbox, t.path) for t in chunk]
@@ -352,11 +362,17 @@ class Daemon:
         job = day_folder_name(day)
         seen_in_batch: dict[str, str] = {}
         duplicates: dict[str, str] = {}
+        digests = {}
         for taken in batch:
             sha = next((p.row["sha256"] for p in taken.prepared if p.row.get("sha256")), None)
-            if sha is None or any(p.row["status"] == FAILED for p in taken.prepared):
+            if sha is not None and not any(p.row["status"] == FAILED for p in taken.prepared):
+                digests[taken.relative] = sha
+        reported = self.journal.first_reports_of(list(digests.values()))
+        for taken in batch:
+            sha = digests.get(taken.relative)
+            if sha is None:
                 continue
-            first = seen_in_batch.get(sha) or self.journal.first_report_of(sha)
+            first = seen_in_batch.get(sha) or reported.get(sha)
             if first:
                 duplicates[taken.relative] = first
             else:
@@ -448,12 +464,14 @@ class Daemon:
 
     def _move_decided(self) -> None:
         moved, failed = [], 0
+        failed_prefix = os.fspath(self.failed_dir) + os.sep
         for file_id, relative, target in self.journal.unmoved():
             source = os.path.join(self._inbox_prefix, relative)
-            final = unique_path(Path(target))
-            if final.parent not in self._made_dirs:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                self._made_dirs.add(final.parent)
+            final = unique_path(target)
+            parent = os.path.dirname(final)
+            if parent not in self._made_dirs:
+                os.makedirs(parent, exist_ok=True)
+                self._made_dirs.add(parent)
             try:
                 os.rename(source, final)
             except FileNotFoundError:
@@ -463,8 +481,8 @@ class Daemon:
                     raise
                 shutil.move(source, final)  # processed/ on another filesystem
             else:
-                if self.failed_dir in final.parents:
-                    self._write_reason(final, relative)
+                if final.startswith(failed_prefix):
+                    self._write_reason(Path(final), relative)
                     failed += 1
                 log.debug("moved %s -> %s", relative, final)
             moved.append(file_id)
@@ -492,12 +510,16 @@ class Daemon:
         return f"{counts}; queued={len(self.tracker)} in_flight={len(self._in_flight)} batching={len(self.batcher)}"
 
 
-def unique_path(path: Path) -> Path:
-    """``path``, or ``name-1.ext``, ``name-2.ext``... if taken: a move never overwrites."""
-    if not path.exists():
+def unique_path(path: str) -> str:
+    """``path``, or ``name-1.ext``, ``name-2.ext``... if taken: a move never overwrites.
+
+    Strings, not Paths: this runs once per file moved.
+    """
+    if not os.path.lexists(path):
         return path
+    stem, suffix = os.path.splitext(path)
     for n in range(1, 100000):
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        if not candidate.exists():
+        candidate = f"{stem}-{n}{suffix}"
+        if not os.path.lexists(candidate):
             return candidate
     raise FileExistsError(f"no free name for {path}")

@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS sinks (
 """
 
 
+# SQLite's default limit on host parameters is 999 in old builds: stay under it.
+_MAX_PARAMS = 900
+
+
 @dataclass(frozen=True)
 class FileRecord:
     path: str  # relative to the inbox
@@ -87,18 +91,41 @@ class Journal:
 
     def known(self, path: str, size: int, mtime_ns: int) -> bool:
         """This exact file (path, size, mtime) was already decided: never report it again."""
-        row = self.db.execute(
-            "SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime_ns = ? LIMIT 1", (path, size, mtime_ns)
-        ).fetchone()
-        return row is not None
+        return bool(self.known_many([(path, size, mtime_ns)]))
+
+    def known_many(self, identities: list[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
+        """Which of these ``(path, size, mtime_ns)`` were already decided: one query for a whole burst."""
+        found: set[tuple[str, int, int]] = set()
+        for start in range(0, len(identities), _MAX_PARAMS):
+            part = identities[start : start + _MAX_PARAMS]
+            marks = ",".join("?" * len(part))
+            wanted = set(part)
+            found.update(
+                identity
+                for identity in self.db.execute(
+                    f"SELECT path, size, mtime_ns FROM files WHERE path IN ({marks})", [path for path, _, _ in part]
+                )
+                if identity in wanted
+            )
+        return found
 
     def first_report_of(self, sha256: str) -> str | None:
-        row = self.db.execute(
-            "SELECT first_row FROM files WHERE sha256 = ? AND status != 'duplicate' AND first_row IS NOT NULL "
-            "ORDER BY id LIMIT 1",
-            (sha256,),
-        ).fetchone()
-        return row[0] if row else None
+        return self.first_reports_of([sha256]).get(sha256)
+
+    def first_reports_of(self, digests: list[str]) -> dict[str, str]:
+        """For each content hash already reported, the row of its first report (``<job>/<file>#1``)."""
+        out: dict[str, str] = {}
+        unique = list(dict.fromkeys(digests))
+        for start in range(0, len(unique), _MAX_PARAMS):
+            part = unique[start : start + _MAX_PARAMS]
+            marks = ",".join("?" * len(part))
+            for sha256, first_row in self.db.execute(
+                f"SELECT sha256, first_row FROM files WHERE sha256 IN ({marks}) AND status != 'duplicate' "
+                "AND first_row IS NOT NULL ORDER BY id",
+                part,
+            ):
+                out.setdefault(sha256, first_row)
+        return out
 
     def decide(self, rows: list[tuple[str, dict]], files: list[FileRecord]) -> None:
         """Step 1: commit a batch's rows (with their day) and file records in one transaction."""
