@@ -10,7 +10,7 @@ from pathlib import Path
 from batchclf.watch.batcher import DynamicBatcher
 from batchclf.watch.notify import Notifier
 from batchclf.watch.observer import filesystem_type, is_network_filesystem
-from batchclf.watch.stability import StabilityTracker
+from batchclf.watch.stability import CTIME_TICK, StabilityTracker
 
 
 class FakeClock:
@@ -30,18 +30,20 @@ class FakeFiles:
     def __init__(self):
         self.files = {}
 
-    def write(self, path, size, mtime_ns):
-        self.files[str(path)] = (size, mtime_ns, stat.S_IFREG | 0o644)
+    def write(self, path, size, mtime_ns, ctime=0.0):
+        self.files[str(path)] = (size, mtime_ns, stat.S_IFREG | 0o644, ctime)
 
     def mkdir(self, path):
-        self.files[str(path)] = (0, 0, stat.S_IFDIR | 0o755)
+        self.files[str(path)] = (0, 0, stat.S_IFDIR | 0o755, 0.0)
 
     def __call__(self, path):
         if str(path) not in self.files:
             raise FileNotFoundError(path)
-        size, mtime_ns, mode = self.files[str(path)]
+        size, mtime_ns, mode, ctime = self.files[str(path)]
         seconds = mtime_ns // 10**9
-        return os.stat_result((mode, 0, 0, 1, 0, 0, size, seconds, seconds, seconds), {"st_mtime_ns": mtime_ns})
+        return os.stat_result(
+            (mode, 0, 0, 1, 0, 0, size, seconds, seconds, int(ctime)), {"st_mtime_ns": mtime_ns, "st_ctime": ctime}
+        )
 
 
 @pytest.fixture
@@ -125,6 +127,65 @@ def test_settle_zero_takes_at_once(clock, files):
     files.write("a.png", 1, 1)
     tracker.seen("a.png")
     assert len(tracker.due()) == 1
+
+
+class FakeWallClock:
+    """The wall clock ctime is stamped with, running alongside the monotonic fake."""
+
+    def __init__(self, clock, offset=1_700_000_000.0):
+        self.clock, self.offset = clock, offset
+
+    def __call__(self):
+        return self.clock.now + self.offset
+
+
+def test_ctime_dates_the_quiet_period_on_local_filesystems(clock, files):
+    """A file renamed in 0.6 s before its (delayed) event reached us needs only 0.4 s more."""
+    wall = FakeWallClock(clock)
+    tracker = StabilityTracker(1.0, clock, stat=files, wall_clock=wall)
+    files.write("a.png", 10, 1, ctime=wall() - 0.6)
+    tracker.seen("a.png")
+    clock.advance(0.3)
+    assert tracker.due() == []
+    assert tracker.next_deadline() == pytest.approx(clock.now + 0.1 + CTIME_TICK)
+    clock.advance(0.2)
+    assert tracker.due() == [(Path("a.png"), 10, 1)]
+
+
+def test_file_complete_before_start_goes_at_once(clock, files):
+    wall = FakeWallClock(clock)
+    tracker = StabilityTracker(1.0, clock, stat=files, wall_clock=wall)
+    files.write("old.png", 10, 1, ctime=wall() - 3600)
+    files.write("new.png", 10, 1, ctime=wall())
+    tracker.seen("new.png")
+    tracker.seen("old.png")
+    assert tracker.due() == [(Path("old.png"), 10, 1)]  # not held back behind the newer file
+    assert len(tracker) == 1
+
+
+def test_old_ctime_does_not_excuse_a_change_between_looks(clock, files):
+    wall = FakeWallClock(clock)
+    tracker = StabilityTracker(1.0, clock, stat=files, wall_clock=wall)
+    files.write("a.png", 10, 1, ctime=wall() - 3600)
+    tracker.seen("a.png")
+    files.write("a.png", 20, 2, ctime=wall())  # appended to after we looked
+    assert tracker.due() == []
+    clock.advance(1.1)
+    assert tracker.due() == [(Path("a.png"), 20, 2)]
+
+
+def test_ctime_in_the_future_or_without_wall_clock_waits_the_full_settle(clock, files):
+    wall = FakeWallClock(clock)
+    skewed = StabilityTracker(1.0, clock, stat=files, wall_clock=wall)
+    untrusted = StabilityTracker(1.0, clock, stat=files)  # network filesystem: ctime is the server's
+    files.write("a.png", 10, 1, ctime=wall() + 30)
+    files.write("b.png", 10, 1, ctime=wall() - 3600)
+    skewed.seen("a.png")
+    untrusted.seen("b.png")
+    clock.advance(0.9)
+    assert skewed.due() == [] and untrusted.due() == []
+    clock.advance(0.2)
+    assert len(skewed.due()) == 1 and len(untrusted.due()) == 1
 
 
 def test_batch_goes_when_full(clock):

@@ -35,7 +35,7 @@ from .batcher import DynamicBatcher
 from .journal import FileRecord, Journal
 from .lock import LOCK_NAME, InboxLock
 from .notify import Notifier
-from .observer import start_observer
+from .observer import filesystem_type, is_network_filesystem, start_observer
 from .stability import StabilityTracker, StableFile
 
 log = logging.getLogger("batchclf.watch")
@@ -94,7 +94,9 @@ class Daemon:
         self._own_dirs = tuple(os.fspath(p) for p in (self.processed_dir, self.failed_dir, self.out_dir))
         self.clock = clock
         self.events: queue.Queue = queue.Queue()
-        self.tracker = StabilityTracker(options.settle, clock)
+        # ctime dates a file's last change only where this machine's clock stamps it.
+        local = not is_network_filesystem(filesystem_type(self.inbox))
+        self.tracker = StabilityTracker(options.settle, clock, wall_clock=time.time if local else None)
         # Bounded intake: at most eight batches' worth of files (28x28 bytes each once decoded)
         # are being decoded or waiting at once, enough to keep the workers busy during a commit.
         self.batcher: DynamicBatcher[Taken] = DynamicBatcher(

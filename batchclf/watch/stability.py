@@ -2,10 +2,21 @@
 
 A scanner or a network copy writes a file in pieces over seconds, and
 PollingObserver sends no "closed" events, so completeness is judged from
-quiet time alone: a file is *stable* once it has had no events for
-``settle`` seconds and its size and mtime have not changed between two
-looks at least ``settle`` apart.  The tracker never sleeps and never reads
-the clock itself, so tests drive it with a fake clock and fake ``stat``.
+quiet time alone: a file is *stable* once nothing has changed it for
+``settle`` seconds and its size and mtime are the same at two looks, the
+second at least ``settle`` after the quiet period began.  The tracker never
+sleeps and never reads a clock itself, so tests drive it with fake clocks
+and a fake ``stat``.
+
+When the quiet period began: by default, when we last heard of the file
+(an event or a scan).  With ``wall_clock`` (local filesystems, where the
+kernel stamps ctime with this machine's own clock), at the file's ctime if
+that is earlier: the kernel updates ctime on every write, truncation,
+rename and ``utime``, so it is the time of the last change of any kind.
+That removes watchdog's event delay (inotify move pairing holds events for
+half a second) from every file's latency, and lets files that were already
+complete when the daemon started go at once.  On network filesystems the
+server's clock stamps ctime, so it is not trusted there.
 """
 
 from __future__ import annotations
@@ -15,6 +26,9 @@ import stat as stat_module
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
+
+
+CTIME_TICK = 0.02  # seconds; a kernel tick is 1-10 ms
 
 
 class StableFile(NamedTuple):
@@ -28,7 +42,7 @@ class StableFile(NamedTuple):
 @dataclass
 class _Watch:
     signature: tuple[int, int] | None  # (size, mtime_ns) at the last look
-    since: float  # when the signature (or last event) was last seen to change
+    since: float  # when the file was last known to change (tracker clock)
 
 
 class StabilityTracker:
@@ -37,10 +51,12 @@ class StabilityTracker:
         settle: float,
         clock: Callable[[], float],
         stat: Callable[[Path], os.stat_result] = os.stat,
+        wall_clock: Callable[[], float] | None = None,
     ):
         self.settle = settle
         self.clock = clock
         self.stat = stat
+        self.wall_clock = wall_clock
         self._files: dict[Path, _Watch] = {}
 
     def __len__(self) -> int:
@@ -50,11 +66,11 @@ class StabilityTracker:
         return Path(path) in self._files
 
     def seen(self, path: Path) -> None:
-        """An event (or a scan) touched ``path``: restart its quiet period."""
+        """An event (or a scan) touched ``path``: look at it again and restart its quiet period."""
         path = Path(path)
-        # Re-insert so the dict stays ordered by ``since``: due() can stop at the first unsettled file.
         self._files.pop(path, None)
-        self._files[path] = _Watch(self._signature(path), self.clock())
+        info = self._stat(path)
+        self._files[path] = _Watch(_signature(info), self._quiet_since(info))
 
     def forget(self, path: Path) -> None:
         self._files.pop(Path(path), None)
@@ -71,15 +87,15 @@ class StabilityTracker:
             if limit is not None and len(stable) >= limit:
                 break
             if now - watch.since < self.settle:
-                break  # ordered by since: every later file is newer still
-            signature = self._signature(path)
+                continue
+            info = self._stat(path)
+            signature = _signature(info)
+            del self._files[path]
             if signature is None:
-                del self._files[path]  # gone, or a directory/FIFO: nothing to take
-            elif signature != watch.signature:
-                del self._files[path]
-                self._files[path] = _Watch(signature, now)  # still growing: look again later
+                continue  # gone, or a directory/FIFO: nothing to take
+            if signature != watch.signature:
+                self._files[path] = _Watch(signature, self._quiet_since(info))  # still growing: look again later
             else:
-                del self._files[path]
                 stable.append(StableFile(path, *signature))
         return stable
 
@@ -87,13 +103,24 @@ class StabilityTracker:
         """The clock time when the next file could become stable (for the caller's sleep)."""
         if not self._files:
             return None
-        return next(iter(self._files.values())).since + self.settle
+        return min(watch.since for watch in self._files.values()) + self.settle
 
-    def _signature(self, path: Path) -> tuple[int, int] | None:
+    def _stat(self, path: Path) -> os.stat_result | None:
         try:
-            info = self.stat(path)
+            return self.stat(path)
         except OSError:
             return None
-        if not stat_module.S_ISREG(info.st_mode):
-            return None
-        return (info.st_size, info.st_mtime_ns)
+
+    def _quiet_since(self, info: os.stat_result | None) -> float:
+        now = self.clock()
+        if self.wall_clock is None or info is None:
+            return now
+        # A ctime in the future (a clock step) counts as now; the kernel stamps ctime from a
+        # coarse clock, up to a tick behind: never start the quiet period earlier than the truth.
+        return now - max(0.0, self.wall_clock() - info.st_ctime - CTIME_TICK)
+
+
+def _signature(info: os.stat_result | None) -> tuple[int, int] | None:
+    if info is None or not stat_module.S_ISREG(info.st_mode):
+        return None
+    return (info.st_size, info.st_mtime_ns)
