@@ -1,6 +1,7 @@
 """The batched stream: bounded memory, fixed batch shapes, input order."""
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -100,3 +101,18 @@ def test_a_crashing_decoder_fails_one_file_and_the_job_goes_on(tmp_path):
     assert set(statuses.values()) == {None}  # the others were prepared normally (the model labels them later)
     poisoned = next(item for item in items if item.row["file"] == "05-poison.png")
     assert "crashed on this file" in poisoned.row["error"]
+
+
+def report_niceness(candidates):
+    """A prepare function that tells how nice its worker process runs."""
+    import os
+
+    return [os.nice(0)]
+
+
+def test_workers_run_niced_below_inference():
+    from batchclf.pipeline import WORKER_NICE, WorkerPool
+
+    with WorkerPool(1, report_niceness) as pool:
+        [worker_niceness] = pool.result(*pool.submit([]))
+    assert worker_niceness == min(os.nice(0) + WORKER_NICE, 19)
