@@ -152,8 +152,12 @@ def run(model: Path, trickle_n: int, rate: float, burst_n: int, settle: float, m
                 }
             else:
                 seconds = (max(seen.values()) if seen else float("nan")) - min(dropped.values())
+                # The settle wait is the same for every file of a burst, so the rate after it is the
+                # daemon's processing speed, comparable with classify's.
+                processing = seconds - settle
                 results["burst"] = {
                     "files": len(dropped), "reported": len(seen), "seconds": round(seconds, 2),
                     "files_per_s": round(len(seen) / seconds, 1) if seconds > 0 else None,
+                    "files_per_s_after_settle": round(len(seen) / processing, 1) if processing > 0 else None,
                 }
     return results

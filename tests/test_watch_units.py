@@ -269,3 +269,25 @@ def test_due_limit_keeps_the_rest_tracked_oldest_first(clock, files):
     assert [str(f.path) for f in tracker.due(limit=2)] == ["c.png", "a.png"]
     assert len(tracker) == 1
     assert [str(f.path) for f in tracker.due(limit=2)] == ["b.png"]
+
+
+def test_journal_answers_a_burst_in_few_queries(tmp_path):
+    """known_many and first_reports_of page through SQLite's parameter limit and match exactly."""
+    from batchclf.watch.journal import FileRecord, Journal
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        records = [
+            FileRecord(path=f"f{i}.png", size=i, mtime_ns=i, sha256=f"sha{i % 1500}", status="ok", day="2026-11-24",
+                       first_row=f"watch-2026-11-24/f{i}.png#1", move_to=None)
+            for i in range(2000)
+        ]
+        journal.decide([], records)
+        asked = [(f"f{i}.png", i, i) for i in range(0, 2500, 7)] + [("f3.png", 3, 99)]  # last: same path, new mtime
+        assert journal.known_many(asked) == {identity for identity in asked if identity[1] < 2000 and identity[2] == identity[1]}
+        firsts = journal.first_reports_of([f"sha{i}" for i in range(1500)] + ["sha-none"])
+        assert len(firsts) == 1500 and firsts["sha1400"] == "watch-2026-11-24/f1400.png#1"
+        assert firsts["sha100"] == "watch-2026-11-24/f100.png#1"  # f100 and f1600 share it: the first report wins
+        assert journal.known("f5.png", 5, 5) and not journal.known("f5.png", 5, 6)
+    finally:
+        journal.close()

@@ -95,19 +95,10 @@ class Journal:
 
     def known_many(self, identities: list[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
         """Which of these ``(path, size, mtime_ns)`` were already decided: one query for a whole burst."""
-        found: set[tuple[str, int, int]] = set()
-        for start in range(0, len(identities), _MAX_PARAMS):
-            part = identities[start : start + _MAX_PARAMS]
-            marks = ",".join("?" * len(part))
-            wanted = set(part)
-            found.update(
-                identity
-                for identity in self.db.execute(
-                    f"SELECT path, size, mtime_ns FROM files WHERE path IN ({marks})", [path for path, _, _ in part]
-                )
-                if identity in wanted
-            )
-        return found
+        wanted = set(identities)
+        paths = list(dict.fromkeys(path for path, _, _ in identities))
+        rows = self._select_in("SELECT path, size, mtime_ns FROM files WHERE path IN ({})", paths)
+        return {identity for identity in rows if identity in wanted}
 
     def first_report_of(self, sha256: str) -> str | None:
         return self.first_reports_of([sha256]).get(sha256)
@@ -115,17 +106,20 @@ class Journal:
     def first_reports_of(self, digests: list[str]) -> dict[str, str]:
         """For each content hash already reported, the row of its first report (``<job>/<file>#1``)."""
         out: dict[str, str] = {}
-        unique = list(dict.fromkeys(digests))
-        for start in range(0, len(unique), _MAX_PARAMS):
-            part = unique[start : start + _MAX_PARAMS]
-            marks = ",".join("?" * len(part))
-            for sha256, first_row in self.db.execute(
-                f"SELECT sha256, first_row FROM files WHERE sha256 IN ({marks}) AND status != 'duplicate' "
-                "AND first_row IS NOT NULL ORDER BY id",
-                part,
-            ):
-                out.setdefault(sha256, first_row)
+        rows = self._select_in(
+            "SELECT sha256, first_row FROM files WHERE sha256 IN ({}) AND status != 'duplicate' "
+            "AND first_row IS NOT NULL ORDER BY id",
+            list(dict.fromkeys(digests)),
+        )
+        for sha256, first_row in rows:
+            out.setdefault(sha256, first_row)
         return out
+
+    def _select_in(self, sql: str, values: list):
+        """Rows of ``sql`` with its ``IN ({})`` list filled from ``values``, a few hundred at a time."""
+        for start in range(0, len(values), _MAX_PARAMS):
+            part = values[start : start + _MAX_PARAMS]
+            yield from self.db.execute(sql.format(",".join("?" * len(part))), part)
 
     def decide(self, rows: list[tuple[str, dict]], files: list[FileRecord]) -> None:
         """Step 1: commit a batch's rows (with their day) and file records in one transaction."""
