@@ -2,8 +2,9 @@
 
 import os
 
-# TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) is noise
-# for an operator; real errors still surface as Python exceptions.
+# TensorFlow's C++ log lines below warnings are noise for an operator; real errors
+# still surface as Python exceptions.  What it prints before its logging is set
+# up ignores this: device.tensorflow() catches that.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

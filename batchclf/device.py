@@ -1,6 +1,17 @@
-"""Which device runs inference and training: the only place that asks TensorFlow about GPUs."""
+"""Which device runs inference and training: the only place that asks TensorFlow about GPUs.
+
+It is also where TensorFlow is first imported (:func:`tensorflow`), so its
+start-up chatter is handled in one place.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
 
 from .errors import DeviceError
 
@@ -8,14 +19,61 @@ CHOICES = ("auto", "cpu", "gpu")
 # A GPU only pays off with big batches; the CPU prefers cache-sized ones.
 DEFAULT_BATCH = {"cpu": 256, "gpu": 2048}
 
+log = logging.getLogger("batchclf.device")
+
+# TensorFlow's C++ runtime writes these straight to file descriptor 2 before its
+# logging is set up, so TF_CPP_MIN_LOG_LEVEL cannot hold them back: CUDA probing
+# on a machine without a GPU, plugin registration, CPU feature notes.  In an
+# operator's journal they read like failures ("E0000 ... failed call to cuInit").
+_CHATTER = re.compile(
+    r"absl::InitializeLog|cudart_stub|Could not find cuda drivers|failed call to cuInit|"
+    r"Unable to register cu\w+ factory|computation placer already registered|TF-TRT Warning|"
+    r"oneDNN custom operations are on|optimized to use available CPU instructions|"
+    r"rebuild TensorFlow with the appropriate compiler flags|Attempting to register factory"
+)
+
+
+@contextlib.contextmanager
+def native_chatter_to_debug_log():
+    """Catch what native code writes to stderr meanwhile; known chatter goes to the debug log, the rest to stderr."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2: nothing to catch
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode("utf-8", "replace").splitlines()
+            for line in lines:
+                if _CHATTER.search(line):
+                    log.debug("tensorflow: %s", line)
+                elif line.strip():
+                    sys.stderr.write(line + "\n")
+
+
+def tensorflow():
+    """``import tensorflow``, with its native start-up chatter kept out of stderr."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with native_chatter_to_debug_log():
+        import tensorflow as tf
+    return tf
+
 
 def select(requested: str = "auto") -> str:
     """``auto`` -> the first GPU if TensorFlow sees one, else the CPU; returns a TF device string."""
-    import tensorflow as tf
-
     if requested not in CHOICES:
         raise DeviceError(f"unknown device {requested!r}; choose one of: {', '.join(CHOICES)}")
-    gpus = tf.config.list_physical_devices("GPU")
+    tf = tensorflow()
+    with native_chatter_to_debug_log():  # the first device query probes CUDA
+        gpus = tf.config.list_physical_devices("GPU")
     if requested == "gpu" and not gpus:
         raise DeviceError("--device gpu: TensorFlow sees no GPU (install batchclf[gpu] and check the CUDA driver)")
     if requested == "cpu" or not gpus:

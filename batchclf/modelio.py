@@ -26,6 +26,7 @@ def load_keras_model(path: Path):
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"model file not found: {path}")
+    devices.tensorflow()
     import keras
 
     try:
@@ -42,7 +43,7 @@ class Predictor:
     """
 
     def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None):
-        import tensorflow as tf
+        tf = devices.tensorflow()
 
         self.path = Path(model_path)
         self.model = None

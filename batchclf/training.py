@@ -11,6 +11,7 @@ import numpy as np
 
 from . import architectures
 from . import card as cards
+from . import device as devices
 from .calibration import apply_temperature, expected_calibration_error, fit_temperature
 from .data import Dataset
 from .flops import flops_per_image
@@ -43,8 +44,9 @@ def train(
     epochs = epochs or recipe.epochs
     batch_size = batch_size or recipe.batch_size
 
+    tf = devices.tensorflow()
+    device = devices.select("auto")  # probes CUDA now, quietly, rather than at the first layer built
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -115,7 +117,7 @@ def train(
             "train_size": int(len(y_train)),
             "seconds": round(training_seconds, 1),
             "hardware": cards.hardware(),
-            "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
+            "device": devices.kind(device),
             "command": command,
             "data_source": data.source,
             "data_sha256": data.train_sha256,

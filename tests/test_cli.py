@@ -145,3 +145,27 @@ def test_evaluate_on_a_labelled_scan_folder(tmp_path, tiny_model):
     assert report["n"] == 5 and report["unlabelled_or_failed"] == 1
     assert set(report["groups"]) == {"w1", "w2"}
     assert sum(map(sum, report["confusion"])) == 4  # the failed file has no predicted class
+
+
+def test_native_chatter_goes_to_the_debug_log_and_the_rest_to_stderr(capfd, caplog):
+    import logging
+    import os
+
+    from batchclf.device import native_chatter_to_debug_log
+
+    with caplog.at_level(logging.DEBUG, logger="batchclf.device"):
+        with native_chatter_to_debug_log():
+            os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers on your machine\n")
+            os.write(2, b"a real problem from native code\n")
+    err = capfd.readouterr().err
+    assert err == "a real problem from native code\n"
+    assert any("cudart_stub" in record.getMessage() for record in caplog.records)
+
+
+def test_tensorflow_start_up_leaves_stderr_clean():
+    """On a machine without a GPU, TensorFlow's CUDA probing would print 'E0000 ... failed call to cuInit'."""
+    code = "from batchclf import device; device.tensorflow(); print(device.select('auto'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in ("/CPU:0", "/GPU:0")
+    assert result.stderr == ""
