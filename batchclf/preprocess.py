@@ -106,13 +106,21 @@ def _shrink(gray: np.ndarray) -> np.ndarray:
 
 def _ink_map(gray: np.ndarray) -> np.ndarray | None:
     """Ink strength >= 0 per pixel after polarity and uneven-background correction; None if no ink."""
-    darkest, paper, lightest = (float(v) for v in np.percentile(gray, [0.5, 50, 99.5]))  # one partition pass
+    darkest, lightest = (float(v) for v in np.percentile(gray, [0.5, 99.5]))  # one partition pass
+    # The paper level is read off the image's frame, not the whole image: a bold digit cut
+    # tight to its edges can be more than half ink, which would flip the polarity.
+    paper = _frame_median(gray)
     dark_ink = (paper - darkest) >= (lightest - paper)
     signal = (1.0 - gray) if dark_ink else gray
     background = _background_surface(signal)
     ink = np.clip(signal - background, 0.0, None)
     residual = signal - background
-    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    # Paper noise from paper pixels only (below the ink/paper split): a spread over every
+    # pixel grows with the share of ink, and would call a bold, tightly cropped digit noise.
+    paper_residual = residual[residual < _otsu_threshold(residual.ravel())]
+    if paper_residual.size == 0:
+        paper_residual = residual
+    noise = 1.4826 * float(np.median(np.abs(paper_residual - np.median(paper_residual))))
     peak = float(np.percentile(ink, 99.8)) if ink.size > 100 else float(ink.max())
     if peak < MIN_CONTRAST or peak < NOISE_SIGMAS * 2 * noise:
         return None
@@ -120,6 +128,16 @@ def _ink_map(gray: np.ndarray) -> np.ndarray | None:
     ink = np.clip((ink - threshold * 0.5) / max(peak - threshold * 0.5, 1e-6), 0.0, 1.0)
     ink[signal - background < threshold * 0.5] = 0.0
     return ink
+
+
+def _frame_median(gray: np.ndarray) -> float:
+    """The median of the outer band (an eighth of the shorter side, at least 1 px): mostly paper."""
+    h, w = gray.shape
+    band = max(1, min(h, w) // 8)
+    if 2 * band >= min(h, w):
+        return float(np.median(gray))
+    frame = np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
+    return float(np.median(frame))
 
 
 def _background_surface(signal: np.ndarray) -> np.ndarray:
@@ -135,7 +153,10 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     yy, xx = np.mgrid[0:h:step, 0:w:step]
     design = _quadratic_design(yy.ravel() / max(h - 1, 1) - 0.5, xx.ravel() / max(w - 1, 1) - 0.5)
     values = signal[::step, ::step].ravel()
-    keep = values <= np.percentile(values, 60)  # ink is the minority: start from the lighter 60%
+    # Start from paper: the lighter 60%, less anything on the ink side of the ink/paper split.
+    # The split matters for a digit cropped tight (a "0" filling its frame is nearly half
+    # ink, and a quadratic surface through it would fit the ring and erase the digit).
+    keep = (values <= np.percentile(values, 60)) & (values < _otsu_threshold(values))
     coefficients = None
     for _ in range(3):
         if keep.sum() < design.shape[1] * 4:
@@ -153,6 +174,19 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
         c[0] + c[1] * xs[None, :] + c[2] * ys[:, None] + c[3] * (xs * xs)[None, :]
         + c[4] * (ys * ys)[:, None] + c[5] * ys[:, None] * xs[None, :]
     )
+
+
+def _otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
+    """The level that best splits ``values`` into two classes (Otsu: most between-class variance)."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_low = np.cumsum(counts)
+    weight_high = weight_low[-1] - weight_low
+    mass_low = np.cumsum(counts * centres)
+    mean_low = mass_low / np.maximum(weight_low, 1)
+    mean_high = (mass_low[-1] - mass_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(edges[int(np.argmax(between)) + 1])
 
 
 def _quadratic_design(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

@@ -191,3 +191,19 @@ def test_large_jpeg_is_drafted_small():
     assert max(pages[0].gray.shape) <= 2 * decode.DECODE_MAX_SIDE
     out = preprocess.normalize(pages[0].gray)
     assert np.abs(out - reference()).mean() < 0.06
+
+
+def bold_zero_filling_its_frame(side=16, stroke=0.28):
+    """A thick ring cropped to its own edges, as form readers and the USPS set cut digits: nearly half ink."""
+    yy, xx = (np.mgrid[0:side, 0:side] + 0.5) / side - 0.5
+    radius = np.hypot(yy / 0.5, xx / 0.42)
+    gray = np.ones((side, side), np.float32)
+    gray[(radius <= 1.0) & (radius >= 1.0 - 2 * stroke)] = 0.05
+    return gray
+
+
+@pytest.mark.parametrize("side", [16, 28, 64, 200])
+def test_bold_tightly_cropped_digit_is_not_blank(side):
+    out = preprocess.normalize(bold_zero_filling_its_frame(side))
+    assert out is not None
+    assert out[14, 14] < 0.2 and out[14, 6:22].max() > 0.8  # a hole in the middle, ink on the ring
