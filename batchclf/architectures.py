@@ -25,6 +25,7 @@ class Recipe:
     batch_size: int
     augment: bool
     description: str
+    continental_ones: float = 0.0  # share of training ones given the European up-stroke (batchclf.styles)
 
 
 def _seed_model(seed: int):
@@ -103,7 +104,8 @@ _BUILDERS: dict[str, tuple[Callable, Recipe]] = {
             epochs=20,
             batch_size=128,
             augment=True,
-            description="strided conv-BN-ReLU net, cosine Adam, scan augmentation",
+            description="strided conv-BN-ReLU net, cosine Adam, scan augmentation, continental ones",
+            continental_ones=0.4,
         ),
     ),
 }

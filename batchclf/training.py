@@ -12,6 +12,7 @@ import numpy as np
 from . import architectures
 from . import card as cards
 from . import device as devices
+from . import styles
 from .calibration import apply_temperature, expected_calibration_error, fit_temperature
 from .data import Dataset
 from .flops import flops_per_image
@@ -61,6 +62,8 @@ def train(
     val_idx, train_idx = order[:validation_size], order[validation_size:]
     x_train, y_train = images[train_idx], labels[train_idx]
     x_val, y_val = images[val_idx], labels[val_idx]
+    if recipe.continental_ones:
+        x_train = styles.continental_ones(x_train, y_train, recipe.continental_ones, np.random.default_rng(seed))
 
     steps_per_epoch = max(1, len(x_train) // batch_size)
     model = architectures.build(arch, seed=seed, steps_total=steps_per_epoch * epochs)
@@ -114,6 +117,7 @@ def train(
             "seed": seed,
             "deterministic_kernels": deterministic,
             "augmentation": recipe.augment,
+            "continental_ones": recipe.continental_ones,
             "train_size": int(len(y_train)),
             "seconds": round(training_seconds, 1),
             "hardware": cards.hardware(),

@@ -100,9 +100,6 @@ class Journal:
         rows = self._select_in("SELECT path, size, mtime_ns FROM files WHERE path IN ({})", paths)
         return {identity for identity in rows if identity in wanted}
 
-    def first_report_of(self, sha256: str) -> str | None:
-        return self.first_reports_of([sha256]).get(sha256)
-
     def first_reports_of(self, digests: list[str]) -> dict[str, str]:
         """For each content hash already reported, the row of its first report (``<job>/<file>#1``)."""
         out: dict[str, str] = {}
