@@ -84,3 +84,23 @@ def write_scans(
         path.write_bytes(data)
         written.append((path, int(label)))
     return written
+
+
+def write_labelled_folders(images: np.ndarray, labels: np.ndarray, folder: Path, n: int, seed: int) -> int:
+    """``n`` random digits as scans in ``folder/DIGIT/``, the layout ``batchclf evaluate --scans`` reads."""
+    chosen = np.random.default_rng(seed).choice(len(images), n, replace=False)
+    for label in range(10):
+        picked = chosen[labels[chosen] == label]
+        write_scans(images[picked], labels[picked], Path(folder) / str(label), seed=label)
+    return n
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .data import load
+
+    if len(sys.argv) != 5:
+        sys.exit("usage: python -m batchclf.synthetic MNIST_PATH N SEED OUT_FOLDER  (draws MNIST *test* digits)")
+    dataset = load(Path(sys.argv[1]))
+    print(write_labelled_folders(dataset.x_test, dataset.y_test, Path(sys.argv[4]), int(sys.argv[2]), int(sys.argv[3])))
