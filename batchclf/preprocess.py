@@ -112,9 +112,8 @@ def _ink_map(gray: np.ndarray) -> np.ndarray | None:
     paper = _frame_median(gray)
     dark_ink = (paper - darkest) >= (lightest - paper)
     signal = (1.0 - gray) if dark_ink else gray
-    background = _background_surface(signal)
-    ink = np.clip(signal - background, 0.0, None)
-    residual = signal - background
+    residual = signal - _background_surface(signal)
+    ink = np.clip(residual, 0.0, None)
     # Paper noise from paper pixels only (below the ink/paper split): a spread over every
     # pixel grows with the share of ink, and would call a bold, tightly cropped digit noise.
     paper_residual = residual[residual < _otsu_threshold(residual.ravel())]
@@ -126,7 +125,7 @@ def _ink_map(gray: np.ndarray) -> np.ndarray | None:
         return None
     threshold = max(NOISE_SIGMAS * noise, 0.25 * peak, MIN_CONTRAST * 0.5)
     ink = np.clip((ink - threshold * 0.5) / max(peak - threshold * 0.5, 1e-6), 0.0, 1.0)
-    ink[signal - background < threshold * 0.5] = 0.0
+    ink[residual < threshold * 0.5] = 0.0
     return ink
 
 
