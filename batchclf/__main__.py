@@ -1,3 +1,3 @@
-from .cli import main
+from batchclf.cli import main
 
 main()

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from . import card as cards
-from . import reports
-from .discovery import discover
-from .errors import InputPathError
-from .jobs import create_job_folder
-from .pipeline import classify_stream, default_workers
-from .rows import now_iso, starts_file
+from batchclf.model import card as cards
+from batchclf.jobs import writers as reports
+from batchclf.scan.discovery import discover
+from batchclf.errors import InputPathError
+from batchclf.jobs.folder import create_job_folder
+from batchclf.engines.local import classify_stream, default_workers
+from batchclf.jobs.rows import now_iso, starts_file
 
 
 WRITE_EVERY = 512  # rows buffered between report writes
@@ -38,7 +38,7 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
     missing = [str(p) for p in paths if not os.path.lexists(p)]
     if missing:
         raise InputPathError(f"input path not found: {', '.join(missing)}")
-    from .modelio import Predictor
+    from batchclf.model.predictor import Predictor
 
     predictor = Predictor(options.model, device=options.device, batch_size=options.batch_size)
     predictor.warm_up()

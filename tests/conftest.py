@@ -24,7 +24,7 @@ def mnist_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
-    from batchclf.data import load
+    from batchclf.datasets.mnist import load
 
     return load(mnist_dir / "mnist.npz")
 
@@ -48,7 +48,7 @@ def synthetic_digits(n: int, seed: int = 0):
 
 @pytest.fixture(scope="session")
 def synthetic_dataset():
-    from batchclf.data import Dataset
+    from batchclf.datasets.mnist import Dataset
 
     x_train, y_train = synthetic_digits(600, seed=1)
     x_test, y_test = synthetic_digits(200, seed=2)

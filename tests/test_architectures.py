@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from batchclf import architectures
+from batchclf.model import architectures
 from batchclf.errors import UnknownArchitectureError
-from batchclf.flops import flops_per_image
+from batchclf.model.flops import flops_per_image
 
 
 def test_seed_is_the_classic_demo():

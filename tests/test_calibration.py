@@ -1,7 +1,7 @@
 import numpy as np
 
-from batchclf.calibration import apply_temperature, expected_calibration_error, fit_temperature
-from batchclf.metrics import confusion_matrix, summary
+from batchclf.model.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from batchclf.model.metrics import confusion_matrix, summary
 
 
 def softmax(logits):

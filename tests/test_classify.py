@@ -7,7 +7,7 @@ import os
 import pytest
 
 from batchclf.classify import ClassifyOptions, run
-from batchclf.rows import COLUMNS
+from batchclf.jobs.rows import COLUMNS
 
 from .helpers import bad_input_corpus, ink_digit, png_bytes
 

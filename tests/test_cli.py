@@ -151,9 +151,9 @@ def test_native_chatter_goes_to_the_debug_log_and_the_rest_to_stderr(capfd, capl
     import logging
     import os
 
-    from batchclf.device import native_chatter_to_debug_log
+    from batchclf.model.device import native_chatter_to_debug_log
 
-    with caplog.at_level(logging.DEBUG, logger="batchclf.device"):
+    with caplog.at_level(logging.DEBUG, logger="batchclf.model.device"):
         with native_chatter_to_debug_log():
             os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers on your machine\n")
             os.write(2, b"a real problem from native code\n")
@@ -164,7 +164,7 @@ def test_native_chatter_goes_to_the_debug_log_and_the_rest_to_stderr(capfd, capl
 
 def test_tensorflow_start_up_leaves_stderr_clean():
     """On a machine without a GPU, TensorFlow's CUDA probing would print 'E0000 ... failed call to cuInit'."""
-    code = "from batchclf import device; device.tensorflow(); print(device.select('auto'))"
+    code = "from batchclf.model import device; device.tensorflow(); print(device.select('auto'))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in ("/CPU:0", "/GPU:0")

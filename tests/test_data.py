@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from batchclf.data import Dataset, load, read_idx
+from batchclf.datasets.mnist import Dataset, load, read_idx
 from batchclf.errors import DataFileError, DataShapeError
 
 

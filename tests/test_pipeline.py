@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from batchclf.discovery import Candidate, discover, is_ignored
-from batchclf.pipeline import CHUNK_FILES, CHUNKS_IN_FLIGHT_PER_WORKER, classify_stream
+from batchclf.scan.discovery import Candidate, discover, is_ignored
+from batchclf.engines.local import CHUNK_FILES, CHUNKS_IN_FLIGHT_PER_WORKER, classify_stream
 
 from .helpers import ink_digit, png_bytes
 
@@ -78,7 +78,7 @@ def crash_on_poison(candidates):
     """A prepare function for worker processes that dies like a native decoder fault on 'poison' files."""
     import os
 
-    from batchclf.prepare import prepare_many
+    from batchclf.scan.prepare import prepare_many
 
     if any("poison" in c.path.name for c in candidates):
         os._exit(70)
@@ -86,7 +86,7 @@ def crash_on_poison(candidates):
 
 
 def test_a_crashing_decoder_fails_one_file_and_the_job_goes_on(tmp_path):
-    from batchclf.pipeline import prepared_stream
+    from batchclf.engines.local import prepared_stream
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -111,7 +111,7 @@ def report_niceness(candidates):
 
 
 def test_workers_run_niced_below_inference():
-    from batchclf.pipeline import WORKER_NICE, WorkerPool
+    from batchclf.engines.local import WORKER_NICE, WorkerPool
 
     with WorkerPool(1, report_niceness) as pool:
         [worker_niceness] = pool.result(*pool.submit([]))

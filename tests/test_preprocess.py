@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from batchclf import decode, preprocess
+from batchclf.scan import decode
+
+from batchclf.scan import preprocess
 
 
 def paper_with_ink(h=200, w=160, box=(60, 140, 50, 90), ink=0.1, paper=0.95):

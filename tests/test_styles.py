@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from batchclf.styles import add_up_stroke, continental_ones
+from batchclf.model.styles import add_up_stroke, continental_ones
 
 
 def stem(top=4, bottom=24, column=14, width=2):

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from batchclf.modelio import Predictor, load_keras_model
-from batchclf.training import train
+from batchclf.model.predictor import Predictor, load_keras_model
+from batchclf.model.training import train
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from batchclf.reports import read_jsonl
+from batchclf.jobs.writers import read_jsonl
 
 from .helpers import ink_digit, png_bytes
 

@@ -24,19 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import reports
-from ..atomic import fsync_dir, write_text_atomic
-from ..discovery import Candidate, is_ignored
-from ..pipeline import WorkerPool
-from ..prepare import Prepared, failed, prepare_many
-from ..preprocess import mnist_to_input
-from ..rows import DUPLICATE, FAILED, labelled_rows, now_iso, unlabelled
-from .batcher import DynamicBatcher
-from .journal import FileRecord, Journal
-from .lock import LOCK_NAME, InboxLock
-from .notify import Notifier
-from .observer import filesystem_type, is_network_filesystem, start_observer
-from .stability import StabilityTracker, StableFile
+from batchclf.jobs import writers as reports
+from batchclf.atomic import fsync_dir, write_text_atomic
+from batchclf.scan.discovery import Candidate, is_ignored
+from batchclf.engines.local import WorkerPool
+from batchclf.scan.prepare import Prepared, failed, prepare_many
+from batchclf.scan.preprocess import mnist_to_input
+from batchclf.jobs.rows import DUPLICATE, FAILED, labelled_rows, now_iso, unlabelled
+from batchclf.watch.batcher import DynamicBatcher
+from batchclf.watch.journal import FileRecord, Journal
+from batchclf.watch.lock import LOCK_NAME, InboxLock
+from batchclf.watch.notify import Notifier
+from batchclf.watch.observer import filesystem_type, is_network_filesystem, start_observer
+from batchclf.watch.stability import StabilityTracker, StableFile
 
 log = logging.getLogger("batchclf.watch")
 
@@ -167,14 +167,14 @@ class Daemon:
 
     def _load_model(self) -> None:
         if self.predictor is None:
-            from ..modelio import Predictor
+            from batchclf.model.predictor import Predictor
 
             # Compiled for the daemon's own batch size: a 64-file batch never pays for 256 padded images.
             self.predictor = Predictor(
                 self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch
             )
         self.predictor.warm_up()
-        from .. import card as cards
+        from batchclf.model import card as cards
 
         self.review_below = cards.review_below(self.predictor.card, self.options.review_below)
 
@@ -445,7 +445,7 @@ class Daemon:
             self._last_summary = self.clock()
 
     def _write_summary(self, day: str, folder: Path) -> None:
-        from ..classify import model_meta
+        from batchclf.classify import model_meta
 
         meta = {
             "job_id": folder.name,
@@ -477,7 +477,7 @@ class Daemon:
             try:
                 os.rename(source, final)
             except FileNotFoundError:
-                pass  # moved before a crash, or removed by the user
+                final = None  # moved before a crash, or removed by the user
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
@@ -487,7 +487,7 @@ class Daemon:
                     self._write_reason(Path(final), relative)
                     failed += 1
                 log.debug("moved %s -> %s", relative, final)
-            moved.append(file_id)
+            moved.append((file_id, final))
         if moved:
             self.journal.mark_moved(moved)
             log.info("moved %d files (%d of them to %s)", len(moved), failed, self.failed_dir)

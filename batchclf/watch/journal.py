@@ -23,7 +23,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rows import starts_file
+from batchclf.jobs.rows import starts_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -163,12 +163,16 @@ class Journal:
             "SELECT id, path, move_to FROM files WHERE moved = 0 AND move_to IS NOT NULL ORDER BY id"
         ).fetchall()
 
-    def mark_moved(self, file_ids: list[int]) -> None:
+    def mark_moved(self, moves: list[tuple[int, str | None]]) -> None:
+        """Step 3 done for these files: ``(file id, where it now is)``; None keeps the planned target."""
         with self._transaction():
-            self.db.executemany("UPDATE files SET moved = 1 WHERE id = ?", [(i,) for i in file_ids])
+            self.db.executemany(
+                "UPDATE files SET moved = 1, move_to = COALESCE(?, move_to) WHERE id = ?",
+                [(final, file_id) for file_id, final in moves],
+            )
 
     def tally(self, day: str) -> dict:
-        """Counts for the day's summary, in the same shape as :class:`batchclf.reports.Tally`."""
+        """Counts for the day's summary, in the same shape as :class:`batchclf.jobs.writers.Tally`."""
         status = dict(self.db.execute("SELECT status, COUNT(*) FROM rows WHERE day = ? GROUP BY status ORDER BY status", (day,)))
         labels = dict(
             self.db.execute(
@@ -195,3 +199,23 @@ class Journal:
                 return False
 
         return _Tx()
+
+
+def moved_locations(journal_path: Path, day: str) -> dict[str, str]:
+    """Where the daemon moved each input of ``day``: inbox-relative name -> path now.
+
+    Read-only (the report reads it beside a running daemon); no journal, no
+    locations.  A name reported twice that day maps to its latest file.
+    """
+    journal_path = Path(journal_path)
+    if not journal_path.is_file():
+        return {}
+    db = sqlite3.connect(f"{journal_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return dict(
+            db.execute("SELECT path, move_to FROM files WHERE day = ? AND moved = 1 AND move_to IS NOT NULL ORDER BY id", (day,))
+        )
+    except sqlite3.DatabaseError:
+        return {}
+    finally:
+        db.close()

@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..errors import InboxLockedError
+from batchclf.errors import InboxLockedError
 
 LOCK_NAME = ".batchclf-watch.lock"
 

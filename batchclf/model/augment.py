@@ -1,6 +1,6 @@
 """Training-time augmentation for scanned digits, as batched TensorFlow ops.
 
-Real scans reach the model after :func:`batchclf.preprocess.normalize`, which
+Real scans reach the model after :func:`batchclf.scan.preprocess.normalize`, which
 undoes size, position and polarity; what is left is what this module
 imitates: small rotations and shears, sub-20px shifts and scale errors,
 thicker or thinner strokes, and soft (blurred) edges.  Random numbers are

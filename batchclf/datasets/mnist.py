@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataDownloadError, DataFileError, DataShapeError
+from batchclf.errors import DataDownloadError, DataFileError, DataShapeError
 
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",

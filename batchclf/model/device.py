@@ -13,13 +13,13 @@ import re
 import sys
 import tempfile
 
-from .errors import DeviceError
+from batchclf.errors import DeviceError
 
 CHOICES = ("auto", "cpu", "gpu")
 # A GPU only pays off with big batches; the CPU prefers cache-sized ones.
 DEFAULT_BATCH = {"cpu": 256, "gpu": 2048}
 
-log = logging.getLogger("batchclf.device")
+log = logging.getLogger("batchclf.model.device")
 
 # TensorFlow's C++ runtime writes these straight to file descriptor 2 before its
 # logging is set up, so TF_CPP_MIN_LOG_LEVEL cannot hold them back: CUDA probing

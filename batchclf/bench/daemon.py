@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from batchclf.bench.common import sample_digits
+
 
 
 def _digit_files(n: int, data: Path | None) -> list[bytes]:
     import io
 
-    from .bench import _digits
-
-    images, _ = _digits(n, data)
+    images, _ = sample_digits(n, data)
     out = []
     for digit in images:
         buffer = io.BytesIO()

@@ -71,3 +71,22 @@ def print_bench(rows: list[dict], machine: str) -> None:
     for r in rows:
         table.add_row(r["case"], str(r["images"]), f"{r['seconds']:.2f}", f"{r['images_per_s']:.0f}", f"{r['vs_batched']:.2f}", f"{r['vs_naive']:.0f}")
     console.print(table)
+
+
+def print_card(model_path: Path, card: dict) -> None:
+    test = card.get("mnist_test", {})
+    console.print(f"[bold]{model_path}[/bold]")
+    if not card:
+        console.print("no model card")
+        return
+    console.print(
+        f"architecture {card.get('architecture')}  parameters {card.get('parameters'):,}  "
+        f"FLOPs/image {card.get('flops_per_image', 0) / 1e6:.1f} M"
+    )
+    if test:
+        console.print(f"MNIST test accuracy {test['accuracy'] * 100:.2f}% on {test['n']} images")
+    calibration = card.get("calibration", {})
+    if calibration:
+        console.print(
+            f"temperature {calibration['temperature']:.3f}  test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}"
+        )

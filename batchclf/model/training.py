@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import architectures
-from . import card as cards
-from . import device as devices
-from . import styles
-from .calibration import apply_temperature, expected_calibration_error, fit_temperature
-from .data import Dataset
-from .flops import flops_per_image
-from .metrics import summary
-from .preprocess import mnist_to_input
+from batchclf.model import architectures
+from batchclf.model import card as cards
+from batchclf.model import device as devices
+from batchclf.model import styles
+from batchclf.model.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from batchclf.datasets.mnist import Dataset
+from batchclf.model.flops import flops_per_image
+from batchclf.model.metrics import summary
+from batchclf.scan.preprocess import mnist_to_input
 
 VALIDATION_SIZE = 5000
 
@@ -71,7 +71,7 @@ def train(
 
     callbacks = []
     if progress:
-        from .progress import keras_callback
+        from batchclf.model.progress import keras_callback
 
         callbacks.append(keras_callback(epochs, steps_per_epoch))
     started = time.perf_counter()
@@ -143,7 +143,7 @@ def _training_stream(x, y, batch_size: int, seed: int, augment: bool):
         .batch(batch_size, drop_remainder=True)
     )
     if augment:
-        from .augment import augment_batch
+        from batchclf.model.augment import augment_batch
 
         dataset = dataset.enumerate().map(
             lambda index, pair: (augment_batch(pair[0], index, seed), pair[1]),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .decode import SUFFIXES
+from batchclf.scan.decode import SUFFIXES
 
 IGNORED_NAMES = ("Thumbs.db", ".DS_Store", "desktop.ini")
 IGNORED_PATTERNS = (".*", "*.part", "*.tmp", "*.crdownload", "~$*", "*.partial", "*.swp")

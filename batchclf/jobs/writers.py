@@ -14,8 +14,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from .atomic import fsync_dir, write_text_atomic
-from .rows import COLUMNS, csv_cell, starts_file
+from batchclf.atomic import fsync_dir, write_text_atomic
+from batchclf.jobs.rows import COLUMNS, csv_cell, starts_file
 
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"

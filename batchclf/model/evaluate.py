@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import LABEL_WORDS
-from .data import Dataset
-from .discovery import Candidate
-from .metrics import confusion_matrix, summary
-from .prepare import prepare
-from .preprocess import mnist_to_input
+from batchclf import LABEL_WORDS
+from batchclf.datasets.mnist import Dataset
+from batchclf.scan.discovery import Candidate
+from batchclf.model.metrics import confusion_matrix, summary
+from batchclf.scan.prepare import prepare
+from batchclf.scan.preprocess import mnist_to_input
 
 
 def evaluate(predictor, data: Dataset) -> dict:
@@ -76,8 +76,8 @@ def evaluate_folder(predictor, root: Path, workers: int = 0) -> dict:
     groups results (e.g. one group per writer).  Blank and failed files count
     as wrong, so the figure is what a user would get.
     """
-    from .discovery import discover
-    from .pipeline import classify_stream
+    from batchclf.scan.discovery import discover
+    from batchclf.engines.local import classify_stream
 
     root = Path(root)
     truths, predicted, groups = [], [], {}

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import card as cards
-from . import device as devices
-from .calibration import apply_temperature
-from .errors import ModelLoadError, ModelNotFoundError
+from batchclf.model import card as cards
+from batchclf.model import device as devices
+from batchclf.model.calibration import apply_temperature
+from batchclf.errors import ModelLoadError, ModelNotFoundError
 
 
 def sha256_file(path: Path) -> str:

@@ -3,7 +3,7 @@
 ``seed`` is the classic Keras MNIST demo, kept as a baseline.  ``default`` is
 ours: conv-BN-ReLU blocks that downsample early with strided convolutions so
 it costs less than half the seed's FLOPs per image while reaching higher
-accuracy when trained with :mod:`batchclf.augment`.
+accuracy when trained with :mod:`batchclf.model.augment`.
 
 Only stock Keras layers are used so models load with ``safe_mode=True`` and no
 custom objects.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import UnknownArchitectureError
+from batchclf.errors import UnknownArchitectureError
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Recipe:
     batch_size: int
     augment: bool
     description: str
-    continental_ones: float = 0.0  # share of training ones given the European up-stroke (batchclf.styles)
+    continental_ones: float = 0.0  # share of training ones given the European up-stroke (batchclf.model.styles)
 
 
 def _seed_model(seed: int):

@@ -3,7 +3,7 @@
 Each MNIST digit is rendered large, inverted to dark ink on light paper,
 rotated a little, placed off-centre on a page of random size with a colour
 tint, uneven lighting, paper grain, blur and (often) JPEG compression: the
-kinds of damage :func:`batchclf.preprocess.normalize` has to undo.  Use MNIST
+kinds of damage :func:`batchclf.scan.preprocess.normalize` has to undo.  Use MNIST
 *test* digits so a model is never scored on what it trained on.
 """
 
@@ -98,9 +98,9 @@ def write_labelled_folders(images: np.ndarray, labels: np.ndarray, folder: Path,
 if __name__ == "__main__":
     import sys
 
-    from .data import load
+    from batchclf.datasets.mnist import load
 
     if len(sys.argv) != 5:
-        sys.exit("usage: python -m batchclf.synthetic MNIST_PATH N SEED OUT_FOLDER  (draws MNIST *test* digits)")
+        sys.exit("usage: python -m batchclf.datasets.synthetic MNIST_PATH N SEED OUT_FOLDER  (draws MNIST *test* digits)")
     dataset = load(Path(sys.argv[1]))
     print(write_labelled_folders(dataset.x_test, dataset.y_test, Path(sys.argv[4]), int(sys.argv[2]), int(sys.argv[3])))

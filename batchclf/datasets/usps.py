@@ -7,7 +7,7 @@ which ``batchclf evaluate --scans`` reads.  The digits are deslanted and cut
 tight to their ink, so they test the opposite of MNIST's padded framing:
 digits that touch every edge and can be half ink.
 
-    python -m batchclf.usps ../shared/data/usps/zip.test.gz /tmp/usps-test
+    python -m batchclf.datasets.usps ../shared/data/usps/zip.test.gz /tmp/usps-test
     batchclf evaluate --scans /tmp/usps-test
 """
 
@@ -52,5 +52,5 @@ def write_usps_scans(path: Path, folder: Path) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m batchclf.usps ZIP_FILE OUT_FOLDER")
+        sys.exit("usage: python -m batchclf.datasets.usps ZIP_FILE OUT_FOLDER")
     print(write_usps_scans(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -17,10 +17,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .discovery import Candidate
-from .prepare import Prepared, failed, prepare_many
-from .preprocess import mnist_to_input
-from .rows import labelled_rows, unlabelled
+from batchclf.scan.discovery import Candidate
+from batchclf.scan.prepare import Prepared, failed, prepare_many
+from batchclf.scan.preprocess import mnist_to_input
+from batchclf.jobs.rows import labelled_rows, unlabelled
 
 CHUNK_FILES = 32
 CHUNKS_IN_FLIGHT_PER_WORKER = 4

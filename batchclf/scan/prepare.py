@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import decode, preprocess
-from .discovery import Candidate
-from .errors import ImageDecodeError
-from .rows import BLANK, FAILED, make_row, now_iso
+from batchclf.scan import decode
+from batchclf.scan import preprocess
+from batchclf.scan.discovery import Candidate
+from batchclf.errors import ImageDecodeError
+from batchclf.jobs.rows import BLANK, FAILED, make_row, now_iso
 
 
 @dataclass

@@ -7,9 +7,9 @@ import os
 import platform
 from pathlib import Path
 
-from .atomic import write_text_atomic
-from .errors import ModelLoadError
-from .paths import card_path
+from batchclf.atomic import write_text_atomic
+from batchclf.errors import ModelLoadError
+from batchclf.paths import card_path
 
 # Used when a card has no fitted review threshold: below this calibrated
 # confidence a row is marked ``review``.

@@ -12,13 +12,14 @@ synthetic digits, in a temporary folder that is removed afterwards.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from batchclf.bench.common import sample_digits
 
 
 @dataclass
@@ -32,23 +33,8 @@ class BenchResult:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _digits(n: int, data: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    if data is not None:
-        from .data import load
-
-        dataset = load(data)
-        idx = np.arange(n) % len(dataset.x_test)
-        return dataset.x_test[idx], dataset.y_test[idx]
-    rng = np.random.default_rng(0)
-    digits = np.zeros((n, 28, 28), np.uint8)
-    labels = rng.integers(0, 10, n)
-    for digit, label in zip(digits, labels):
-        digit[6:22, 8 + label : 11 + label] = 255
-    return digits, labels
-
-
 def naive(model_path: Path, images: np.ndarray, count: int = 200) -> BenchResult:
-    from .modelio import load_keras_model
+    from batchclf.model.predictor import load_keras_model
 
     model = load_keras_model(model_path)
     x = images[:count, :, :, None].astype(np.float32) / 255.0
@@ -68,7 +54,7 @@ def batched(predictor, images: np.ndarray) -> BenchResult:
 
 
 def end_to_end(name: str, folder: Path, model_path: Path, workers: int | None, batch_size: int | None) -> BenchResult:
-    from .classify import ClassifyOptions, run
+    from batchclf.classify import ClassifyOptions, run
 
     with tempfile.TemporaryDirectory() as out:
         job = run([folder], ClassifyOptions(model=model_path, out_dir=Path(out), workers=workers, batch_size=batch_size), progress=False)
@@ -79,10 +65,10 @@ def end_to_end(name: str, folder: Path, model_path: Path, workers: int | None, b
 def run_all(model_path: Path, n: int, size: int, data: Path | None, workers: int | None, batch_size: int | None) -> list[BenchResult]:
     from PIL import Image
 
-    from .modelio import Predictor
-    from .synthetic import ScanStyle, write_scans
+    from batchclf.model.predictor import Predictor
+    from batchclf.datasets.synthetic import ScanStyle, write_scans
 
-    images, labels = _digits(n, data)
+    images, labels = sample_digits(n, data)
     predictor = Predictor(model_path, batch_size=batch_size)
     results = [naive(model_path, images), batched(predictor, images)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,9 +97,3 @@ def table(results: list[BenchResult]) -> list[dict]:
         }
         for r in results
     ]
-
-
-def machine() -> str:
-    import platform
-
-    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}"

@@ -1,0 +1,1 @@
+"""Benchmarks: classify throughput and the daemon's latency and burst rate."""

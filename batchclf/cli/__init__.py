@@ -1,0 +1,39 @@
+"""The command line: each command translates flags into one library call.
+
+One module per command group (``model``, ``classify``, ``watch``,
+``bench``); options they share are declared once in ``common``.  Library
+failures arrive as :class:`batchclf.errors.BatchclfError` and leave as one
+``Error: ...`` line on stderr with a non-zero exit code.  Nothing here
+imports TensorFlow at module level, so ``--help`` and ``report`` stay fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from batchclf.cli import bench, classify, model, watch
+
+app = typer.Typer(
+    help="Classify folders of scanned handwritten digits into CSV/JSON reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root() -> None:
+    """Classify folders of scanned handwritten digits into CSV/JSON reports."""
+
+
+app.command()(model.train)
+app.command()(model.evaluate)
+app.command()(model.predict)
+app.command()(classify.classify)
+app.command()(watch.watch)
+app.command()(bench.bench)
+app.command("bench-watch")(bench.bench_watch)
+
+
+def main() -> None:
+    app()

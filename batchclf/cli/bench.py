@@ -1,0 +1,65 @@
+"""``bench`` and ``bench-watch``: throughput and latency on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from batchclf.cli.common import AsJson, BatchSize, Home, Model, Workers, command_line, friendly_errors, model_path
+
+BenchData = Annotated[
+    Optional[Path], typer.Option("--data", help="MNIST (npz or IDX folder) to draw test digits from (default: synthetic digits).")
+]
+
+
+@friendly_errors
+def bench(
+    n: Annotated[int, typer.Option("--n", min=10, help="Images per end-to-end case (large scans use n/5).")] = 5000,
+    size: Annotated[int, typer.Option("--size", min=32, help="Side of the large scans in pixels.")] = 300,
+    model: Model = None,
+    data: BenchData = None,
+    workers: Workers = None,
+    batch_size: BatchSize = None,
+    as_json: AsJson = False,
+    home: Home = None,
+):
+    """Measure images/s: naive per-image predict, batched arrays, end-to-end classify."""
+    from batchclf.bench.common import machine
+    from batchclf.bench.throughput import run_all, table
+
+    rows = table(run_all(model_path(model, home), n, size, data, workers, batch_size))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"machine": machine(), "command": command_line(), "results": rows}))
+        return
+    from batchclf.cli.render import print_bench
+
+    print_bench(rows, machine())
+
+
+@friendly_errors
+def bench_watch(
+    trickle: Annotated[int, typer.Option("--trickle", min=10, help="Files dropped one by one at --rate.")] = 400,
+    rate: Annotated[float, typer.Option("--rate", min=0.1, help="Files per second in the trickle.")] = 20.0,
+    burst: Annotated[int, typer.Option("--burst", min=10, help="Files dropped at once.")] = 5000,
+    settle: Annotated[float, typer.Option("--settle", min=0.0, help="The daemon's --settle.")] = 1.0,
+    max_latency: Annotated[float, typer.Option("--max-latency", min=0.0, help="The daemon's --max-latency.")] = 0.5,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="The daemon's --max-batch.")] = 64,
+    model: Model = None,
+    data: BenchData = None,
+    workers: Workers = None,
+    home: Home = None,
+):
+    """Measure the daemon: file-to-row latency (p50/p95/p99) at a trickle, and burst files/s."""
+    import json
+    import logging
+
+    from batchclf.bench.common import machine
+    from batchclf.bench.daemon import run
+
+    logging.basicConfig(level=logging.WARNING)
+    result = run(model_path(model, home), trickle, rate, burst, settle, max_latency, max_batch, data, workers)
+    typer.echo(json.dumps({"machine": machine(), "command": command_line(), **result}, indent=2))

@@ -1,0 +1,67 @@
+"""What every command shares: option declarations, the error translation, the command line.
+
+Options are declared once here as ``Annotated`` types, so ``--home`` or
+``--workers`` read the same in every command.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from batchclf.errors import BatchclfError
+
+Home = Annotated[
+    Optional[Path],
+    typer.Option("--home", help="Folder holding inbox/, jobs/, models/ (default: $BATCHCLF_HOME, else the current folder)."),
+]
+Model = Annotated[Optional[Path], typer.Option("--model", help="A .keras model (default: models/default.keras).")]
+Device = Annotated[str, typer.Option("--device", help="auto (GPU when TensorFlow sees one), cpu or gpu.")]
+Data = Annotated[
+    Optional[Path], typer.Option("--data", help="mnist.npz or a folder of IDX files (default: Keras download).")
+]
+Workers = Annotated[
+    Optional[int], typer.Option("--workers", min=0, help="Decode worker processes (default: CPU count; 0 = in-process).")
+]
+BatchSize = Annotated[
+    Optional[int], typer.Option("--batch-size", min=1, help="Images per model call (default: 256 on CPU, 2048 on GPU).")
+]
+ReviewBelow = Annotated[
+    Optional[float],
+    typer.Option("--review-below", min=0.0, max=1.0, help="Mark rows below this confidence 'review' (default: the model card's)."),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def friendly_errors(function):
+    """Turn library errors into ``Error: ...`` and an exit code, never a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except BatchclfError as exc:
+            fail(str(exc), exc.exit_code)
+
+    return wrapper
+
+
+def command_line() -> str:
+    """The command as the user typed it, for job metadata and model cards."""
+    return "batchclf " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+
+
+def model_path(model: Optional[Path], home: Optional[Path]) -> Path:
+    from batchclf import paths
+
+    return model if model is not None else paths.default_model(home)

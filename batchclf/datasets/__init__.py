@@ -1,0 +1,1 @@
+"""Data sets: MNIST loading, and the realistic-scan and USPS folders used for evaluation."""

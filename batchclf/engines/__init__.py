@@ -1,0 +1,1 @@
+"""Classify engines: how prepared files become labelled rows (the local worker pool)."""

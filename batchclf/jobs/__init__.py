@@ -1,0 +1,1 @@
+"""Job folders: their layout and names, the row schema, and the report writers."""

@@ -1,0 +1,1 @@
+"""The model: architectures, training, calibration, cards, loading and prediction, evaluation."""

@@ -1,0 +1,1 @@
+"""From an input file to model input: finding files, decoding, MNIST-style preprocessing."""
