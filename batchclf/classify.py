@@ -13,7 +13,7 @@ from batchclf.model import card as cards
 from batchclf.jobs import writers as reports
 from batchclf.scan.discovery import discover
 from batchclf.errors import InputPathError
-from batchclf.jobs.folder import create_job_folder
+from batchclf.jobs import folder as job_folder
 from batchclf.engines.local import classify_stream, default_workers
 from batchclf.jobs.rows import now_iso, starts_file
 
@@ -45,10 +45,10 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
     review_below = cards.review_below(predictor.card, options.review_below)
     workers = default_workers() if options.workers is None else options.workers
 
-    folder = create_job_folder(options.out_dir)
+    folder = job_folder.create_job_folder(options.out_dir)
     started, clock = now_iso(), time.perf_counter()
-    csv_tmp = folder / f".{reports.RESULTS_CSV}.partial"
-    jsonl_tmp = folder / f".{reports.RESULTS_JSONL}.partial"
+    csv_tmp = job_folder.partial(folder, job_folder.RESULTS_CSV)
+    jsonl_tmp = job_folder.partial(folder, job_folder.RESULTS_JSONL)
     writer = reports.RowWriter(csv_tmp, jsonl_tmp)
     tally = reports.Tally()
     show = sys.stderr.isatty() if progress is None else progress
@@ -70,10 +70,11 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
         writer.close()
     seconds = time.perf_counter() - clock
     meta = job_meta(folder.name, options, predictor, review_below, workers, paths, started, seconds, tally)
-    reports.write_results_json(folder / reports.RESULTS_JSON, meta, jsonl_tmp)
-    os.replace(csv_tmp, folder / reports.RESULTS_CSV)
+    reports.write_results_json(folder / job_folder.RESULTS_JSON, meta, jsonl_tmp)
+    os.replace(csv_tmp, folder / job_folder.RESULTS_CSV)
     os.unlink(jsonl_tmp)
-    reports.write_summary(folder / reports.SUMMARY_JSON, meta)
+    # Last: a job folder with a summary is complete (batchclf.jobs.folder.read_job relies on it).
+    reports.write_summary(folder / job_folder.SUMMARY_JSON, meta)
     return folder
 
 
@@ -83,13 +84,13 @@ def job_meta(job_id, options, predictor, review_below, workers, paths, started, 
     counts = tally.as_dict()
     return {
         "job_id": job_id,
-        "kind": "classify",
+        "kind": job_folder.JobKind.CLASSIFY.value,
         "command": options.command,
-        "inputs": [str(p) for p in paths],
+        "inputs": [os.path.abspath(p) for p in paths],  # absolute: the report finds the inputs from anywhere
         "started": started,
         "finished": now_iso(),
         "seconds": round(seconds, 3),
-        "model": model_meta(predictor),
+        "model": predictor.describe(),
         "device": predictor.device,
         "batch_size": predictor.batch_size,
         "workers": workers,
@@ -97,18 +98,6 @@ def job_meta(job_id, options, predictor, review_below, workers, paths, started, 
         "tensorflow": tf.__version__,
         **counts,
         "files_per_second": round(counts["files"] / seconds, 2) if seconds > 0 else None,
-    }
-
-
-def model_meta(predictor) -> dict:
-    card = predictor.card
-    return {
-        "file": predictor.name,
-        "path": str(predictor.path),
-        "sha256": predictor.sha256,
-        "architecture": card.get("architecture"),
-        "card_accuracy": card.get("mnist_test", {}).get("accuracy"),
-        "temperature": predictor.temperature,
     }
 
 

@@ -51,5 +51,9 @@ class JobNotFoundError(BatchclfError):
     """A job folder or its report files do not exist."""
 
 
+class JobCorruptError(BatchclfError):
+    """A job folder's report files exist but are half-written or damaged."""
+
+
 class InputPathError(BatchclfError):
     """A path given to ``classify`` does not exist."""

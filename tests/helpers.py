@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import zlib
@@ -78,3 +79,10 @@ def bad_input_corpus(folder: Path) -> dict[str, str]:
     (folder / "scan.png.part").write_bytes(good_png)
     (folder / "Thumbs.db").write_bytes(b"x")
     return expected
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a (possibly live) JSONL report: a last line still being written is left out."""
+    text = Path(path).read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from batchclf.jobs.writers import read_jsonl
-
-from .helpers import ink_digit, png_bytes
+from .helpers import ink_digit, png_bytes, read_jsonl
 
 TIMEOUT = 60
 
@@ -236,7 +234,8 @@ def test_keep_leaves_files_and_never_reports_twice(home, daemons, tiny_model):
 
 def test_recovery_cuts_a_torn_report_and_writes_pending_rows_once(home, tiny_model, no_thread_leaks):
     """Crash between the journal decision and the report write, with a torn last line on disk."""
-    from batchclf.watch.daemon import Daemon, WatchOptions, day_folder_name
+    from batchclf.jobs.folder import day_folder_name
+    from batchclf.watch.daemon import Daemon, WatchOptions
     from batchclf.watch.journal import FileRecord, Journal
 
     inbox, jobs = home / "inbox", home / "jobs"

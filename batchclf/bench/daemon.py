@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from batchclf.bench.common import sample_digits
+from batchclf.jobs import folder as job_folder
 
 
 
@@ -49,7 +50,7 @@ class _Tailer(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.is_set():
-            for path in self.jobs.glob("watch-*/results.jsonl"):
+            for path in self.jobs.glob(f"{job_folder.DAY_PREFIX}*/{job_folder.RESULTS_JSONL}"):
                 self._read_new(path)
             self.halt.wait(0.005)
 

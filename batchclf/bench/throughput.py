@@ -11,7 +11,6 @@ synthetic digits, in a temporary folder that is removed afterwards.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -55,10 +54,11 @@ def batched(predictor, images: np.ndarray) -> BenchResult:
 
 def end_to_end(name: str, folder: Path, model_path: Path, workers: int | None, batch_size: int | None) -> BenchResult:
     from batchclf.classify import ClassifyOptions, run
+    from batchclf.jobs.folder import read_job
 
     with tempfile.TemporaryDirectory() as out:
         job = run([folder], ClassifyOptions(model=model_path, out_dir=Path(out), workers=workers, batch_size=batch_size), progress=False)
-        summary = json.loads((job / "summary.json").read_text())
+        summary = read_job(job).meta
     return BenchResult(name, summary["files"], summary["seconds"])
 
 

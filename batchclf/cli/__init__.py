@@ -1,7 +1,7 @@
 """The command line: each command translates flags into one library call.
 
 One module per command group (``model``, ``classify``, ``watch``,
-``bench``); options they share are declared once in ``common``.  Library
+``report``, ``bench``); options they share are declared once in ``common``.  Library
 failures arrive as :class:`batchclf.errors.BatchclfError` and leave as one
 ``Error: ...`` line on stderr with a non-zero exit code.  Nothing here
 imports TensorFlow at module level, so ``--help`` and ``report`` stay fast.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from batchclf.cli import bench, classify, model, watch
+from batchclf.cli import bench, classify, model, report, watch
 
 app = typer.Typer(
     help="Classify folders of scanned handwritten digits into CSV/JSON reports.",
@@ -31,8 +31,10 @@ app.command()(model.evaluate)
 app.command()(model.predict)
 app.command()(classify.classify)
 app.command()(watch.watch)
+app.command()(report.report)
 app.command()(bench.bench)
 app.command("bench-watch")(bench.bench_watch)
+app.command("bench-report")(bench.bench_report)
 
 
 def main() -> None:

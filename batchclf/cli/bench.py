@@ -1,4 +1,4 @@
-"""``bench`` and ``bench-watch``: throughput and latency on this machine."""
+"""``bench``, ``bench-watch`` and ``bench-report``: throughput, latency and report speed on this machine."""
 
 from __future__ import annotations
 
@@ -63,3 +63,17 @@ def bench_watch(
     logging.basicConfig(level=logging.WARNING)
     result = run(model_path(model, home), trickle, rate, burst, settle, max_latency, max_batch, data, workers)
     typer.echo(json.dumps({"machine": machine(), "command": command_line(), **result}, indent=2))
+
+
+@friendly_errors
+def bench_report(
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Rows in the generated job.")] = 1_000_000,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed report runs (fresh process each).")] = 3,
+):
+    """Measure ``report`` on a generated job of N rows: seconds and peak memory."""
+    import json
+
+    from batchclf.bench.common import machine
+    from batchclf.bench.report import run
+
+    typer.echo(json.dumps({"machine": machine(), "command": command_line(), **run(rows, repeats)}, indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,9 @@ def print_predictions(results: list[dict]) -> None:
 
 
 def print_job_counts(folder: Path) -> None:
-    summary = json.loads((Path(folder) / "summary.json").read_text(encoding="utf-8"))
+    from batchclf.jobs.folder import read_job
+
+    summary = read_job(folder).meta
     err = Console(stderr=True)
     err.print(f"job {summary['job_id']}")
     table = Table("status", "rows")

@@ -32,7 +32,7 @@ OK, REVIEW, BLANK, FAILED, DUPLICATE = "ok", "review", "blank", "failed", "dupli
 STATUSES = (OK, REVIEW, BLANK, FAILED, DUPLICATE)
 
 # Spreadsheets run a cell starting with these as a formula (CSV injection).
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def now_iso() -> str:
@@ -89,6 +89,6 @@ def csv_cell(value):
     """A CSV cell a spreadsheet shows as text: formula-like strings get a leading apostrophe."""
     if value is None:
         return ""
-    if value.__class__ is str and value.startswith(_FORMULA_PREFIXES):
+    if value.__class__ is str and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value  # numbers: the csv module formats them

@@ -1,4 +1,4 @@
-"""Writing report files: CSV and JSONL rows, ``results.json`` and ``summary.json``.
+"""Writing report files: CSV and JSONL rows, ``results.json`` and ``summary.json`` (names: :mod:`batchclf.jobs.folder`).
 
 Rows stream to disk as they come, so a job of any size runs in bounded
 memory.  Finished files appear under their final names by rename only, so a
@@ -16,11 +16,6 @@ from pathlib import Path
 
 from batchclf.atomic import fsync_dir, write_text_atomic
 from batchclf.jobs.rows import COLUMNS, csv_cell, starts_file
-
-RESULTS_CSV = "results.csv"
-RESULTS_JSON = "results.json"
-RESULTS_JSONL = "results.jsonl"
-SUMMARY_JSON = "summary.json"
 
 
 class Tally:
@@ -105,10 +100,3 @@ def write_results_json(path: Path, meta: dict, jsonl_path: Path) -> None:
 
 def write_summary(path: Path, meta: dict) -> None:
     write_text_atomic(path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a (possibly live) JSONL report: a last line still being written is left out."""
-    text = Path(path).read_text(encoding="utf-8")
-    complete = text[: text.rfind("\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]

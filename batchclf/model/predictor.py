@@ -67,6 +67,17 @@ class Predictor:
     def name(self) -> str:
         return self.path.name
 
+    def describe(self) -> dict:
+        """The model as job metadata records it (every job names the exact file it ran)."""
+        return {
+            "file": self.name,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "architecture": self.card.get("architecture"),
+            "card_accuracy": self.card.get("mnist_test", {}).get("accuracy"),
+            "temperature": self.temperature,
+        }
+
     def warm_up(self) -> None:
         self.predict(np.zeros((1, 28, 28, 1), np.float32))
 

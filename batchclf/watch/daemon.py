@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from batchclf.jobs import folder as job_folder
 from batchclf.jobs import writers as reports
 from batchclf.atomic import fsync_dir, write_text_atomic
 from batchclf.scan.discovery import Candidate, is_ignored
@@ -40,7 +41,6 @@ from batchclf.watch.stability import StabilityTracker, StableFile
 
 log = logging.getLogger("batchclf.watch")
 
-JOURNAL_NAME = "watch-journal.sqlite"
 SUMMARY_EVERY = 2.0  # seconds between summary.json rewrites under load (and always at stop)
 CHUNK_FILES = 32  # files per worker task; at a trickle chunks are as small as what settled together
 
@@ -77,10 +77,6 @@ class Taken:
     mtime_ns: int
     taken_at: float
     prepared: list[Prepared] = field(default_factory=list)
-
-
-def day_folder_name(day: str) -> str:
-    return f"watch-{day}"
 
 
 class Daemon:
@@ -131,7 +127,7 @@ class Daemon:
     def run(self) -> int:
         self.inbox.mkdir(parents=True, exist_ok=True)
         with InboxLock(self.inbox):
-            self.journal = Journal(self.out_dir / JOURNAL_NAME)
+            self.journal = Journal(job_folder.journal_path(self.out_dir))
             try:
                 self._load_model()
                 self._recover()
@@ -361,7 +357,7 @@ class Daemon:
             return
         started = self.clock()
         day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        job = day_folder_name(day)
+        job = job_folder.day_folder_name(day)
         seen_in_batch: dict[str, str] = {}
         duplicates: dict[str, str] = {}
         digests = {}
@@ -424,9 +420,8 @@ class Daemon:
         for day, csv_bytes, jsonl_bytes, pending in self.journal.pending_sinks():
             if not pending:
                 continue
-            folder = self.out_dir / day_folder_name(day)
-            folder.mkdir(parents=True, exist_ok=True)
-            csv_path, jsonl_path = folder / reports.RESULTS_CSV, folder / reports.RESULTS_JSONL
+            folder = job_folder.day_folder(self.out_dir, day)
+            csv_path, jsonl_path = folder / job_folder.RESULTS_CSV, folder / job_folder.RESULTS_JSONL
             for path, committed in ((csv_path, csv_bytes), (jsonl_path, jsonl_bytes)):
                 if path.exists() and path.stat().st_size != committed:
                     os.truncate(path, committed)
@@ -440,21 +435,19 @@ class Daemon:
             self._summaries_due.add(day)
         if self._summaries_due and (final or self.clock() - self._last_summary >= SUMMARY_EVERY):
             for day in sorted(self._summaries_due):
-                self._write_summary(day, self.out_dir / day_folder_name(day))
+                self._write_summary(day, job_folder.day_folder(self.out_dir, day))
             self._summaries_due.clear()
             self._last_summary = self.clock()
 
     def _write_summary(self, day: str, folder: Path) -> None:
-        from batchclf.classify import model_meta
-
         meta = {
             "job_id": folder.name,
-            "kind": "watch",
+            "kind": job_folder.JobKind.WATCH.value,
             "inbox": str(self.inbox),
             "day": day,
             "daemon_started": self.started,
             "updated": now_iso(),
-            "model": model_meta(self.predictor),
+            "model": self.predictor.describe(),
             "device": self.predictor.device,
             "max_batch": self.options.max_batch,
             "max_latency": self.options.max_latency,
@@ -462,7 +455,7 @@ class Daemon:
             "review_below": self.review_below,
             **self.journal.tally(day),
         }
-        reports.write_summary(folder / reports.SUMMARY_JSON, meta)
+        reports.write_summary(folder / job_folder.SUMMARY_JSON, meta)
 
     def _move_decided(self) -> None:
         moved, failed = [], 0

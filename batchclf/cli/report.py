@@ -1,0 +1,65 @@
+"""``report``: what the jobs did, at a glance, and the doubtful digits in front of the eyes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from batchclf.cli.common import AsJson, Home, friendly_errors
+
+
+@friendly_errors
+def report(
+    jobs: Annotated[
+        Optional[List[str]],
+        typer.Argument(help="Job folders, job ids or daemon days (watch-2026-11-25); default: the latest job.", show_default=False),
+    ] = None,
+    jobs_dir: Annotated[Optional[Path], typer.Option("--jobs", help="Folder holding the job folders (default: jobs/).")] = None,
+    since: Annotated[
+        Optional[str], typer.Option("--since", help="Jobs from this window: a duration (7d, 12h, 2w) or a date (2026-11-01).")
+    ] = None,
+    last: Annotated[Optional[int], typer.Option("--last", min=1, help="The last N jobs (after --since, if given).")] = None,
+    as_json: AsJson = False,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the per-job table to this CSV file.")] = None,
+    xlsx_path: Annotated[
+        Optional[Path], typer.Option("--xlsx", help="Write a workbook (Summary and Rows sheets); needs batchclf[xlsx].")
+    ] = None,
+    html_path: Annotated[
+        Optional[Path], typer.Option("--html", help="Write a self-contained review sheet of every review and failed item.")
+    ] = None,
+    home: Home = None,
+):
+    """Summarise job folders: counts, labels, confidences, failures; trends over many jobs."""
+    from rich.console import Console
+
+    from batchclf import paths
+    from batchclf.report import exports
+    from batchclf.report.collect import collect
+    from batchclf.report.terminal import print_job, print_jobs
+
+    result = collect(jobs or [], jobs_dir or paths.jobs_dir(home), since, last)
+    notes = Console(stderr=True)
+    if csv_path:
+        exports.write_jobs_csv(csv_path, result.summaries)
+        notes.print(f"wrote {csv_path}", highlight=False, markup=False)
+    if xlsx_path:
+        rows = exports.write_workbook(xlsx_path, result.jobs, result.summaries, result.totals)
+        notes.print(f"wrote {xlsx_path} ({rows:,} rows)", highlight=False, markup=False)
+    if html_path:
+        from batchclf.report.html import write_review_sheet
+
+        items = write_review_sheet(html_path, result.jobs, result.summaries)
+        notes.print(f"wrote {html_path} ({items:,} items to review)", highlight=False, markup=False)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=400)  # piped: whole lines for grep and awk, never wrapped at 80 columns
+    if len(result.summaries) == 1:
+        print_job(result.summaries[0], console)
+    else:
+        print_jobs(result.summaries, result.totals, console)

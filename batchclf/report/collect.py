@@ -1,0 +1,29 @@
+"""Gather a report: pick the jobs, read each back, summarise it, add up the totals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchclf.jobs.folder import Job, read_job
+from batchclf.report.select import select_jobs
+from batchclf.report.summary import summarise, totals
+
+REPORT_VERSION = 1  # bumped when a documented JSON key changes meaning or goes away
+
+
+@dataclass
+class Report:
+    jobs: list[Job]
+    summaries: list[dict]
+    totals: dict
+
+    def as_json(self) -> dict:
+        """The ``--json`` object; its keys are listed in the README."""
+        return {"report_version": REPORT_VERSION, "jobs": self.summaries, "totals": self.totals}
+
+
+def collect(refs: list[str], jobs_dir: Path, since: str | None = None, last: int | None = None) -> Report:
+    jobs = [read_job(folder) for folder in select_jobs(refs, jobs_dir, since, last)]
+    summaries = [summarise(job) for job in jobs]
+    return Report(jobs, summaries, totals(summaries))

@@ -1,0 +1,131 @@
+"""The report as files for other tools: the per-job table as CSV, a workbook for office users.
+
+The workbook (openpyxl, the ``xlsx`` extra) has a "Summary" sheet (one line
+per job and the totals) and a "Rows" sheet (every row of the jobs, streamed
+in openpyxl's write-only mode so a big job never sits in memory).  Cells
+hold real numbers and shares as percentages, under readable titles.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from batchclf.errors import BatchclfError
+from batchclf.jobs.folder import Job
+from batchclf.jobs.rows import COLUMNS, STATUSES, csv_cell
+
+JOB_COLUMNS = (
+    "job", "kind", "started", "seconds", "files", "rows", *STATUSES,
+    "review_rate", "failed_rate", "files_per_second", "model", "model_sha256",
+)
+JOB_TITLES = (
+    "Job", "Kind", "Started (UTC)", "Seconds", "Files", "Rows", "OK", "Review", "Blank", "Failed", "Duplicate",
+    "Review share", "Failed share", "Files per second", "Model", "Model SHA-256",
+)
+ROW_TITLES = {
+    "file": "File", "page": "Page", "status": "Status", "label": "Label", "confidence": "Confidence",
+    "second_label": "Second label", "second_confidence": "Second confidence", "error": "Reason",
+    "sha256": "SHA-256", "width": "Width (px)", "height": "Height (px)", "model": "Model",
+    "processed_at": "Processed at (UTC)", "duplicate_of": "Duplicate of",
+}
+EXCEL_MAX_ROWS = 1_048_576  # a sheet's hard limit, header included
+
+
+class ExportError(BatchclfError):
+    """A report file cannot be written (missing extra, unwritable place)."""
+
+
+def job_line(summary: dict) -> dict:
+    """One job as a flat record in :data:`JOB_COLUMNS` order."""
+    return {
+        "job": summary["id"], "kind": summary["kind"], "started": summary["started"], "seconds": summary["seconds"],
+        "files": summary["files"], "rows": summary["rows"], **summary["counts"],
+        "review_rate": summary["review_rate"], "failed_rate": summary["failed_rate"],
+        "files_per_second": summary["files_per_second"],
+        "model": summary["model"]["file"], "model_sha256": summary["model"]["sha256"],
+    }
+
+
+def write_jobs_csv(path: Path, summaries: list[dict]) -> None:
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(JOB_COLUMNS)
+            for summary in summaries:
+                line = job_line(summary)
+                writer.writerow(csv_cell(line[column]) for column in JOB_COLUMNS)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: dict) -> int:
+    """Write the workbook; returns how many rows went to the Rows sheet."""
+    try:
+        from openpyxl import Workbook
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.styles import Font
+    except ImportError:
+        raise ExportError("--xlsx needs openpyxl: pip install 'batchclf[xlsx]'") from None
+
+    book = Workbook(write_only=True)
+    bold = Font(bold=True)
+
+    def header(sheet, titles):
+        cells = []
+        for title in titles:
+            cell = WriteOnlyCell(sheet, value=title)
+            cell.font = bold
+            cells.append(cell)
+        sheet.append(cells)
+
+    def percent(sheet, value):
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.number_format = "0.0%"
+        return cell
+
+    summary_sheet = book.create_sheet("Summary")
+    summary_sheet.freeze_panes = "A2"
+    header(summary_sheet, JOB_TITLES)
+    for summary in summaries:
+        line = job_line(summary)
+        values = [line[column] for column in JOB_COLUMNS]
+        review, failed = JOB_COLUMNS.index("review_rate"), JOB_COLUMNS.index("failed_rate")
+        values[review], values[failed] = percent(summary_sheet, values[review]), percent(summary_sheet, values[failed])
+        summary_sheet.append(values)
+    summary_sheet.append([])
+    summary_sheet.append(
+        ["Total", f"{totals['jobs']} jobs", None, totals["seconds"], totals["files"], totals["rows"],
+         *totals["counts"].values(), percent(summary_sheet, totals["review_rate"]),
+         percent(summary_sheet, totals["failed_rate"]), totals["files_per_second"]]
+    )
+
+    rows_sheet = book.create_sheet("Rows")
+    rows_sheet.freeze_panes = "A2"
+    header(rows_sheet, ["Job", *(ROW_TITLES[column] for column in COLUMNS)])
+    written, left_out = 0, 0
+    for job in jobs:
+        for row in job.rows():
+            if written + 1 >= EXCEL_MAX_ROWS:
+                left_out += 1
+                continue
+            rows_sheet.append([job.id, *(_value(rows_sheet, row[column]) for column in COLUMNS)])
+            written += 1
+    if left_out:
+        book.create_sheet("Note").append([f"{left_out} rows did not fit into one sheet; results.csv holds them all."])
+    try:
+        book.save(path)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return written
+
+
+def _value(sheet, value):
+    """A cell value; a string openpyxl would store as a formula (``=...``) is stored as text instead."""
+    if value.__class__ is str and value.startswith("="):
+        from openpyxl.cell import WriteOnlyCell
+
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"  # shown as typed, never run: file names are user input
+        return cell
+    return value

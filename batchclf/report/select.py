@@ -1,0 +1,57 @@
+"""Which jobs a report covers: named ones, the latest, or a window (``--since``, ``--last``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from batchclf.errors import BatchclfError, JobNotFoundError
+from batchclf.jobs.folder import JobKind, find_job, kind_of, list_jobs, started_at
+
+_DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class SinceError(BatchclfError):
+    """``--since`` is neither a duration nor a date."""
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``7d``, ``12h``, ``30m``, ``2w`` back from now, or a date/time (``2026-11-01``, ISO 8601; UTC unless it says)."""
+    now = now or datetime.now(timezone.utc)
+    text = text.strip()
+    duration = _DURATION.match(text)
+    if duration:
+        return now - timedelta(**{_UNITS[duration.group(2)]: int(duration.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SinceError(f"--since {text!r}: expected a duration like 7d, 12h, 30m, 2w or a date like 2026-11-01") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def select_jobs(refs: list[str], jobs_dir: Path, since: str | None = None, last: int | None = None) -> list[Path]:
+    """Job folders, oldest first: the named ones, else those in the window, else the latest one."""
+    if refs:
+        return [find_job(ref, jobs_dir) for ref in refs]
+    folders = list_jobs(jobs_dir)
+    if since is not None:
+        cutoff = parse_since(since)
+        folders = [folder for folder in folders if _ends_after(folder, cutoff)]
+    if last is not None:
+        folders = folders[-last:] if last > 0 else []
+    elif since is None:
+        folders = folders[-1:]
+    if not folders:
+        window = f" since {since}" if since else ""
+        raise JobNotFoundError(f"no jobs{window} in {jobs_dir}")
+    return folders
+
+
+def _ends_after(folder: Path, cutoff: datetime) -> bool:
+    """A daemon day counts while any part of it is after the cutoff; a classify job by its start."""
+    start = started_at(folder)
+    if kind_of(folder) is JobKind.WATCH:
+        return start + timedelta(days=1) > cutoff
+    return start >= cutoff
