@@ -1,52 +1,73 @@
-"""``watch``: the inbox daemon."""
+"""``watch``: the inbox daemon.
+
+Its flags are generated from the settings declaration
+(:mod:`batchclf.watch.settings`), so a setting cannot exist in the config
+file or a unit without existing here.  Every setting flag defaults to None,
+"not given", which lets the environment and the config file fill it in.
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from batchclf.cli.common import Device, Home, Model, ReviewBelow, Workers, friendly_errors, model_path
+from batchclf.cli.common import Home, friendly_errors
+from batchclf.watch import settings as declared
+
+Config = Annotated[
+    Optional[Path],
+    typer.Option("--config", help=f"A TOML file of settings (default: ${declared.CONFIG_ENV}, else <home>/{declared.CONFIG_NAME})."),
+]
+PrintConfig = Annotated[
+    bool, typer.Option("--print-config", help="Print the effective settings and where each came from, then exit.")
+]
 
 
+def option_for(s: declared.Setting) -> inspect.Parameter:
+    """The typer parameter of one setting: its flag, help, limits; default None = not given."""
+    # Parentheses, not brackets: rich would read "[default: ...]" as markup and drop it.
+    help_text = f"{s.help} (default: {s.default_text()}; env {s.env}; config key {s.name})"
+    if s.positional:
+        info = typer.Argument(help=help_text, metavar=s.name.upper(), show_default=False)
+    elif s.type is bool:
+        info = typer.Option(f"{s.flag}/--no-{s.flag[2:]}", help=help_text, show_default=False)
+    else:
+        info = typer.Option(s.flag, help=help_text, min=s.minimum, max=s.maximum, show_default=False)
+    return inspect.Parameter(s.field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[s.type], info])
+
+
+def with_setting_flags(command):
+    """Give ``command(config, print_config, home, **settings)`` one typer parameter per declared setting."""
+    fixed = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Config),
+        inspect.Parameter("print_config", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=PrintConfig),
+        inspect.Parameter("home", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Home),
+    ]
+    parameters = [option_for(s) for s in declared.SETTINGS] + fixed
+    command.__signature__ = inspect.Signature(parameters)
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
+
+
+@with_setting_flags
 @friendly_errors
-def watch(
-    inbox: Annotated[Optional[Path], typer.Argument(help="Folder to watch (default: inbox/).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the daily job folders and the journal (default: jobs/).")] = None,
-    model: Model = None,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Send a batch to the model at this many files...")] = 64,
-    max_latency: Annotated[float, typer.Option("--max-latency", min=0.0, help="...or when the oldest file has waited this long (s).")] = 0.5,
-    settle: Annotated[float, typer.Option("--settle", min=0.0, help="A file is taken after this long with no change (s).")] = 1.0,
-    polling: Annotated[bool, typer.Option("--polling", help="Poll instead of inotify (automatic on NFS/SMB/FUSE).")] = False,
-    poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.05, help="Seconds between polls.")] = 1.0,
-    rescan: Annotated[float, typer.Option("--rescan", min=0.1, help="Seconds between full rescans that catch lost events.")] = 60.0,
-    oneshot: Annotated[bool, typer.Option("--oneshot", help="Process what is in the inbox now, then exit.")] = False,
-    keep: Annotated[bool, typer.Option("--keep", help="Leave files in the inbox (the journal prevents reprocessing).")] = False,
-    processed: Annotated[
-        Optional[Path], typer.Option("--processed", help="Where reported files go (default: processed/ beside the inbox).")
-    ] = None,
-    failed: Annotated[Optional[Path], typer.Option("--failed", help="Where broken files go (default: failed/ beside the inbox).")] = None,
-    workers: Workers = None,
-    review_below: ReviewBelow = None,
-    device: Device = "auto",
-    home: Home = None,
-):
+def watch(config: Optional[Path] = None, print_config: bool = False, home: Optional[Path] = None, **given):
     """Watch an inbox folder and classify every file that lands in it, exactly once."""
+    effective = declared.resolve(given, home=home, config=config)
+    if print_config:
+        typer.echo(effective.describe())
+        return
+
     import logging
     import signal
 
-    from batchclf import paths as locations
-    from batchclf.watch.daemon import Daemon, WatchOptions
+    from batchclf.watch.daemon import Daemon
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = WatchOptions(
-        inbox=inbox or locations.inbox_dir(home), out_dir=out or locations.jobs_dir(home), model=model_path(model, home),
-        max_batch=max_batch, max_latency=max_latency, settle=settle, polling=polling, poll_interval=poll_interval,
-        rescan_interval=rescan, oneshot=oneshot, keep=keep, processed_dir=processed, failed_dir=failed,
-        workers=workers, review_below=review_below, device=device,
-    )
-    daemon = Daemon(options)
+    daemon = Daemon(effective.options())
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop(0))
     signal.signal(signal.SIGINT, lambda *_: daemon.stop(130))
     raise typer.Exit(daemon.run())

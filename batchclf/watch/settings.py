@@ -1,0 +1,320 @@
+"""The daemon's settings, declared once: the fields of :class:`WatchOptions`.
+
+Each setting is a dataclass field carrying its help text, its limits and
+its user-facing name.  From that one declaration come
+
+- the ``batchclf watch`` flags (``--max-batch``; see ``batchclf.cli.watch``),
+- the environment (``BATCHCLF_MAX_BATCH``),
+- the config file keys (``max_batch = 128`` in TOML),
+- the flags the rendered systemd units pass (``batchclf.service.units``).
+
+:func:`resolve` merges them: flags > environment > config file > defaults.
+The config file is ``--config``, else ``$BATCHCLF_CONFIG``, else
+``<home>/batchclf.toml`` when it exists.  Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+import types
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Mapping, get_type_hints
+
+from batchclf import paths
+from batchclf.errors import BatchclfError
+
+ENV_PREFIX = "BATCHCLF_"
+CONFIG_ENV = "BATCHCLF_CONFIG"
+CONFIG_NAME = "batchclf.toml"
+
+FLAG, ENV, CONFIG, DEFAULT = "flag", "env", "config", "default"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class SettingsError(BatchclfError):
+    """A config file or a ``BATCHCLF_*`` variable is unreadable, names no setting, or holds a bad value."""
+
+
+def setting(default=MISSING, *, help: str, name: str | None = None, minimum: float | None = None,
+            maximum: float | None = None, choices: tuple[str, ...] = (), positional: bool = False,
+            derive: Callable[[Path, dict], Path] | None = None, derived: str = ""):
+    """A :class:`WatchOptions` field that users can set.
+
+    ``name`` is the config key and gives the flag and the variable (default:
+    the field name); ``derive(home, chosen)`` computes a path default from
+    the home and the settings resolved before it, described by ``derived``.
+    """
+    spec = dict(help=help, name=name, minimum=minimum, maximum=maximum, choices=choices, positional=positional,
+                derive=derive, derived=derived)
+    return field(default=default, metadata={"setting": spec})
+
+
+@dataclass
+class WatchOptions:
+    inbox: Path = setting(help="Folder to watch.", positional=True,
+                          derive=lambda home, _: paths.inbox_dir(home), derived="<home>/inbox")
+    out_dir: Path = setting(name="out", help="Folder for the daily job folders and the journal.",
+                            derive=lambda home, _: paths.jobs_dir(home), derived="<home>/jobs")
+    model: Path = setting(help="A .keras model.", derive=lambda home, _: paths.default_model(home),
+                          derived="<home>/models/default.keras, else the shipped one")
+    max_batch: int = setting(64, minimum=1, help="Send a batch to the model at this many files...")
+    max_latency: float = setting(0.5, minimum=0.0, help="...or when the oldest file has waited this long (s).")
+    settle: float = setting(1.0, minimum=0.0, help="A file is taken after this long with no change (s).")
+    polling: bool = setting(False, help="Poll instead of inotify (automatic on NFS/SMB/FUSE).")
+    poll_interval: float = setting(1.0, minimum=0.05, help="Seconds between polls.")
+    oneshot: bool = setting(False, help="Process what is in the inbox now, then exit.")
+    keep: bool = setting(False, help="Leave files in the inbox (the journal prevents reprocessing).")
+    rescan_interval: float = setting(60.0, name="rescan", minimum=0.1,
+                                     help="Seconds between full rescans that catch lost events.")
+    workers: int | None = setting(None, minimum=0, help="Decode worker processes (unset: one per CPU; 0 = in-process).")
+    device: str = setting("auto", choices=("auto", "cpu", "gpu"), help="auto (GPU when TensorFlow sees one), cpu or gpu.")
+    # Not a setting: the compiled batch follows max_batch, so a 64-file batch never pays for 256 padded images.
+    batch_size: int | None = None
+    review_below: float | None = setting(None, minimum=0.0, maximum=1.0,
+                                         help="Mark rows below this confidence 'review' (unset: the model card's).")
+    processed_dir: Path | None = setting(None, name="processed", help="Where reported files go.",
+                                         derive=lambda _, chosen: chosen["inbox"].parent / "processed",
+                                         derived="processed/ beside the inbox")
+    failed_dir: Path | None = setting(None, name="failed", help="Where broken files go.",
+                                      derive=lambda _, chosen: chosen["inbox"].parent / "failed",
+                                      derived="failed/ beside the inbox")
+    # Not a setting: how often the counts reach the log and systemd's STATUS= (tests shorten it).
+    status_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-settable field of :class:`WatchOptions`, with every name it goes by."""
+
+    field: str
+    name: str
+    type: type  # Path, int, float, bool or str
+    default: object  # MISSING when derived
+    optional: bool  # None is a valid value ("unset")
+    help: str
+    minimum: float | None
+    maximum: float | None
+    choices: tuple[str, ...]
+    positional: bool
+    derive: Callable[[Path, dict], Path] | None
+    derived: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    def default_text(self) -> str:
+        if self.derive is not None:
+            return self.derived
+        if self.default is None:
+            return "unset"
+        return _toml_value(self.default)
+
+
+def _declared() -> tuple[Setting, ...]:
+    hints = get_type_hints(WatchOptions)
+    out = []
+    for f in fields(WatchOptions):
+        spec = f.metadata.get("setting")
+        if spec is None:
+            continue
+        kind, optional = hints[f.name], False
+        if isinstance(kind, types.UnionType):  # ``int | None``
+            (kind,) = [arg for arg in kind.__args__ if arg is not type(None)]
+            optional = True
+        out.append(Setting(field=f.name, name=spec["name"] or f.name, type=kind, default=f.default, optional=optional,
+                           help=spec["help"], minimum=spec["minimum"], maximum=spec["maximum"], choices=spec["choices"],
+                           positional=spec["positional"], derive=spec["derive"], derived=spec["derived"]))
+    return tuple(out)
+
+
+SETTINGS: tuple[Setting, ...] = _declared()
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
+
+
+# -- resolution ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Value:
+    value: object
+    source: str  # FLAG, ENV, CONFIG or DEFAULT
+
+
+@dataclass
+class Effective:
+    """The settings a daemon would run with, and where each came from."""
+
+    home: Path
+    home_source: str
+    config: Path | None  # the config file read, if any
+    config_source: str
+    values: dict[str, Value]  # by field name
+
+    def options(self) -> WatchOptions:
+        return WatchOptions(**{name: v.value for name, v in self.values.items()})
+
+    def describe(self) -> str:
+        """The effective settings as a TOML config file, each line saying where its value came from."""
+        config = f"{self.config} ({self.config_source})" if self.config else f"none ({self.config_source})"
+        lines = [
+            "# batchclf watch: effective settings (flag > env > config > default)",
+            f"# home: {self.home} ({self.home_source})",
+            f"# config: {config}",
+        ]
+        for s in SETTINGS:
+            v = self.values[s.field]
+            source = f"{ENV} {s.env}" if v.source == ENV else v.source
+            if v.value is None:
+                lines.append(f"# {s.name}: unset  # {source}")
+            else:
+                lines.append(f"{s.name} = {_toml_value(v.value)}  # {source}")
+        return "\n".join(lines)
+
+
+def resolve(flags: Mapping[str, object] | None = None, *, home: Path | None = None, config: Path | None = None,
+            environ: Mapping[str, str] | None = None) -> Effective:
+    """Merge flags (by field name, None = not given) > environment > config file > defaults."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    unknown = set(flags) - set(BY_FIELD)
+    if unknown:
+        raise TypeError(f"not settings: {sorted(unknown)}")
+    home_dir, home_source = _home(home, environ)
+    config_path, config_source = _config_path(config, environ, home_dir)
+    from_file = load_config(config_path) if config_path is not None else {}
+    values: dict[str, Value] = {}
+    chosen: dict[str, object] = {}
+    for s in SETTINGS:
+        if flags.get(s.field) is not None:
+            value = _absolute(flags[s.field]) if s.type is Path else flags[s.field]
+            values[s.field] = Value(_checked(s, value, s.flag), FLAG)
+        elif environ.get(s.env):
+            values[s.field] = Value(parse_text(s, environ[s.env], f"${s.env}"), ENV)
+        elif s.name in from_file:
+            values[s.field] = Value(from_file[s.name], CONFIG)
+        elif s.derive is not None:
+            values[s.field] = Value(_absolute(s.derive(home_dir, chosen)), DEFAULT)
+        else:
+            values[s.field] = Value(s.default, DEFAULT)
+        chosen[s.field] = values[s.field].value
+    return Effective(home_dir, home_source, config_path, config_source, values)
+
+
+def _home(flag: Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
+    if flag is not None:
+        return _absolute(flag), "flag --home"
+    if environ.get(paths.HOME_ENV):
+        return _absolute(environ[paths.HOME_ENV]), f"env {paths.HOME_ENV}"
+    return Path.cwd(), "the current folder"
+
+
+def _config_path(flag: Path | None, environ: Mapping[str, str], home: Path) -> tuple[Path | None, str]:
+    """The config file to read: an explicit one must exist, the one in the home only may."""
+    if flag is not None:
+        explicit, source = _absolute(flag), "flag --config"
+    elif environ.get(CONFIG_ENV):
+        explicit, source = _absolute(environ[CONFIG_ENV]), f"env {CONFIG_ENV}"
+    else:
+        candidate = home / CONFIG_NAME
+        if candidate.is_file():
+            return candidate, "found in the home"
+        return None, f"no {candidate}"
+    if not explicit.exists():
+        raise SettingsError(f"{explicit}: config file not found ({source})")
+    return explicit, source
+
+
+def load_config(path: Path) -> dict[str, object]:
+    """A TOML config file as typed values by setting name; relative paths are relative to the file."""
+    try:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    out = {}
+    for key, raw in table.items():
+        s = BY_NAME.get(key)
+        if s is None:
+            close = difflib.get_close_matches(key, BY_NAME, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(BY_NAME)
+            raise SettingsError(f"{path}: unknown setting {key!r} ({hint})")
+        out[key] = parse_toml(s, raw, f"{path}: {key}", base=path.parent)
+    return out
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+def parse_text(s: Setting, text: str, where: str) -> object:
+    """A value written as text (an environment variable) into the setting's type."""
+    try:
+        if s.type is bool:
+            lowered = text.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError
+            value = lowered in _TRUE
+        elif s.type is Path:
+            value = _absolute(text)
+        else:
+            value = s.type(text.strip())
+    except ValueError:
+        raise SettingsError(f"{where}: expected {_kind(s)}, got {text!r}") from None
+    return _checked(s, value, where)
+
+
+def parse_toml(s: Setting, raw: object, where: str, base: Path) -> object:
+    """A value from the config file: TOML already typed it, so only check it."""
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,), Path: (str,)}[s.type]
+    if not isinstance(raw, expected) or (isinstance(raw, bool) and s.type is not bool):
+        raise SettingsError(f"{where}: expected {_kind(s)}, got {_toml_value(raw) if _plain(raw) else type(raw).__name__}")
+    if s.type is Path:
+        return _checked(s, _absolute(base / Path(raw).expanduser()), where)
+    return _checked(s, s.type(raw), where)
+
+
+def _checked(s: Setting, value, where: str):
+    if s.minimum is not None and value < s.minimum:
+        raise SettingsError(f"{where}: must be at least {s.minimum:g}, got {value}")
+    if s.maximum is not None and value > s.maximum:
+        raise SettingsError(f"{where}: must be at most {s.maximum:g}, got {value}")
+    if s.choices and value not in s.choices:
+        raise SettingsError(f"{where}: must be one of {', '.join(s.choices)}, got {value!r}")
+    return value
+
+
+def _kind(s: Setting) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text", Path: "a path"}[s.type]
+
+
+def _plain(raw) -> bool:
+    return isinstance(raw, (bool, int, float, str))
+
+
+def _absolute(path) -> Path:
+    """Absolute without resolving symlinks: the path the user named, from the current folder."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    # TOML basic strings take JSON's escapes; raw non-ASCII avoids JSON's surrogate pairs, which TOML lacks.
+    return json.dumps(str(value), ensure_ascii=False)
