@@ -12,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from batchclf.cli import bench, classify, model, report, watch
+from batchclf.cli import service
 
 app = typer.Typer(
     help="Classify folders of scanned handwritten digits into CSV/JSON reports.",
@@ -35,6 +36,7 @@ app.command()(report.report)
 app.command()(bench.bench)
 app.command("bench-watch")(bench.bench_watch)
 app.command("bench-report")(bench.bench_report)
+app.add_typer(service.app, name="service")
 
 
 def main() -> None:

@@ -1,0 +1,196 @@
+"""The shipped unit templates filled in with one deployment's absolute paths.
+
+The daemon's folders come from :func:`batchclf.watch.settings.resolve`, the
+same resolution ``batchclf watch`` runs, and reach ``ExecStart=`` as the
+declared flags.  Only paths go on the command line: the sandbox's
+``ReadWritePaths=`` must name the very folders the daemon writes, while
+tunables (``max_batch``, ``settle``...) stay in the config file, where an
+edit takes effect at the next restart without re-rendering.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+import batchclf
+from batchclf.service import ServiceError
+from batchclf.watch.settings import BY_FIELD, CONFIG_NAME, SETTINGS, Effective
+
+WATCH_SERVICE = "batchclf-watch.service"
+NIGHTLY_SERVICE = "batchclf-nightly.service"
+NIGHTLY_TIMER = "batchclf-nightly.timer"
+DEFAULT_AT = "02:00"
+
+# ProtectHome=yes hides these; a deployment that lives under one of them needs "read-only".
+HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
+
+MDWE_OFF = """\
+# MemoryDenyWriteExecute= stays off: TensorFlow's oneDNN kernels are generated at run time into
+# writable+executable memory, so with it the first convolution fails. See docs/deployment.md."""
+MDWE_ON = """\
+# MemoryDenyWriteExecute=yes forbids writable+executable memory, which TensorFlow's oneDNN kernels
+# are generated into: oneDNN is switched off, and inference runs at about half the speed.
+MemoryDenyWriteExecute=yes
+Environment=TF_ENABLE_ONEDNN_OPTS=0"""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Everything a unit names: the daemon's folders, its executable, who runs it, and when the nightly run is."""
+
+    effective: Effective
+    executable: Path
+    user: str | None  # None: a user unit (systemctl --user), which runs as its owner
+    group: str | None
+    at: str = DEFAULT_AT
+    deny_write_execute: bool = False
+
+    @property
+    def user_unit(self) -> bool:
+        return self.user is None
+
+    def path(self, field: str) -> Path:
+        return self.effective.values[field].value
+
+    @property
+    def writable(self) -> list[Path]:
+        """The folders the daemon writes: exactly what the sandbox leaves writable."""
+        folders = [self.path(f) for f in ("inbox", "processed_dir", "failed_dir", "out_dir")]
+        return list(dict.fromkeys(folders))
+
+    @property
+    def readable(self) -> list[Path]:
+        """What the daemon must at least read: its folders, model, config, interpreter and code."""
+        code = [self.executable, Path(sys.prefix), Path(sys.base_prefix), Path(batchclf.__file__).parent]
+        config = [self.effective.config] if self.effective.config else []
+        return [self.effective.home, *self.writable, self.path("model"), *config, *code]
+
+
+def deployment(effective: Effective, *, user_unit: bool = False, run_as: str | None = None, at: str = DEFAULT_AT,
+               deny_write_execute: bool = False) -> Deployment:
+    """A deployment of the settings ``effective``; a system unit runs as ``run_as`` (default: whoever asked)."""
+    user = group = None
+    if not user_unit:
+        user = run_as or invoking_user()
+        try:
+            group = grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+        except KeyError:
+            raise ServiceError(f"no user {user!r} on this machine (--run-as)") from None
+    return Deployment(effective, find_executable(), user, group, check_time(at), deny_write_execute)
+
+
+def invoking_user() -> str:
+    """The user behind the command: under sudo the one who ran sudo, not root."""
+    if os.geteuid() == 0 and os.environ.get("SUDO_USER"):
+        return os.environ["SUDO_USER"]
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def find_executable() -> Path:
+    """The installed ``batchclf`` script: beside this interpreter (a venv's bin/), else on PATH."""
+    beside = Path(os.path.abspath(sys.executable)).parent / "batchclf"
+    for candidate in (beside, shutil.which("batchclf")):
+        if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
+            return Path(os.path.abspath(candidate))
+    raise ServiceError(f"no batchclf executable beside {sys.executable} or on PATH; install batchclf into a venv first")
+
+
+def check_time(at: str) -> str:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", at)
+    if not match:
+        raise ServiceError(f"--at {at!r}: expected HH:MM, e.g. 02:00")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def exec_argv(d: Deployment, oneshot: bool = False) -> list[str]:
+    """``batchclf watch`` with every path setting spelled out absolute, through its declared flag."""
+    argv = [str(d.executable), "watch"]
+    for s in SETTINGS:
+        if s.type is Path:
+            value = str(d.path(s.field))
+            argv += [value] if s.positional else [s.flag, value]
+    argv += ["--home", str(d.effective.home)]
+    if d.effective.config and d.effective.config != d.effective.home / CONFIG_NAME:
+        argv += ["--config", str(d.effective.config)]  # found elsewhere at render time: pin it
+    if oneshot:
+        argv.append(BY_FIELD["oneshot"].flag)
+    return argv
+
+
+def render(d: Deployment, nightly_only: bool = False) -> dict[str, str]:
+    """Unit file name -> contents: the daemon's service (unless ``nightly_only``), the nightly service and timer."""
+    common = {
+        "version": batchclf.__version__,
+        "inbox": _specifiers(str(d.path("inbox"))),
+        "working_directory": _specifiers(_one_line(str(d.effective.home))),
+        "identity": "" if d.user_unit else f"User={d.user}\nGroup={d.group}",
+        "sandbox": _fill("sandbox.in", {
+            "read_write_paths": " ".join(_word(str(p)) for p in d.writable),
+            "protect_home": _protect_home(d)[0],
+            "protect_home_why": _protect_home(d)[1],
+            "memory_deny_write_execute": MDWE_ON if d.deny_write_execute else MDWE_OFF,
+        }).rstrip("\n"),
+        "wanted_by": "default.target" if d.user_unit else "multi-user.target",
+    }
+    units = {}
+    if not nightly_only:
+        units[WATCH_SERVICE] = _fill(WATCH_SERVICE + ".in", {**common, "exec_start": _command(exec_argv(d))})
+    units[NIGHTLY_SERVICE] = _fill(NIGHTLY_SERVICE + ".in", {**common, "exec_start": _command(exec_argv(d, oneshot=True))})
+    units[NIGHTLY_TIMER] = _fill(NIGHTLY_TIMER + ".in", {**common, "at": d.at, "on_calendar": f"*-*-* {d.at}:00"})
+    return units
+
+
+def _protect_home(d: Deployment) -> tuple[str, str]:
+    under = sorted({str(root) for root in HOME_ROOTS for path in d.readable if _inside(path, root)})
+    if under:
+        return "read-only", (f"# read-only, not yes: part of this deployment lives under {', '.join(under)}, which yes would hide.\n"
+                             "# ReadWritePaths= above stay writable; deploy under /srv or /opt to hide home folders entirely.")
+    return "yes", "# Home folders are hidden: nothing of this deployment lives under /home, /root or /run/user."
+
+
+def _inside(path: Path, root: Path) -> bool:
+    path = Path(os.path.abspath(path))
+    return path == root or root in path.parents
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    """A shipped template with ``values``; a line that was only a placeholder and came out empty is dropped."""
+    text = resources.files("batchclf.service").joinpath("units", template).read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        filled = Template(line).substitute(values)
+        if filled or not re.fullmatch(r"\$\{\w+\}", line.strip()):
+            lines.append(filled)
+    return "\n".join(lines) + "\n"
+
+
+def _command(argv: list[str]) -> str:
+    # ExecStart= expands $VAR as well as %-specifiers: escape both.
+    return " ".join(_word(arg).replace("$", "$$") for arg in argv)
+
+
+def _word(arg: str) -> str:
+    """One word of a systemd list setting: plain if it can be, else double-quoted with C escapes."""
+    arg = _specifiers(_one_line(arg))
+    if re.fullmatch(r"[\w./:@+=,%-]+", arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _specifiers(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def _one_line(text: str) -> str:
+    if "\n" in text or "\r" in text:
+        raise ServiceError(f"{text!r}: a path with a line break cannot go into a unit file")
+    return text
