@@ -86,3 +86,18 @@ def read_jsonl(path: Path) -> list[dict]:
     text = Path(path).read_text(encoding="utf-8")
     complete = text[: text.rfind("\n") + 1]
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def remove_tree(root: Path) -> None:
+    """``shutil.rmtree`` without recursion, for trees deeper than Python's stack (pytest's own cleanup would crash)."""
+    folders, stack = [], [os.fspath(root)]
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        for entry in os.scandir(folder):
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            else:
+                os.unlink(entry.path)
+    for folder in reversed(folders):
+        os.rmdir(folder)

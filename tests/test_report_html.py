@@ -137,10 +137,11 @@ class Fixture:
         (failed / "broken.png").write_bytes(b"\x89PNG truncated")
         journal = Journal(jobs_dir / "watch-journal.sqlite")
         journal.decide([], [
-            FileRecord("moved.png", 1, 0, None, "review", DAY, None, str(processed / "moved.png")),
-            FileRecord("broken.png", 1, 0, None, "failed", DAY, None, str(failed / "broken.png")),
+            FileRecord("moved.png", 1, 0, None, "review", DAY, None, "processed"),
+            FileRecord("broken.png", 1, 0, None, "failed", DAY, None, "failed"),
         ])
-        journal.mark_moved([(file_id, None) for file_id, _, _ in journal.unmoved()])
+        where = {"moved.png": processed / "moved.png", "broken.png": failed / "broken.png"}
+        journal.mark_moved([(move.id, str(where[move.path])) for move in journal.pending_moves()])
         journal.close()
         day_rows = [review("waiting.png", label=9), review("moved.png", label=8), other("broken.png", "failed", None, "corrupt")]
         day_meta = {"kind": "watch", "inbox": str(inbox)}

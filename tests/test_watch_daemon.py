@@ -252,7 +252,7 @@ def test_recovery_cuts_a_torn_report_and_writes_pending_rows_once(home, tiny_mod
     drop(inbox, "second.png", digit_bytes(2))
     info = (inbox / "second.png").stat()
     journal.decide([(day, row)], [FileRecord("second.png", info.st_size, info.st_mtime_ns, "0" * 64, "ok", day,
-                                             f"{day_folder_name(day)}/second.png#1", str(home / "processed" / day / "second.png"))])
+                                             f"{day_folder_name(day)}/second.png#1", "processed")])
     journal.close()
     folder = jobs / day_folder_name(day)
     with open(folder / "results.jsonl", "a") as handle:

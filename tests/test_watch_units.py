@@ -279,7 +279,7 @@ def test_journal_answers_a_burst_in_few_queries(tmp_path):
     try:
         records = [
             FileRecord(path=f"f{i}.png", size=i, mtime_ns=i, sha256=f"sha{i % 1500}", status="ok", day="2026-11-24",
-                       first_row=f"watch-2026-11-24/f{i}.png#1", move_to=None)
+                       first_row=f"watch-2026-11-24/f{i}.png#1", move_kind=None)
             for i in range(2000)
         ]
         journal.decide([], records)

@@ -23,7 +23,12 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchclf.errors import BatchclfError
 from batchclf.jobs.rows import starts_file
+
+class JournalInboxError(BatchclfError):
+    """A daemon's ``--out`` already holds the journal of another inbox."""
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -51,6 +56,10 @@ CREATE TABLE IF NOT EXISTS rows (
     row TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rows_day ON rows (day, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sinks (
     day TEXT PRIMARY KEY,
     csv_bytes INTEGER NOT NULL DEFAULT 0,
@@ -60,8 +69,15 @@ CREATE TABLE IF NOT EXISTS sinks (
 """
 
 
+# Columns added after the first release; an older journal gains them on open.
+MIGRATIONS = (
+    ("files", "move_kind", "TEXT"),  # 'processed' or 'failed': the folder is chosen when the move happens
+)
+
 # SQLite's default limit on host parameters is 999 in old builds: stay under it.
 _MAX_PARAMS = 900
+
+PROCESSED, FAILED_MOVE = "processed", "failed"
 
 
 @dataclass(frozen=True)
@@ -73,8 +89,21 @@ class FileRecord:
     status: str
     day: str
     first_row: str | None  # "<day job>/<file>#<page>" of this content's first report
-    move_to: str | None  # where the file goes once reported (None: --keep)
+    move_kind: str | None  # PROCESSED or FAILED_MOVE once reported; None: --keep, the file stays
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingMove:
+    """A file decided but not yet moved out of the inbox."""
+
+    id: int
+    path: str  # inbox-relative
+    size: int
+    mtime_ns: int
+    day: str
+    kind: str | None  # PROCESSED / FAILED_MOVE; None in journals older than move_kind (then ``planned`` says where)
+    planned: str | None
 
 
 class Journal:
@@ -85,6 +114,28 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a committed decision survives power loss
         self.db.executescript(SCHEMA)
+        for table, column, kind in MIGRATIONS:
+            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def claim(self, inbox: str) -> None:
+        """Bind this journal to one inbox: its records are keyed by inbox-relative names.
+
+        Two inboxes on one journal would mix up their files (one daemon would
+        move, or skip, the other's), so a second inbox is refused.
+        """
+        with self._transaction():
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'inbox'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta (key, value) VALUES ('inbox', ?)", (inbox,))
+            elif row[0] != inbox:
+                raise JournalInboxError(
+                    f"{self.path} is the journal of inbox {row[0]}; give inbox {inbox} its own --out folder"
+                )
+
+    def known_days(self) -> set[str]:
+        return {day for (day,) in self.db.execute("SELECT day FROM sinks")}
 
     def close(self) -> None:
         self.db.close()
@@ -118,8 +169,13 @@ class Journal:
             part = values[start : start + _MAX_PARAMS]
             yield from self.db.execute(sql.format(",".join("?" * len(part))), part)
 
-    def decide(self, rows: list[tuple[str, dict]], files: list[FileRecord]) -> None:
-        """Step 1: commit a batch's rows (with their day) and file records in one transaction."""
+    def decide(self, rows: list[tuple[str, dict]], files: list[FileRecord], bases: dict[str, tuple[int, int]] | None = None) -> None:
+        """Step 1: commit a batch's rows (with their day) and file records in one transaction.
+
+        ``bases`` gives, for a day new to this journal, the CSV and JSONL
+        lengths already on disk (a journal that was lost or replaced): they
+        count as committed, so recovery never cuts a report back below them.
+        """
         with self._transaction():
             self.db.executemany(
                 "INSERT INTO rows (day, status, label, first_page, row) VALUES (?, ?, ?, ?, ?)",
@@ -129,12 +185,15 @@ class Journal:
                 ],
             )
             self.db.executemany(
-                "INSERT INTO files (path, size, mtime_ns, sha256, status, day, first_row, move_to, reason) "
+                "INSERT INTO files (path, size, mtime_ns, sha256, status, day, first_row, move_kind, reason) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.day, f.first_row, f.move_to, f.reason) for f in files],
+                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.day, f.first_row, f.move_kind, f.reason) for f in files],
             )
             for day in {day for day, _ in rows}:
-                self.db.execute("INSERT OR IGNORE INTO sinks (day) VALUES (?)", (day,))
+                csv_bytes, jsonl_bytes = (bases or {}).get(day, (0, 0))
+                self.db.execute(
+                    "INSERT OR IGNORE INTO sinks (day, csv_bytes, jsonl_bytes) VALUES (?, ?, ?)", (day, csv_bytes, jsonl_bytes)
+                )
 
     def pending_sinks(self) -> list[tuple[str, int, int, list[tuple[int, dict]]]]:
         """Per day: committed CSV and JSONL lengths, and the rows decided but not yet acknowledged on disk."""
@@ -158,13 +217,22 @@ class Journal:
             (csv_bytes, jsonl_bytes, last_seq, day),
         )
 
-    def unmoved(self) -> list[tuple[int, str, str]]:
-        return self.db.execute(
-            "SELECT id, path, move_to FROM files WHERE moved = 0 AND move_to IS NOT NULL ORDER BY id"
-        ).fetchall()
+    def pending_moves(self) -> list[PendingMove]:
+        return [
+            PendingMove(*row)
+            for row in self.db.execute(
+                "SELECT id, path, size, mtime_ns, day, move_kind, move_to FROM files "
+                "WHERE moved = 0 AND (move_kind IS NOT NULL OR move_to IS NOT NULL) ORDER BY id"
+            )
+        ]
+
+    def reason_of(self, file_id: int) -> tuple[str | None, str | None, str | None]:
+        """``(reason, sha256, day)`` recorded for a file."""
+        row = self.db.execute("SELECT reason, sha256, day FROM files WHERE id = ?", (file_id,)).fetchone()
+        return row if row else (None, None, None)
 
     def mark_moved(self, moves: list[tuple[int, str | None]]) -> None:
-        """Step 3 done for these files: ``(file id, where it now is)``; None keeps the planned target."""
+        """Step 3 done for these files: ``(file id, where it now is)``; None: gone before we could move it."""
         with self._transaction():
             self.db.executemany(
                 "UPDATE files SET moved = 1, move_to = COALESCE(?, move_to) WHERE id = ?",

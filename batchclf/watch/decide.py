@@ -1,0 +1,76 @@
+"""Step 1 of a batch: decide each file's rows and fate (duplicate, labelled, blank, failed; where it goes).
+
+Pure apart from the model call and one journal read: given the prepared
+files of a batch, return the rows to report and the file records to commit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from batchclf.jobs.folder import day_folder_name
+from batchclf.jobs.rows import DUPLICATE, FAILED, labelled_rows, now_iso, unlabelled
+from batchclf.scan.preprocess import mnist_to_input
+from batchclf.watch.intake import Taken
+from batchclf.watch.journal import FAILED_MOVE, PROCESSED, FileRecord, Journal
+
+
+def first_row_ref(day: str, relative: str) -> str:
+    """How a row is referred to by ``duplicate_of``: ``watch-YYYY-MM-DD/<file>#1``."""
+    return f"{day_folder_name(day)}/{relative}#1"
+
+
+def duplicates_in(batch: list[Taken], journal: Journal, day: str) -> dict[str, str]:
+    """Files of the batch whose bytes were reported before (earlier, or earlier in this batch): name -> first row."""
+    digests = {}
+    for taken in batch:
+        sha = next((p.row["sha256"] for p in taken.prepared if p.row.get("sha256")), None)
+        if sha is not None and not any(p.row["status"] == FAILED for p in taken.prepared):
+            digests[taken.relative] = sha
+    reported = journal.first_reports_of(list(digests.values()))
+    seen_in_batch: dict[str, str] = {}
+    duplicates = {}
+    for taken in batch:
+        sha = digests.get(taken.relative)
+        if sha is None:
+            continue
+        first = seen_in_batch.get(sha) or reported.get(sha)
+        if first:
+            duplicates[taken.relative] = first
+        else:
+            seen_in_batch[sha] = first_row_ref(day, taken.relative)
+    return duplicates
+
+
+def decide(batch: list[Taken], journal: Journal, predictor, review_below: float, day: str, keep: bool):
+    """``(rows, records)``: every page's row with its day, and one journal record per file."""
+    duplicates = duplicates_in(batch, journal, day)
+    to_predict = [p for t in batch if t.relative not in duplicates for p in t.prepared if p.needs_model]
+    probabilities = predictor.predict(mnist_to_input(np.stack([p.image for p in to_predict]))) if to_predict else ()
+    labelled = iter(labelled_rows([p.row for p in to_predict], probabilities, review_below, predictor.name))
+
+    rows, records = [], []
+    for taken in batch:
+        file_rows = []
+        for item in taken.prepared:
+            if taken.relative in duplicates:
+                row = {**item.row, "status": DUPLICATE, "duplicate_of": duplicates[taken.relative],
+                       "model": predictor.name, "processed_at": now_iso()}
+            elif item.needs_model:
+                row = next(labelled)
+            else:
+                row = unlabelled(item.row, predictor.name)
+            file_rows.append(row)
+        rows.extend((day, row) for row in file_rows)
+        lead = file_rows[0]  # every taken file has at least one row (the dispatcher guarantees it)
+        broken = any(r["status"] == FAILED for r in file_rows)
+        records.append(
+            FileRecord(
+                path=taken.relative, size=taken.size, mtime_ns=taken.mtime_ns,
+                sha256=lead.get("sha256"), status=lead["status"], day=day,
+                first_row=None if taken.relative in duplicates else first_row_ref(day, taken.relative),
+                move_kind=None if keep else (FAILED_MOVE if broken else PROCESSED),
+                reason=lead.get("error") if broken else None,
+            )
+        )
+    return rows, records

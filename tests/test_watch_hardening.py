@@ -1,0 +1,145 @@
+"""The daemon against a hostile inbox and a clumsy operator (issue 13): each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from batchclf.jobs.folder import day_folder_name
+from batchclf.watch.journal import FileRecord, Journal, JournalInboxError
+
+from .helpers import remove_tree
+from .test_watch_daemon import csv_rows, digit_bytes, drop, report_rows, wait_for
+
+
+def oneshot(inbox: Path, jobs: Path, model: Path, **options) -> int:
+    from batchclf.watch.daemon import Daemon, WatchOptions
+
+    return Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=model, oneshot=True, settle=0, workers=0, **options)).run()
+
+
+@pytest.fixture
+def home(tmp_path):
+    (tmp_path / "inbox").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("loss", ["deleted", "emptied"])
+def test_a_lost_journal_never_shrinks_the_days_report(home, tiny_model, loss):
+    inbox, jobs = home / "inbox", home / "jobs"
+    drop(inbox, "first.png", digit_bytes(1))
+    assert oneshot(inbox, jobs, tiny_model) == 0
+    journal = jobs / "watch-journal.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{journal}{suffix}")
+        if path.exists():
+            path.unlink()
+    if loss == "emptied":
+        journal.write_bytes(b"")
+    drop(inbox, "second.png", digit_bytes(2))
+    assert oneshot(inbox, jobs, tiny_model) == 0
+    assert [r["file"] for r in report_rows(jobs)] == ["first.png", "second.png"]
+    assert [r["file"] for r in csv_rows(jobs)] == ["first.png", "second.png"]
+    csv_text = next(jobs.glob("watch-*/results.csv")).read_text()
+    assert csv_text.count("file,page,status") == 1  # the header is not written twice
+
+
+def test_an_unwritable_processed_folder_never_blocks_classification_or_restart(home, tiny_model, caplog):
+    inbox, jobs = home / "inbox", home / "jobs"
+    (home / "not-a-folder").write_text("a file where processed/ should be")
+    drop(inbox, "a.png", digit_bytes(3))
+    with caplog.at_level(logging.WARNING, logger="batchclf.watch"):
+        assert oneshot(inbox, jobs, tiny_model, processed_dir=home / "not-a-folder" / "processed") == 0
+    assert [r["file"] for r in report_rows(jobs)] == ["a.png"]
+    assert (inbox / "a.png").exists() and "retried" in caplog.text
+    # Restart with the option fixed: the file goes where the option says now, and is not classified again.
+    assert oneshot(inbox, jobs, tiny_model, processed_dir=home / "processed") == 0
+    day = report_rows(jobs)[0]["processed_at"][:10]
+    assert (home / "processed" / day / "a.png").is_file() and not (inbox / "a.png").exists()
+    assert [r["file"] for r in report_rows(jobs)] == ["a.png"]
+
+
+def test_a_second_inbox_on_one_journal_is_refused(home, tiny_model):
+    jobs = home / "jobs"
+    (home / "other").mkdir()
+    drop(home / "inbox", "a.png", digit_bytes(1))
+    assert oneshot(home / "inbox", jobs, tiny_model) == 0
+    with pytest.raises(JournalInboxError, match="own --out"):
+        oneshot(home / "other", jobs, tiny_model)
+
+
+def test_recovery_never_moves_a_new_file_under_an_old_name(home, tiny_model):
+    """Crash between the rename and mark_moved, then a different file arrives under the same name."""
+    inbox, jobs = home / "inbox", home / "jobs"
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    journal = Journal(jobs / "watch-journal.sqlite")
+    journal.claim(os.fspath(inbox.resolve()))
+    journal.decide([], [FileRecord("x.png", 11, 12, "0" * 64, "ok", day, f"{day_folder_name(day)}/x.png#1", "processed")])
+    journal.close()
+    drop(inbox, "x.png", digit_bytes(7))  # the new file: another size and mtime
+    assert oneshot(inbox, jobs, tiny_model) == 0
+    rows = report_rows(jobs)
+    assert [r["file"] for r in rows] == ["x.png"] and rows[0]["status"] in ("ok", "review")  # classified, not swept away
+
+
+def test_a_symlink_out_of_the_inbox_is_reported_not_read(home, tiny_model):
+    inbox, jobs = home / "inbox", home / "jobs"
+    secret = home / "secret.png"
+    secret.write_bytes(digit_bytes(4))
+    (inbox / "link.png").symlink_to(secret)
+    assert oneshot(inbox, jobs, tiny_model) == 0
+    (row,) = report_rows(jobs)
+    assert row["status"] == "failed" and "outside" in row["error"] and row["sha256"] is None
+    assert secret.exists()
+
+
+def test_link_loops_and_very_deep_trees_are_skipped_not_fatal(home, tiny_model, caplog):
+    inbox, jobs = home / "inbox", home / "jobs"
+    (inbox / "a.png").symlink_to(inbox / "b.png")
+    (inbox / "b.png").symlink_to(inbox / "a.png")
+    deep = inbox
+    for _ in range(1100):  # one mkdir at a time: os.makedirs itself recurses
+        deep = deep / "d"
+        deep.mkdir()
+    drop(deep, "bottom.png", digit_bytes(5))
+    drop(inbox, "fine.png", digit_bytes(6))
+    try:
+        with caplog.at_level(logging.WARNING, logger="batchclf.watch"):
+            assert oneshot(inbox, jobs, tiny_model) == 0
+        files = sorted(r["file"] for r in report_rows(jobs))
+        assert "fine.png" in files and any(f.endswith("/bottom.png") for f in files)
+        assert "a.png" in caplog.text  # the loop is logged as skipped
+    finally:
+        remove_tree(home)  # pytest's own clean-up of old temp folders recurses, and would crash on this tree
+
+
+def test_summary_is_current_soon_after_a_burst(home, tiny_model, no_thread_leaks):
+    from batchclf.watch.daemon import Daemon, WatchOptions
+    from batchclf.watch.sinks import SUMMARY_EVERY
+
+    inbox, jobs = home / "inbox", home / "jobs"
+    daemon = Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=tiny_model, settle=0.1, max_latency=0.05, workers=0, max_batch=4))
+    thread = threading.Thread(target=daemon.run, name="daemon-under-test")
+    thread.start()
+    try:
+        wait_for(lambda: (inbox / ".batchclf-watch.lock").exists() and daemon.predictor is not None, what="start")
+        drop(inbox, "first.png", digit_bytes(0))
+        wait_for(lambda: len(report_rows(jobs)) == 1, what="the first row")  # its summary is written at once
+        for i in range(1, 9):  # the burst lands within SUMMARY_EVERY of that write, and nothing comes after it
+            drop(inbox, f"burst{i}.png", digit_bytes(i))
+        wait_for(lambda: len(report_rows(jobs)) == 9, what="the burst's rows")
+
+        def summary_rows():
+            path = next(jobs.glob("watch-*/summary.json"), None)
+            return path is not None and json.loads(path.read_text())["rows"] == 9
+
+        wait_for(summary_rows, timeout=SUMMARY_EVERY + 2, what="summary.json to count the whole burst")
+    finally:
+        daemon.stop()
+        thread.join(timeout=30)
