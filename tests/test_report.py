@@ -266,3 +266,15 @@ def test_blocks_keep_every_row_across_block_edges(tmp_path):
         handle.write("torn.png,1")
     assert sum(len(b) for b in job.blocks(size=4096)) == 9000 and len(job.torn) == 1
     assert summarise(job)["lowest_confidence"][0]["file"] == "0.png"
+
+
+def test_input_location_never_follows_a_link_out_of_the_input_folder(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "real.png").write_bytes(b"x")
+    (tmp_path / "outside.png").write_bytes(b"x")
+    (inputs / "link.png").symlink_to(tmp_path / "outside.png")
+    folder = write_job(tmp_path / "jobs", "20261125T030000Z-00ee", [row("real.png"), row("link.png")], {"inputs": [str(inputs)]})
+    job = read_job(folder)
+    real, link = job.rows()
+    assert job.input_location(real) == inputs / "real.png" and job.input_location(link) is None

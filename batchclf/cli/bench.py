@@ -70,7 +70,7 @@ def bench_report(
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows in the generated job.")] = 1_000_000,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed report runs (fresh process each).")] = 3,
 ):
-    """Measure ``report`` on a generated job of N rows: seconds and peak memory."""
+    """Measure report on a generated job of N rows: seconds and peak memory."""
     import json
 
     from batchclf.bench.common import machine

@@ -320,11 +320,17 @@ def _classify_locator(job: Job):
     def locate(relative: str) -> Path | None:
         for root in roots:
             candidate = root / relative
-            if candidate.is_file():
+            # The rule prediction follows: a link resolving outside its root is never read.
+            if candidate.is_file() and _inside(root, candidate):
                 return candidate
         return None
 
     return locate
+
+
+def _inside(root: Path, path: Path) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
 
 
 def _watch_locator(job: Job):
