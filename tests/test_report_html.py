@@ -24,7 +24,7 @@ from batchclf.report.summary import summarise
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import prepare
 from batchclf.watch.journal import FileRecord, Journal
-from tests.helpers import ink_digit
+from tests.helpers import apt_install, ink_digit
 
 CLASSIFY_ID = "20261124T031502Z-3f9a"
 DAY = "2026-11-25"
@@ -285,8 +285,8 @@ def chromium_or_skip() -> Path:
         import playwright.sync_api  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"browser test skipped: playwright is not importable ({exc}); pip install -e '.[dev]'")
-    if not CHROMIUM.exists() and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=600)
+    if not CHROMIUM.exists():
+        apt_install("chromium")
     if not CHROMIUM.exists():
         pytest.skip(f"browser test skipped: {CHROMIUM} is missing and could not be installed (apt-get install chromium, as root)")
     return CHROMIUM
