@@ -1,7 +1,7 @@
 """The command line: each command translates flags into one library call.
 
 One module per command group (``model``, ``classify``, ``watch``,
-``report``, ``bench``); options they share are declared once in ``common``.  Library
+``report``, ``service``, ``bench``); options they share are declared once in ``common``.  Library
 failures arrive as :class:`batchclf.errors.BatchclfError` and leave as one
 ``Error: ...`` line on stderr with a non-zero exit code.  Nothing here
 imports TensorFlow at module level, so ``--help`` and ``report`` stay fast.
@@ -9,10 +9,11 @@ imports TensorFlow at module level, so ``--help`` and ``report`` stay fast.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from batchclf.cli import bench, classify, model, report, watch
-from batchclf.cli import service
+from batchclf.cli import bench, classify, model, report, service, watch
 
 app = typer.Typer(
     help="Classify folders of scanned handwritten digits into CSV/JSON reports.",
@@ -22,8 +23,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from batchclf import __version__
+
+        typer.echo(f"batchclf {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Classify folders of scanned handwritten digits into CSV/JSON reports."""
 
 
