@@ -169,3 +169,10 @@ def test_tensorflow_start_up_leaves_stderr_clean():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in ("/CPU:0", "/GPU:0")
     assert result.stderr == ""
+
+
+def test_version():
+    from batchclf import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"batchclf {__version__}\n"

@@ -279,9 +279,3 @@ def test_input_location_never_follows_a_link_out_of_the_input_folder(tmp_path):
     real, link = job.rows()
     assert job.input_location(real) == inputs / "real.png" and job.input_location(link) is None
 
-
-def test_version():
-    from batchclf import __version__
-
-    result = CliRunner().invoke(app, ["--version"])
-    assert result.exit_code == 0 and result.output == f"batchclf {__version__}\n"
