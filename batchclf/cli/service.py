@@ -29,7 +29,7 @@ At = Annotated[str, typer.Option("--at", help="Time of the nightly run, HH:MM.")
 NightlyOnly = Annotated[bool, typer.Option("--nightly-only", help="Only the nightly service and its timer, no daemon.")]
 DenyWriteExecute = Annotated[
     bool,
-    typer.Option("--deny-write-execute", help="Add MemoryDenyWriteExecute=yes; turns off TensorFlow's oneDNN (about half the speed)."),
+    typer.Option("--deny-write-execute", help="Add MemoryDenyWriteExecute=yes; turns off TensorFlow's oneDNN (inference a fifth to a half slower)."),
 ]
 
 

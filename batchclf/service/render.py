@@ -38,7 +38,7 @@ MDWE_OFF = """\
 # writable+executable memory, so with it the first convolution fails. See docs/deployment.md."""
 MDWE_ON = """\
 # MemoryDenyWriteExecute=yes forbids writable+executable memory, which TensorFlow's oneDNN kernels
-# are generated into: oneDNN is switched off, and inference runs at about half the speed.
+# are generated into: oneDNN is switched off, and inference is a fifth to a half slower.
 MemoryDenyWriteExecute=yes
 Environment=TF_ENABLE_ONEDNN_OPTS=0"""
 
