@@ -13,6 +13,7 @@ from pathlib import Path
 
 HOME_ENV = "BATCHCLF_HOME"
 DEFAULT_MODEL_NAME = "default.keras"
+IN_USE_NAME = "IN_USE"  # models/IN_USE names the model in use (batchclf models use NAME)
 PACKAGED_MODELS = Path(__file__).resolve().parent / "models"
 
 
@@ -37,14 +38,28 @@ def inbox_dir(base: Path | None = None) -> Path:
     return home(base) / "inbox"
 
 
+def model_in_use(folder: Path) -> Path:
+    """The model a models folder puts in use: the one ``IN_USE`` names, else ``default.keras``."""
+    pointer = Path(folder) / IN_USE_NAME
+    if pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip()
+        if name:
+            return Path(folder) / name
+    return Path(folder) / DEFAULT_MODEL_NAME
+
+
 def default_model(base: Path | None = None) -> Path:
     """The model used when ``--model`` is absent.
 
-    A checkout (or ``BATCHCLF_HOME``) has ``models/default.keras``; a wheel
-    carries the same file as package data under ``batchclf/models/``.
+    The home's ``models/`` decides (``IN_USE``, else ``default.keras``); a
+    checkout has ``models/default.keras``, and a wheel carries the same file
+    as package data under ``batchclf/models/``.
     """
+    chosen = model_in_use(models_dir(base))
+    if chosen.name != DEFAULT_MODEL_NAME:
+        return chosen  # put in use on purpose: if it is gone, say so rather than fall back to another model
     candidates = [
-        models_dir(base) / DEFAULT_MODEL_NAME,
+        chosen,
         Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME,
         PACKAGED_MODELS / DEFAULT_MODEL_NAME,
     ]

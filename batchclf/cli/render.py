@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 
@@ -80,14 +81,33 @@ def print_card(model_path: Path, card: dict) -> None:
     if not card:
         console.print("no model card")
         return
-    console.print(
-        f"architecture {card.get('architecture')}  parameters {card.get('parameters'):,}  "
-        f"FLOPs/image {card.get('flops_per_image', 0) / 1e6:.1f} M"
-    )
+    parameters = f"{card['parameters']:,}" if card.get("parameters") else "?"
+    flops = f"{card['flops_per_image'] / 1e6:.1f} M" if card.get("flops_per_image") else "?"
+    console.print(f"architecture {card.get('architecture')}  parameters {parameters}  FLOPs/image {flops}", markup=False)
+    for key in ("created", "parent"):
+        if card.get(key):
+            console.print(f"{key} {card[key]}", highlight=False, markup=False)
     if test:
-        console.print(f"MNIST test accuracy {test['accuracy'] * 100:.2f}% on {test['n']} images")
+        console.print(f"MNIST test accuracy {test['accuracy'] * 100:.2f}% on {test.get('n', '?')} images")
     calibration = card.get("calibration", {})
     if calibration:
         console.print(
             f"temperature {calibration['temperature']:.3f}  test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}"
         )
+
+
+def print_models(entries, folder: Path) -> None:
+    if not entries:
+        console.print(f"no models in {folder}", highlight=False, markup=False)
+        return
+    table = Table("", "model", "architecture", "MNIST test", "trained", "parent", title=f"models in {folder}")
+    for entry in entries:
+        card = entry.card
+        accuracy = card.get("mnist_test", {}).get("accuracy")
+        table.add_row(
+            "*" if entry.in_use else "", Text(entry.name), Text(str(card.get("architecture") or card.get("error") or "?")),
+            f"{accuracy * 100:.2f}%" if accuracy else "-", Text(str(card.get("created") or "-")[:19]),
+            Text(str(card.get("parent") or "-")),
+        )
+    console.print(table)
+    console.print("* in use (batchclf models use NAME switches it)", highlight=False, markup=False)
