@@ -67,7 +67,7 @@ def train(
 
     steps_per_epoch = max(1, len(x_train) // batch_size)
     model = architectures.build(arch, seed=seed, steps_total=steps_per_epoch * epochs)
-    dataset = _training_stream(x_train, y_train, batch_size, seed, recipe.augment)
+    dataset = training_stream(x_train, y_train, batch_size, seed, recipe.augment)
 
     callbacks = []
     if progress:
@@ -85,7 +85,7 @@ def train(
     test_metrics = summary(test_probs, data.y_test)
 
     out = Path(out)
-    _save_atomic(model, out)
+    save_atomic(model, out)
     card = {
         "name": out.stem,
         "file": out.name,
@@ -133,7 +133,7 @@ def train(
     return card
 
 
-def _training_stream(x, y, batch_size: int, seed: int, augment: bool):
+def training_stream(x, y, batch_size: int, seed: int, augment: bool):
     import tensorflow as tf
 
     dataset = (
@@ -153,7 +153,7 @@ def _training_stream(x, y, batch_size: int, seed: int, augment: bool):
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _save_atomic(model, out: Path) -> None:
+def save_atomic(model, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.partial.keras")
     model.save(tmp)

@@ -1,0 +1,116 @@
+"""Learning from users' scans: labelled folders, USPS files, corrections.csv, and a fine-tune that changes what it should."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batchclf.datasets.corrections import read_corrections
+from batchclf.datasets.labelled import label_from_path, read_labelled
+from batchclf.errors import DataFileError
+from batchclf.jobs.rows import COLUMNS, make_row
+
+from .helpers import ink_digit
+
+
+def scan(size=90, column=True):
+    """A dark vertical (or horizontal) stroke on paper: a shape the synthetic bars never showed the model."""
+    gray = np.full((size, size), 235, np.uint8)
+    if column:
+        gray[size // 6 : size * 5 // 6, size // 2 - 5 : size // 2 + 5] = 15
+    else:
+        gray[size // 2 - 5 : size // 2 + 5, size // 6 : size * 5 // 6] = 15
+    return Image.fromarray(gray, "L")
+
+
+def test_labelled_folders_at_any_depth(tmp_path):
+    for writer in ("anna", "ben"):
+        for digit in ("0", "7"):
+            folder = tmp_path / "scans" / writer / "page1" / digit
+            folder.mkdir(parents=True)
+            ink_digit().save(folder / "a.png")
+    (tmp_path / "scans" / "anna" / "page1" / "0" / "blank.png").parent.mkdir(exist_ok=True)
+    Image.new("L", (60, 60), 240).save(tmp_path / "scans" / "anna" / "page1" / "0" / "blank.png")
+    (tmp_path / "scans" / "notes.png").write_bytes(b"no digit folder: not labelled")
+    data = read_labelled([tmp_path / "scans"])
+    assert len(data) == 4 and sorted(data.labels.tolist()) == [0, 0, 7, 7]
+    assert sorted(set(data.groups.tolist())) == ["anna", "ben"]
+    assert data.images.shape == (4, 28, 28) and data.images.dtype == np.uint8
+    (source,) = data.sources
+    assert source["images"] == 4 and source["skipped"] == 1 and len(source["sha256"]) == 64
+    assert label_from_path("w/3/x.png") == 3 and label_from_path("x.png") is None
+
+
+def test_usps_text_files(tmp_path):
+    ink = np.full(256, -1.0)
+    ink[np.arange(256).reshape(16, 16)[3:13, 7:9].ravel()] = 1.0  # a "1"
+    lines = [" ".join(["1", *map(str, ink)]), " ".join(["0", *["-1"] * 256])]  # the second is blank paper
+    (tmp_path / "zip.train").write_text("\n".join(lines) + "\n")
+    data = read_labelled([tmp_path / "zip.train"])
+    assert data.labels.tolist() == [1] and data.sources[0]["skipped"] == 1
+    (tmp_path / "bad.train").write_text("1 2 3\n")
+    with pytest.raises(DataFileError, match="not a USPS digit file"):
+        read_labelled([tmp_path / "bad.train"])
+
+
+def corrected_job(tmp_path, count=12):
+    """A classify job whose doubtful rows are vertical strokes, corrected to 5 in corrections.csv."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rows = []
+    for i in range(count):
+        scan(80 + i).save(inputs / f"s{i}.png")
+        rows.append(make_row(file=f"s{i}.png", page=1, status="review", label=1, confidence=0.4))
+    job = tmp_path / "jobs" / "20261125T030000Z-0aaa"
+    job.mkdir(parents=True)
+    with open(job / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows([["" if r[c] is None else r[c] for c in COLUMNS] for r in rows])
+    (job / "summary.json").write_text(json.dumps({"job_id": job.name, "kind": "classify", "inputs": [str(inputs)]}))
+    with open(job / "corrections.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "page", "label"])
+        writer.writerows([[f"s{i}.png", 1, 5] for i in range(count)] + [["gone.png", 1, 5]])
+    return job
+
+
+def test_corrections_are_found_through_their_job(tmp_path):
+    job = corrected_job(tmp_path)
+    data = read_corrections([job])
+    assert len(data) == 12 and set(data.labels.tolist()) == {5}
+    assert data.sources[0]["skipped"] == 1  # gone.png
+    loose = tmp_path / "corrections.csv"
+    loose.write_bytes((job / "corrections.csv").read_bytes())
+    assert len(read_corrections([loose, job])) == 12  # a downloaded file plus the job it came from
+    with pytest.raises(DataFileError, match="give the job folder"):
+        read_corrections([loose])
+    (job / "corrections.csv").write_text("file,page,label\ns0.png,1,x\n")
+    with pytest.raises(DataFileError, match="not a digit"):
+        read_corrections([job])
+
+
+def test_fine_tune_learns_the_corrections_and_keeps_the_rest(tmp_path, tiny_model, synthetic_dataset):
+    from batchclf.model.finetune import fine_tune
+    from batchclf.model.predictor import Predictor
+    from batchclf.scan.preprocess import mnist_to_input
+
+    corrections = read_corrections([corrected_job(tmp_path)])
+    before = Predictor(tiny_model, device="cpu")
+    assert (before.predict(mnist_to_input(corrections.images)).argmax(1) == 5).mean() < 0.5
+    accuracy_before = (before.predict(mnist_to_input(synthetic_dataset.x_test)).argmax(1) == synthetic_dataset.y_test).mean()
+
+    out = tmp_path / "models" / "tuned.keras"
+    card = fine_tune(tiny_model, corrections, synthetic_dataset, out, epochs=4, replay=600, augment=False,
+                     learning_rate=3e-3, progress=False, origin={"corrections": corrections.sources})
+    after = Predictor(out, device="cpu")
+    assert (after.predict(mnist_to_input(corrections.images)).argmax(1) == 5).mean() >= 0.9
+    accuracy_after = (after.predict(mnist_to_input(synthetic_dataset.x_test)).argmax(1) == synthetic_dataset.y_test).mean()
+    assert accuracy_after >= accuracy_before - 0.03
+    assert card["parent"] == "tiny.keras" and len(card["parent_sha256"]) == 64
+    assert card["fine_tuning"]["extra_images"] == 12 and card["fine_tuning"]["corrections"][0]["images"] == 12
+    assert json.loads(out.with_suffix(".json").read_text())["mnist_test"]["accuracy"] == card["mnist_test"]["accuracy"]
