@@ -95,8 +95,7 @@ class Setting:
     field: str
     name: str
     type: type  # Path, int, float, bool or str
-    default: object  # MISSING when derived
-    optional: bool  # None is a valid value ("unset")
+    default: object  # MISSING when derived; None means "unset" (the daemon picks)
     help: str
     minimum: float | None
     maximum: float | None
@@ -128,11 +127,10 @@ def _declared() -> tuple[Setting, ...]:
         spec = f.metadata.get("setting")
         if spec is None:
             continue
-        kind, optional = hints[f.name], False
+        kind = hints[f.name]
         if isinstance(kind, types.UnionType):  # ``int | None``
             (kind,) = [arg for arg in kind.__args__ if arg is not type(None)]
-            optional = True
-        out.append(Setting(field=f.name, name=spec["name"] or f.name, type=kind, default=f.default, optional=optional,
+        out.append(Setting(field=f.name, name=spec["name"] or f.name, type=kind, default=f.default,
                            help=spec["help"], minimum=spec["minimum"], maximum=spec["maximum"], choices=spec["choices"],
                            positional=spec["positional"], derive=spec["derive"], derived=spec["derived"]))
     return tuple(out)
