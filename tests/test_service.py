@@ -162,6 +162,19 @@ def test_exec_start_flags_parse_with_the_real_cli_and_name_the_sandboxed_folders
     assert sorted(writable) == sorted(str(expected[k]) for k in ("inbox", "processed", "failed", "out"))
 
 
+def test_without_model_the_unit_follows_the_model_in_use(tmp_path, shipped_model):
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    shutil.copy(shipped_model, home / "models" / "next.keras")
+    result = invoke("service", "install", "--home", home, "--run-as", ME, "--dest", tmp_path / "units")
+    assert result.exit_code == 0, result.output
+    argv = exec_argv((tmp_path / "units" / "batchclf-watch.service").read_text())
+    assert "--model" not in argv and argv[argv.index("--home") + 1] == str(home)
+    assert invoke("models", "use", "next", "--home", home).exit_code == 0  # what a restart then picks up
+    printed = parse_printed(runner.invoke(app, [*argv[1:], "--print-config"]).stdout)
+    assert printed["model"] == (str(home / "models" / "next.keras"), "default")
+
+
 def test_user_unit_has_no_user_and_is_wanted_by_default_target(tmp_path, shipped_model):
     units = install_units(tmp_path, shipped_model, "--user")
     found = directives(units["batchclf-watch.service"])

@@ -12,12 +12,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from batchclf.cli.common import AsJson, Home, Model, friendly_errors
+from batchclf.cli.common import AsJson, Home, friendly_errors
 from batchclf.watch import settings
 
 app = typer.Typer(help="Run the daemon as a systemd service, or nightly from a timer.", no_args_is_help=True)
 
 Inbox = Annotated[Optional[Path], typer.Option("--inbox", help="Folder the daemon watches (default: <home>/inbox).")]
+Model = Annotated[
+    Optional[Path],
+    typer.Option("--model", help="Pin this .keras model (default: the one <home>/models puts in use at each start)."),
+]
 Config = Annotated[
     Optional[Path], typer.Option("--config", help=f"Settings file (default: ${settings.CONFIG_ENV}, else <home>/{settings.CONFIG_NAME}).")
 ]

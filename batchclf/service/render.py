@@ -23,12 +23,15 @@ from string import Template
 
 import batchclf
 from batchclf.service import ServiceError
-from batchclf.watch.settings import BY_FIELD, CONFIG_NAME, SETTINGS, Effective
+from batchclf.watch.settings import BY_FIELD, CONFIG_NAME, DEFAULT, SETTINGS, Effective
 
 WATCH_SERVICE = "batchclf-watch.service"
 NIGHTLY_SERVICE = "batchclf-nightly.service"
 NIGHTLY_TIMER = "batchclf-nightly.timer"
 DEFAULT_AT = "02:00"
+
+# The folders the daemon writes, in the order ReadWritePaths= names them.
+WRITABLE = ("inbox", "processed_dir", "failed_dir", "out_dir")
 
 # ProtectHome=yes hides these; a deployment that lives under one of them needs "read-only".
 HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
@@ -64,7 +67,7 @@ class Deployment:
     @property
     def writable(self) -> list[Path]:
         """The folders the daemon writes: exactly what the sandbox leaves writable."""
-        folders = [self.path(f) for f in ("inbox", "processed_dir", "failed_dir", "out_dir")]
+        folders = [self.path(f) for f in WRITABLE]
         return list(dict.fromkeys(folders))
 
     @property
@@ -112,10 +115,17 @@ def check_time(at: str) -> str:
 
 
 def exec_argv(d: Deployment, oneshot: bool = False) -> list[str]:
-    """``batchclf watch`` with every path setting spelled out absolute, through its declared flag."""
+    """``batchclf watch`` with the folders spelled out absolute, through their declared flags.
+
+    The written folders are always pinned: the sandbox names the same ones.
+    A model is pinned only when chosen; by default the daemon takes the one
+    ``<home>/models`` puts in use at each start, so ``batchclf models use``
+    and a restart roll out a new model without rendering again.
+    """
     argv = [str(d.executable), "watch"]
     for s in SETTINGS:
-        if s.type is Path:
+        chosen = d.effective.values[s.field].source != DEFAULT
+        if s.type is Path and (s.field in WRITABLE or chosen):
             value = str(d.path(s.field))
             argv += [value] if s.positional else [s.flag, value]
     argv += ["--home", str(d.effective.home)]
