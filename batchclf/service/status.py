@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from batchclf.jobs.folder import journal_path
+from batchclf.watch.journal import day_status
 from batchclf.watch.lock import LOCK_NAME
 from batchclf.watch.settings import Effective
 
@@ -95,19 +96,9 @@ def _read_journal(path: Path, result: Status) -> None:
     if not path.is_file():
         result.problem = "no journal yet (the daemon has not run with these folders)"
         return
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        counts = dict(db.execute("SELECT status, COUNT(*) FROM rows WHERE day = ? GROUP BY status", (result.day,)))
-        result.counts_today = counts
-        result.files_today = db.execute("SELECT COUNT(*) FROM files WHERE day = ?", (result.day,)).fetchone()[0]
-        last = db.execute("SELECT path, status, day, moved, move_to FROM files ORDER BY id DESC LIMIT 1").fetchone()
-        if last:
-            path_, status_, day, moved, move_to = last
-            row = db.execute("SELECT row FROM rows ORDER BY seq DESC LIMIT 1").fetchone()
-            processed_at = json.loads(row[0]).get("processed_at") if row else None
-            result.last = {"path": path_, "status": status_, "day": day, "moved_to": move_to if moved else None,
-                           "processed_at": processed_at}
+        today = day_status(path, result.day)
     except sqlite3.DatabaseError as exc:
         result.problem = f"cannot read the journal: {exc}"
-    finally:
-        db.close()
+        return
+    result.counts_today, result.files_today, result.last = today["counts"], today["files"], today["last"]
