@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -11,8 +12,9 @@ from typing import Iterable
 
 from batchclf.model import card as cards
 from batchclf.jobs import writers as reports
-from batchclf.scan.discovery import discover
-from batchclf.errors import InputPathError
+from batchclf.scan.decode import MB, Limits
+from batchclf.scan.discovery import discover, files_base
+from batchclf.errors import EmptyInputError, InputPathError, OutputPathError
 from batchclf.jobs import folder as job_folder
 from batchclf.engines.local import classify_stream, default_workers
 from batchclf.jobs.rows import now_iso, starts_file
@@ -30,22 +32,54 @@ class ClassifyOptions:
     review_below: float | None = None
     device: str = "auto"
     command: str = ""
+    max_pages: int | None = None  # per-file caps; None: batchclf.scan.decode's defaults
+    max_file_mb: int | None = None
 
 
 def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None = None) -> Path:
-    """Classify everything under ``paths``; returns the job folder holding the reports."""
+    """Classify everything under ``paths``; returns the job folder holding the reports.
+
+    A job that cannot finish (an error, Ctrl-C) removes its job folder: no
+    half-written ``.partial`` files are left for a reader to trip on.
+    """
     paths = [Path(p) for p in paths]
+    _check_inputs(paths)
+    folder = _create_job_folder(options.out_dir)
+    try:
+        _run_job(folder, paths, options, progress)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise OutputPathError(f"cannot write job folder {folder}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def _check_inputs(paths: list[Path]) -> None:
     missing = [str(p) for p in paths if not os.path.lexists(p)]
     if missing:
         raise InputPathError(f"input path not found: {', '.join(missing)}")
+    if next(iter(discover(paths)), None) is None:  # stops at the first file: cheap on any tree
+        raise EmptyInputError(f"nothing to classify: no image files in {', '.join(map(str, paths))}")
+
+
+def _create_job_folder(out_dir: Path) -> Path:
+    try:
+        return job_folder.create_job_folder(out_dir)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create a job folder in {out_dir}: {exc.strerror or exc}") from exc
+
+
+def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress: bool | None) -> None:
     from batchclf.model.predictor import Predictor
 
     predictor = Predictor(options.model, device=options.device, batch_size=options.batch_size)
     predictor.warm_up()
     review_below = cards.review_below(predictor.card, options.review_below)
     workers = default_workers() if options.workers is None else options.workers
+    limits = Limits.from_options(options.max_pages, options.max_file_mb)
 
-    folder = job_folder.create_job_folder(options.out_dir)
     started, clock = now_iso(), time.perf_counter()
     csv_tmp = job_folder.partial(folder, job_folder.RESULTS_CSV)
     jsonl_tmp = job_folder.partial(folder, job_folder.RESULTS_JSONL)
@@ -53,7 +87,9 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
     tally = reports.Tally()
     show = sys.stderr.isatty() if progress is None else progress
     total = sum(1 for _ in discover(paths)) if show else None
-    rows = classify_stream(discover(paths), predictor.predict, predictor.batch_size, review_below, predictor.name, workers)
+    rows = classify_stream(
+        discover(paths), predictor.predict, predictor.batch_size, review_below, predictor.name, workers, limits
+    )
     pending: list[dict] = []
     try:
         with _progress(show, total) as advance:
@@ -69,16 +105,15 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
     finally:
         writer.close()
     seconds = time.perf_counter() - clock
-    meta = job_meta(folder.name, options, predictor, review_below, workers, paths, started, seconds, tally)
+    meta = job_meta(folder.name, options, predictor, review_below, workers, limits, paths, started, seconds, tally)
     reports.write_results_json(folder / job_folder.RESULTS_JSON, meta, jsonl_tmp)
     os.replace(csv_tmp, folder / job_folder.RESULTS_CSV)
     os.unlink(jsonl_tmp)
     # Last: a job folder with a summary is complete (batchclf.jobs.folder.read_job relies on it).
     reports.write_summary(folder / job_folder.SUMMARY_JSON, meta)
-    return folder
 
 
-def job_meta(job_id, options, predictor, review_below, workers, paths, started, seconds, tally) -> dict:
+def job_meta(job_id, options, predictor, review_below, workers, limits, paths, started, seconds, tally) -> dict:
     import tensorflow as tf
 
     counts = tally.as_dict()
@@ -87,6 +122,7 @@ def job_meta(job_id, options, predictor, review_below, workers, paths, started, 
         "kind": job_folder.JobKind.CLASSIFY.value,
         "command": options.command,
         "inputs": [os.path.abspath(p) for p in paths],  # absolute: the report finds the inputs from anywhere
+        "files_relative_to": os.path.abspath(files_base(paths)),  # rows' ``file`` is relative to this folder
         "started": started,
         "finished": now_iso(),
         "seconds": round(seconds, 3),
@@ -95,10 +131,36 @@ def job_meta(job_id, options, predictor, review_below, workers, paths, started, 
         "batch_size": predictor.batch_size,
         "workers": workers,
         "review_below": review_below,
+        "max_pages": limits.max_pages,
+        "max_file_mb": limits.max_bytes / MB,
         "tensorflow": tf.__version__,
         **counts,
         "files_per_second": round(counts["files"] / seconds, 2) if seconds > 0 else None,
     }
+
+
+# The rate shown is measured over windows of at least this long, then smoothed:
+# rows arrive a whole batch at once, so the time between two files is no measure.
+RATE_WINDOW_SECONDS = 1.0
+RATE_SMOOTHING = 0.5  # weight of the newest window
+
+
+class SmoothedRate:
+    """Files per second from (time, files done) readings: windowed, then an exponential moving average."""
+
+    def __init__(self):
+        self._last: tuple[float, float] | None = None
+        self.rate: float | None = None
+
+    def update(self, now: float, done: float) -> float | None:
+        if self._last is None:
+            self._last = (now, done)
+        elif now - self._last[0] >= RATE_WINDOW_SECONDS:
+            then, before = self._last
+            latest = (done - before) / (now - then)
+            self.rate = latest if self.rate is None else self.rate + RATE_SMOOTHING * (latest - self.rate)
+            self._last = (now, done)
+        return self.rate
 
 
 def _files_per_second_column():
@@ -106,8 +168,13 @@ def _files_per_second_column():
     from rich.text import Text
 
     class FilesPerSecond(ProgressColumn):
+        def __init__(self):
+            super().__init__()
+            self.meter = SmoothedRate()
+
         def render(self, task):
-            return Text(f"{task.speed:.0f} files/s" if task.speed else "")
+            rate = self.meter.update(task.get_time(), task.completed)
+            return Text(f"{rate:.0f} files/s" if rate else "")
 
     return FilesPerSecond()
 

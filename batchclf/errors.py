@@ -57,3 +57,17 @@ class JobCorruptError(BatchclfError):
 
 class InputPathError(BatchclfError):
     """A path given to ``classify`` does not exist."""
+
+
+class OutputPathError(BatchclfError):
+    """The jobs folder (``--out``) cannot be created or written: a file, read-only, full."""
+
+
+class EmptyInputError(BatchclfError):
+    """The given paths hold nothing to classify, or no labelled image to evaluate."""
+
+
+class FailedRowsError(BatchclfError):
+    """``classify --strict``: the job ran, but some rows failed."""
+
+    exit_code = 3

@@ -120,3 +120,39 @@ def apt_install(package: str) -> bool:
         return True
     subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
     return subprocess.run(install, capture_output=True, timeout=900, env=env).returncode == 0
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux: /proc/PID/task/*/children)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the task ended while we looked
+            continue
+    return children
+
+
+def spawned_workers(pid: int) -> list[int]:
+    """The multiprocessing worker processes (spawn start method) that ``pid`` started."""
+    workers = []
+    for child in child_pids(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            continue
+    return workers
+
+
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def tiff_bytes(pages: list[Image.Image], compression: str = "tiff_deflate") -> bytes:
+    """A multi-page TIFF of ``pages``."""
+    return png_bytes(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression=compression)

@@ -19,12 +19,21 @@ def classify(
     workers: Workers = None,
     review_below: ReviewBelow = None,
     device: Device = "auto",
+    max_pages: Annotated[
+        Optional[int], typer.Option("--max-pages", min=1, help="Refuse files with more pages than this (default: 1000).")
+    ] = None,
+    max_file_mb: Annotated[
+        Optional[int], typer.Option("--max-file-mb", min=1, help="Refuse files larger than this many MB (default: 256).")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when any row failed (the job is still written).")] = False,
     home: Home = None,
 ):
     """Classify scanned digits into a job folder of CSV/JSON reports; prints the folder last."""
     from batchclf import paths as locations
     from batchclf.classify import ClassifyOptions, run
     from batchclf.cli.render import print_job_counts
+    from batchclf.errors import FailedRowsError
+    from batchclf.jobs.folder import read_job
 
     options = ClassifyOptions(
         model=model_path(model, home),
@@ -34,7 +43,12 @@ def classify(
         review_below=review_below,
         device=device,
         command=command_line(),
+        max_pages=max_pages,
+        max_file_mb=max_file_mb,
     )
     folder = run(paths, options)
     print_job_counts(folder)
     typer.echo(str(folder))
+    failures = read_job(folder).meta["counts"].get("failed", 0)
+    if strict and failures:
+        raise FailedRowsError(f"{failures} failed row{'s' if failures > 1 else ''} in job {folder.name} (--strict)")

@@ -99,6 +99,11 @@ def predict(
     """Label single images (label, calibrated confidence, top 3)."""
     if not images and not demo:
         raise typer.BadParameter("give IMAGE paths or --demo")
+    missing = [str(image) for image in images or [] if not image.exists()]
+    if missing:
+        from batchclf.errors import InputPathError
+
+        raise InputPathError(f"image not found: {', '.join(missing)}")
     from batchclf.cli.render import print_digit, print_predictions
     from batchclf.model import evaluate as predicting
     from batchclf.model.predictor import Predictor

@@ -3,27 +3,35 @@
 Memory stays bounded however many files there are: discovery is lazy, at
 most ``workers * 4`` chunks are in flight, and rows leave as soon as their
 batch is predicted.  Workers decode the next chunks while the model runs.
+
+Crash-safe dispatch, for ``classify`` and the daemon alike: hand chunks to
+:meth:`WorkerPool.submit` and collect them with :meth:`WorkerPool.result`;
+neither raises when a worker dies, at whatever moment it dies.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 import os
+import threading
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
+from batchclf.scan.decode import DEFAULT_LIMITS, Limits
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import Prepared, failed, prepare_many
 from batchclf.scan.preprocess import mnist_to_input
 from batchclf.jobs.rows import labelled_rows, unlabelled
 
-CHUNK_FILES = 32
+CHUNK_FILES = 32  # files per worker task
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
+CRASH_REASON = "the decoder crashed on this file (its worker process died)"
 
 
 def default_workers() -> int:
@@ -62,19 +70,51 @@ def prepared_stream(
 # run at full speed whenever the model waits for them.  Measured on 2 cores:
 # 8% more files/s end to end on 28x28 PNGs, on average over six pairs of runs.
 WORKER_NICE = 10
+# How often a worker checks that the process that started it still lives.
+PARENT_CHECK_SECONDS = 0.5
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     os.nice(WORKER_NICE)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this worker once its parent is gone (``kill -9`` of classify or the daemon).
+
+    A worker blocked on the task queue never notices by itself: it holds
+    that pipe's write end too.  Not ``PR_SET_PDEATHSIG``: Linux sends that
+    signal when the parent *thread* that spawned the worker ends, and the
+    pool may spawn from any thread.  With the workers gone, multiprocessing's
+    resource tracker sees its pipe close and exits as well.
+    """
+    while os.getppid() == parent:
+        threading.Event().wait(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+class Dispatch(NamedTuple):
+    """A chunk handed to the pool: what :meth:`WorkerPool.result` needs to collect it."""
+
+    chunk: list[Candidate]
+    future: Future
+    generation: int  # the pool that took it, so a crash restarts the pool only once
+
+
+def _broken_future() -> Future:
+    future: Future = Future()
+    future.set_exception(BrokenProcessPool("the worker pool broke before this chunk could be handed over"))
+    return future
 
 
 class WorkerPool:
     """Spawned worker processes that outlive a worker crash.
 
-    A native fault on a hostile file kills its worker and breaks every task
-    in flight.  The pool is then replaced, and each broken chunk is retried
-    one file per task; the file that kills a worker again becomes a
-    ``failed`` row, and the job goes on.
+    A native fault on a hostile file (or a ``kill``) ends a worker and breaks
+    every task in flight, and the pool with them.  Wherever that is found
+    (handing over a chunk, or collecting one), the pool is replaced and each
+    broken chunk is retried one file per task; the file that kills a worker
+    again becomes a ``failed`` row, and the job goes on.
     """
 
     def __init__(self, workers: int, prepare: Callable):
@@ -85,36 +125,60 @@ class WorkerPool:
     def _start(self) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may already hold TensorFlow's threads.
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init, initargs=(os.getpid(),),
         )
 
     def _restart(self, generation: int) -> None:
         if generation == self.generation:  # futures of an older pool need no second restart
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # No cancel_futures: the broken pool fails its own futures, and a cancelled one would look like success.
+            self._pool.shutdown(wait=False)
             self._pool = self._start()
             self.generation += 1
 
-    def submit(self, chunk: list[Candidate]):
-        return chunk, self._pool.submit(self.prepare, chunk), self.generation
-
-    def result(self, chunk: list[Candidate], future, generation: int) -> list[Prepared]:
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            return self.after_crash(chunk, generation)
-
-    def after_crash(self, chunk: list[Candidate], generation: int) -> list[Prepared]:
-        """A chunk whose worker died: restart the pool once, then prepare its files one by one."""
-        self._restart(generation)
-        out = []
-        for candidate in chunk:
+    def submit(self, chunk: list[Candidate]) -> Dispatch:
+        """Hand ``chunk`` to a worker; never raises: a pool found broken is replaced, then tried once more."""
+        for _ in range(2):
             generation = self.generation
             try:
-                out.extend(self._pool.submit(self.prepare, [candidate]).result())
+                return Dispatch(chunk, self._pool.submit(self.prepare, chunk), generation)
             except BrokenProcessPool:
                 self._restart(generation)
-                out.append(failed(candidate.relative, "the decoder crashed on this file (its worker process died)"))
+        return Dispatch(chunk, _broken_future(), generation)  # result() retries it file by file
+
+    def result(self, chunk: list[Candidate], future: Future, generation: int) -> list[Prepared]:
+        """The prepared items of a dispatched chunk; never raises (a crash costs at most the file that caused it)."""
+        try:
+            return future.result()
+        except (BrokenProcessPool, CancelledError):
+            return self.after_crash(chunk, generation)
+        except Exception as exc:  # e.g. a result that cannot be unpickled: the chunk fails, the job goes on
+            return [failed(candidate.relative, f"unexpected error: {exc.__class__.__name__}: {exc}") for candidate in chunk]
+
+    def after_crash(self, chunk: list[Candidate], generation: int) -> list[Prepared]:
+        """A chunk whose worker died: restart the pool once, then prepare its files one per task.
+
+        The one-file tasks run side by side; those a new crash breaks are run
+        once more strictly alone, so only a file that kills its worker by
+        itself is failed.
+        """
+        self._restart(generation)
+        out = []
+        for dispatch in [self.submit([candidate]) for candidate in chunk]:
+            try:
+                out.extend(dispatch.future.result())
+            except (BrokenProcessPool, CancelledError):
+                out.extend(self._alone(dispatch.chunk[0]))
         return out
+
+    def _alone(self, candidate: Candidate) -> list[Prepared]:
+        """One file in a task of its own, on a fresh pool if need be: if its worker dies now, the file is the likely cause."""
+        dispatch = self.submit([candidate])
+        try:
+            return dispatch.future.result()
+        except (BrokenProcessPool, CancelledError):
+            self._restart(dispatch.generation)
+            return [failed(candidate.relative, CRASH_REASON)]
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -134,6 +198,7 @@ def classify_stream(
     review_below: float,
     model_name: str,
     workers: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[dict]:
     """Rows for every candidate, predicted in batches of ``batch_size``, in input order."""
     waiting: list[Prepared] = []
@@ -154,7 +219,7 @@ def classify_stream(
         waiting.clear()
         labelled_count = 0
 
-    for item in prepared_stream(candidates, workers):
+    for item in prepared_stream(candidates, workers, prepare=functools.partial(prepare_many, limits=limits)):
         waiting.append(item)
         labelled_count += item.needs_model
         if labelled_count >= batch_size:

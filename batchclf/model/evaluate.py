@@ -8,7 +8,8 @@ import numpy as np
 
 from batchclf import LABEL_WORDS
 from batchclf.datasets.mnist import Dataset
-from batchclf.scan.discovery import Candidate
+from batchclf.errors import EmptyInputError
+from batchclf.scan.discovery import Candidate, display_name
 from batchclf.model.metrics import confusion_matrix, summary
 from batchclf.scan.prepare import prepare
 from batchclf.scan.preprocess import mnist_to_input
@@ -46,7 +47,7 @@ def predict_images(predictor, images: list[Path]) -> list[dict]:
     for path in images:
         path = Path(path)
         for item in prepare(Candidate(path.parent, path)):
-            entry = {"file": str(path), "page": item.row["page"], "status": item.row["status"], "error": item.row["error"]}
+            entry = {"file": display_name(str(path)), "page": item.row["page"], "status": item.row["status"], "error": item.row["error"]}
             results.append(entry)
             if item.needs_model:
                 waiting.append((entry, item.image))
@@ -92,12 +93,14 @@ def evaluate_folder(predictor, root: Path, workers: int = 0) -> dict:
         group = groups.setdefault(row["file"].split("/")[0], [0, 0])
         group[0] += int(guess == truth)
         group[1] += 1
+    if not truths:  # an accuracy of 0% of 0 images would read as a result
+        raise EmptyInputError(f"no labelled images in {root} (expected .../DIGIT/file, e.g. writer1/7/scan.png)")
     truths_a, predicted_a = np.array(truths, int), np.array(predicted, int)
     valid = predicted_a >= 0
     correct = predicted_a == truths_a
     result = {
         "n": int(len(truths_a)),
-        "accuracy": float(correct.mean()) if len(truths_a) else 0.0,
+        "accuracy": float(correct.mean()),
         "per_class": {
             str(c): float(correct[truths_a == c].mean()) if (truths_a == c).any() else None for c in range(10)
         },

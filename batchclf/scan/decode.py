@@ -9,16 +9,26 @@ multi-page TIFF yields one page per frame; GIF and WebP yield their first
 frame.  Large JPEGs are decoded at reduced size with ``draft()``, large
 images of other formats are box-reduced right after decoding, because the
 normaliser never needs more than a few hundred pixels.
+
+Memory per file is bounded: at most ``Limits.max_bytes`` are read (hashed
+as they arrive), pages are decoded one at a time as the caller asks for
+them, every page's size is checked against ``MAX_PIXELS`` before it is
+decoded, and a file with more than ``Limits.max_pages`` pages is refused.
+Pillow is only asked to open the documented formats: a file in any other
+format (EPS content named ``.png``, which Pillow would hand to
+Ghostscript, or DDS, ICO, SGI, TGA...) is refused, not sniffed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,6 +45,24 @@ MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = None
 # Longest side kept after decoding; the normaliser works at a fraction of this.
 DECODE_MAX_SIDE = 512
+# Pillow's names of the formats the README documents (PPM also reads PGM, PBM and PNM).
+ACCEPTED_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM")
+ACCEPTED_NAMES = "JPEG, PNG, TIFF, BMP, GIF, WebP, PGM/PPM"
+# Refused formats recognisable by their first bytes, so the reason can name them.
+REFUSED_SIGNATURES = {
+    b"%!PS": "EPS",
+    b"\xc5\xd0\xd3\xc6": "EPS",  # DOS EPS binary header
+    b"DDS ": "DDS",
+    b"\x00\x00\x01\x00": "ICO",
+    b"\x01\xda": "SGI",
+    b"8BPS": "PSD",
+    b"%PDF": "PDF",
+}
+# Per-file caps (``classify --max-pages``, ``--max-file-mb``): a scan of digits never comes near them.
+MAX_PAGES = 1_000
+MAX_FILE_MB = 256
+MB = 1024 * 1024
+READ_CHUNK = MB
 ANIMATED_FIRST_FRAME_ONLY = {"GIF", "WEBP", "PNG"}
 # Formats whose orientation tag lives in EXIF/TIFF tags; others skip the (costly) EXIF parse.
 EXIF_FORMATS = {"JPEG", "MPO", "TIFF", "WEBP"}
@@ -48,17 +76,44 @@ class Page:
     height: int
 
 
-def decode(path: Path) -> list[Page]:
-    """All pages of an image file; raises :class:`ImageDecodeError` with a reason."""
-    return decode_bytes(read(path))
+@dataclass(frozen=True)
+class Limits:
+    """What one input file may cost: pages decoded and bytes read."""
+
+    max_pages: int = MAX_PAGES
+    max_bytes: int = MAX_FILE_MB * MB
+
+    @classmethod
+    def from_options(cls, max_pages: int | None = None, max_file_mb: int | None = None) -> "Limits":
+        return cls(max_pages or MAX_PAGES, (max_file_mb or MAX_FILE_MB) * MB)
 
 
-def read(path: Path) -> bytes:
-    """The file's bytes, after checking it is a readable regular file.
+DEFAULT_LIMITS = Limits()
+
+
+def read(path: Path, max_bytes: int = DEFAULT_LIMITS.max_bytes) -> bytes:
+    """The file's bytes (see :func:`read_hashed`)."""
+    return read_hashed(path, max_bytes)[0]
+
+
+def read_hashed(path: Path, max_bytes: int = DEFAULT_LIMITS.max_bytes) -> tuple[bytes, str]:
+    """The file's bytes and their sha256, after checking it is a readable regular file of at most ``max_bytes``.
 
     Opened non-blocking and checked with ``fstat`` on the open descriptor, so a
     FIFO never blocks the job and the checked file is the one that is read.
+    A file larger than the cap (a 2 GB sparse ``.png``) is refused unread.
     """
+    fd, size = _open_regular(path)
+    with open(fd, "rb", buffering=0, closefd=True) as handle:
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        try:
+            return _read_capped(handle, size, max_bytes)
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def _open_regular(path: Path) -> tuple[int, int]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except PermissionError as exc:
@@ -78,40 +133,75 @@ def read(path: Path) -> bytes:
     if problem:
         os.close(fd)
         raise ImageDecodeError(problem)
-    with open(fd, "rb", closefd=True) as handle:
-        try:
-            return handle.read()
-        except OSError as exc:
-            raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+    return fd, info.st_size
 
 
-def decode_bytes(data: bytes) -> list[Page]:
+def _read_capped(handle, size: int, max_bytes: int) -> tuple[bytes, str]:
+    """Hash the bytes as they arrive; a file that grows past the cap while it is read is cut off there."""
+    chunks, total, digest = [], 0, hashlib.sha256()
+    want = size + 1  # one read for a file that keeps the size fstat saw; the extra byte notices growth
+    while chunk := handle.read(min(want, max_bytes + 1 - total)):
+        total += len(chunk)
+        if total > max_bytes:
+            raise _too_large(max_bytes)
+        digest.update(chunk)
+        chunks.append(chunk)
+        want = READ_CHUNK
+    return b"".join(chunks), digest.hexdigest()  # one chunk, the usual case: joined without a copy
+
+
+def _too_large(max_bytes: int) -> ImageDecodeError:
+    mb = f"{max_bytes / MB:g}"
+    return ImageDecodeError(f"file too large: more than {mb} MB (limit: --max-file-mb {mb})")
+
+
+def decode_bytes(data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[Page]:
+    """All pages of an image file's bytes; raises :class:`ImageDecodeError` with a reason."""
+    return list(iter_pages(data, limits))
+
+
+def iter_pages(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Iterator[Page]:
+    """The pages of an image file's bytes, decoded one at a time as they are asked for.
+
+    Raises :class:`ImageDecodeError` with a reason, possibly after some pages
+    were yielded (a corrupt or oversized later page).
+    """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return _pages(image)
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+            yield from _pages(image, limits)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError("not a recognised image format") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
-        raise ImageDecodeError(f"corrupt or truncated image data: {exc}") from exc
+        raise ImageDecodeError(_unrecognised(data)) from exc
+    except MemoryError as exc:  # its message is empty: say what happened
+        raise ImageDecodeError("out of memory while decoding the image") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image data: {str(exc) or exc.__class__.__name__}") from exc
 
 
-def _pages(image: Image.Image) -> list[Page]:
-    width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise ImageDecodeError(
-            f"image too large (decompression-bomb guard): {width}x{height} pixels exceeds {MAX_PIXELS:,}"
-        )
+def _unrecognised(data: bytes) -> str:
+    for signature, name in REFUSED_SIGNATURES.items():
+        if data.startswith(signature):
+            return f"{name} files are not read (accepted formats: {ACCEPTED_NAMES})"
+    return "not a recognised image format"
+
+
+def _pages(image: Image.Image, limits: Limits) -> Iterator[Page]:
     # n_frames can mean parsing the whole file (APNG, GIF): ask only where every page counts.
     frames = 1 if image.format in ANIMATED_FIRST_FRAME_ONLY else getattr(image, "n_frames", 1)
-    pages = []
+    if frames > limits.max_pages:
+        raise ImageDecodeError(
+            f"too many pages: {frames:,} pages exceed the limit of {limits.max_pages:,} (--max-pages {limits.max_pages})"
+        )
     for index in range(frames):
-        if frames > 1:
+        if index:
             image.seek(index)
-            width, height = image.size
-        pages.append(Page(index, _to_gray(image), width, height))
-    return pages
+        width, height = image.size  # from the header: checked before a pixel of this page is decoded
+        if width * height > MAX_PIXELS:
+            raise ImageDecodeError(
+                f"image too large (decompression-bomb guard): {width}x{height} pixels exceeds {MAX_PIXELS:,}"
+            )
+        yield Page(index, _to_gray(image), width, height)
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:

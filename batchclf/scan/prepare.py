@@ -1,4 +1,4 @@
-"""One input file -> row stubs and model inputs: read, hash, decode, normalise.
+"""One input file -> row stubs and model inputs: read and hash, decode page by page, normalise.
 
 This is what the worker processes run.  It never raises for a bad file: the
 failure becomes a ``failed`` row with the reason, so a job always finishes.
@@ -7,7 +7,6 @@ It imports no TensorFlow, so workers start fast.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,39 +28,44 @@ class Prepared:
         return self.image is not None
 
 
-def prepare(candidate: Candidate) -> list[Prepared]:
+def prepare(candidate: Candidate, limits: decode.Limits = decode.DEFAULT_LIMITS) -> list[Prepared]:
     file = candidate.relative
     if candidate.escaped:
         return [failed(file, "symlink points outside the input folder; not read")]
+    if candidate.unreadable:
+        return [failed(file, candidate.unreadable)]
     try:
-        data = decode.read(candidate.path)
+        data, digest = decode.read_hashed(candidate.path, limits.max_bytes)
     except ImageDecodeError as exc:
         return [failed(file, str(exc))]
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        pages = decode.decode_bytes(data)
-    except ImageDecodeError as exc:
-        return [failed(file, str(exc), sha256=digest)]
     prepared = []
-    for page in pages:
-        base = make_row(file=file, page=page.index + 1, sha256=digest, width=page.width, height=page.height)
-        try:
-            image = preprocess.normalize_to_bytes(page.gray)
-        except Exception as exc:  # a bug in normalisation must not sink the job
-            prepared.append(failed(file, f"preprocessing failed: {exc}", sha256=digest, page=page.index + 1))
-            continue
-        if image is None:
-            prepared.append(Prepared({**base, "status": BLANK, "processed_at": now_iso()}, None))
-        else:
-            prepared.append(Prepared(base, image))
+    try:
+        # One page at a time: only its 28x28 outlives it, so a many-page TIFF costs one page of memory.
+        for page in decode.iter_pages(data, limits):
+            prepared.append(_prepare_page(file, digest, page))
+    except ImageDecodeError as exc:
+        # After good pages, the row names the page that failed; before any, it stands for the file.
+        prepared.append(failed(file, str(exc), sha256=digest, page=len(prepared) + 1 if prepared else None))
     return prepared
 
 
-def prepare_many(candidates: list[Candidate]) -> list[Prepared]:
+def _prepare_page(file: str, digest: str, page: decode.Page) -> Prepared:
+    number = page.index + 1
+    base = make_row(file=file, page=number, sha256=digest, width=page.width, height=page.height)
+    try:
+        image = preprocess.normalize_to_bytes(page.gray)
+    except Exception as exc:  # a bug in normalisation must not sink the job
+        return failed(file, f"preprocessing failed: {exc}", sha256=digest, page=number)
+    if image is None:
+        return Prepared({**base, "status": BLANK, "processed_at": now_iso()}, None)
+    return Prepared(base, image)
+
+
+def prepare_many(candidates: list[Candidate], limits: decode.Limits = decode.DEFAULT_LIMITS) -> list[Prepared]:
     out = []
     for candidate in candidates:
         try:
-            out.extend(prepare(candidate))
+            out.extend(prepare(candidate, limits))
         except Exception as exc:  # defensive: one strange file never loses the chunk
             out.append(failed(candidate.relative, f"unexpected error: {exc.__class__.__name__}: {exc}"))
     return out
