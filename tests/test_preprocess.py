@@ -209,3 +209,41 @@ def test_bold_tightly_cropped_digit_is_not_blank(side):
     out = preprocess.normalize(bold_zero_filling_its_frame(side))
     assert out is not None
     assert out[14, 14] < 0.2 and out[14, 6:22].max() > 0.8  # a hole in the middle, ink on the ring
+
+
+def fine_faint_one(side=420, width=2, contrast=0.3, seed=0):
+    """A '1' drawn with a fine, faint pen on a large noisy page."""
+    rng = np.random.default_rng(seed)
+    gray = np.full((side, side), 0.9, np.float32)
+    gray[side // 4 : 3 * side // 4, side // 2 : side // 2 + width] -= contrast
+    gray[side // 4 : side // 4 + width, side // 2 - side // 10 : side // 2] -= contrast
+    return (np.clip(gray + rng.normal(0, 0.02, gray.shape), 0, 1) * 255).round().astype(np.uint8)
+
+
+def test_fine_faint_pen_on_a_large_page_is_not_blank():
+    # Box-averaged to the small working size the line fades below the ink threshold;
+    # the page is looked at again at the finer size before it is called blank.
+    assert preprocess.normalize(fine_faint_one()) is not None
+
+
+def test_small_working_size_matches_the_analysis_at_the_fit_size(monkeypatch):
+    page = (paper_with_ink(h=400, w=320, box=(120, 280, 100, 180)) * 255).astype(np.uint8)
+    small = preprocess.normalize(page)
+    monkeypatch.setattr(preprocess, "WORK_MIN_SIDE", preprocess.FIT_MAX_SIDE)
+    fine = preprocess.normalize(page)
+    assert preprocess._work_factor(page.shape) == 2  # now analysed whole at 200 x 160 px
+    assert np.abs(small - fine).mean() < 0.02
+
+
+def test_pages_up_to_twice_the_working_size_are_analysed_whole():
+    assert preprocess._work_factor((2 * preprocess.WORK_MIN_SIDE - 1, 90)) == 1
+    assert preprocess._work_factor((300, 350)) == 350 // preprocess.WORK_MIN_SIDE
+
+
+def test_quantiles_match_numpy():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 100, 1001):
+        values = rng.normal(size=n).astype(np.float32)
+        np.testing.assert_allclose(preprocess._quantiles(values, (0.5, 50, 99.8)), np.percentile(values, [0.5, 50, 99.8]), rtol=1e-6)
+        levels = rng.integers(0, 4000, n)
+        np.testing.assert_allclose(preprocess._level_quantiles(levels, (0.5, 50, 99.5)), np.percentile(levels, [0.5, 50, 99.5]))

@@ -5,6 +5,10 @@
 3. end-to-end ``classify`` on N small 28x28 PNGs;
 4. end-to-end ``classify`` on N large (~``size`` px) JPEG/PNG scans.
 
+For cases 3 and 4 the same run also measures what each file costs per stage,
+each stage alone (:mod:`batchclf.bench.stages`): the ideal rate for this
+machine's cores and how close end to end comes to it.
+
 Inputs are made from MNIST test digits when ``--data`` is given, else from
 synthetic digits, in a temporary folder that is removed afterwards.
 """
@@ -13,12 +17,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from batchclf.bench.common import sample_digits
+from batchclf.bench.stages import StageTable
 
 
 @dataclass
@@ -30,6 +35,19 @@ class BenchResult:
     @property
     def rate(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class BenchRun:
+    results: list[BenchResult]
+    stages: list[tuple[StageTable, BenchResult]] = field(default_factory=list)  # per end-to-end case
+
+    def stage_rows(self) -> list[dict]:
+        return [table.as_dict(result.rate) for table, result in self.stages]
+
+
+STAGE_SAMPLE_SMALL = 3000  # files the per-stage costs are measured on
+STAGE_SAMPLE_LARGE = 1000
 
 
 def naive(model_path: Path, images: np.ndarray, count: int = 200) -> BenchResult:
@@ -62,29 +80,44 @@ def end_to_end(name: str, folder: Path, model_path: Path, workers: int | None, b
     return BenchResult(name, summary["files"], summary["seconds"])
 
 
-def run_all(model_path: Path, n: int, size: int, data: Path | None, workers: int | None, batch_size: int | None) -> list[BenchResult]:
+def run_all(
+    model_path: Path, n: int, size: int, data: Path | None, workers: int | None, batch_size: int | None, stages: bool = True
+) -> BenchRun:
     from PIL import Image
 
+    from batchclf.bench import stages as stage_costs
+    from batchclf.model import card as cards
     from batchclf.model.predictor import Predictor
     from batchclf.datasets.synthetic import ScanStyle, write_scans
 
     images, labels = sample_digits(n, data)
     predictor = Predictor(model_path, batch_size=batch_size)
-    results = [naive(model_path, images), batched(predictor, images)]
+    review_below = cards.review_below(predictor.card)
+    run = BenchRun([naive(model_path, images), batched(predictor, images)])
+
+    def case(name: str, folder: Path, sample: int) -> None:
+        result = end_to_end(name, folder, model_path, workers, batch_size)
+        run.results.append(result)
+        if stages:
+            files = stage_costs.sample_files(folder, sample)
+            run.stages.append((stage_costs.measure(name, files, predictor, review_below), result))
+
     with tempfile.TemporaryDirectory() as tmp:
         small = Path(tmp) / "small"
         small.mkdir()
         for i, digit in enumerate(images):
             Image.fromarray(digit).save(small / f"{i:06d}.png")
-        results.append(end_to_end("3. classify, 28x28 PNGs", small, model_path, workers, batch_size))
+        case("3. classify, 28x28 PNGs", small, STAGE_SAMPLE_SMALL)
         large = Path(tmp) / "large"
         large_n = max(1, n // 5)
         write_scans(images[:large_n], labels[:large_n], large, seed=1, style=ScanStyle(min_side=size, max_side=size))
-        results.append(end_to_end(f"4. classify, ~{size}px scans", large, model_path, workers, batch_size))
-    return results
+        case(f"4. classify, ~{size}px scans", large, STAGE_SAMPLE_LARGE)
+    return run
 
 
-def table(results: list[BenchResult]) -> list[dict]:
+def table(results: list[BenchResult] | BenchRun) -> list[dict]:
+    if isinstance(results, BenchRun):
+        results = results.results
     naive_rate, upper = results[0].rate, results[1].rate
     return [
         {

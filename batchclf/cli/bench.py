@@ -25,19 +25,20 @@ def bench(
     as_json: AsJson = False,
     home: Home = None,
 ):
-    """Measure images/s: naive per-image predict, batched arrays, end-to-end classify."""
+    """Measure images/s: naive per-image predict, batched arrays, end-to-end classify; and each file's cost per stage."""
     from batchclf.bench.common import machine
     from batchclf.bench.throughput import run_all, table
 
-    rows = table(run_all(model_path(model, home), n, size, data, workers, batch_size))
+    run = run_all(model_path(model, home), n, size, data, workers, batch_size)
+    rows, stages = table(run), run.stage_rows()
     if as_json:
         import json
 
-        typer.echo(json.dumps({"machine": machine(), "command": command_line(), "results": rows}))
+        typer.echo(json.dumps({"machine": machine(), "command": command_line(), "results": rows, "stages": stages}))
         return
     from batchclf.cli.render import print_bench
 
-    print_bench(rows, machine())
+    print_bench(rows, machine(), stages)
 
 
 @friendly_errors

@@ -68,11 +68,24 @@ def print_job_counts(folder: Path) -> None:
     )
 
 
-def print_bench(rows: list[dict], machine: str) -> None:
+def print_bench(rows: list[dict], machine: str, stages: list[dict] | None = None) -> None:
     table = Table("case", "images", "seconds", "images/s", "x batched", "x naive", title=f"batchclf bench on {machine}")
     for r in rows:
         table.add_row(r["case"], str(r["images"]), f"{r['seconds']:.2f}", f"{r['images_per_s']:.0f}", f"{r['vs_batched']:.2f}", f"{r['vs_naive']:.0f}")
     console.print(table)
+    for case in stages or []:
+        costs = Table("stage", "core-us per file", "share", "how", title=f"{case['case']}: each stage alone, {case['files']} files")
+        for s in case["stages"]:
+            costs.add_row(s["stage"], f"{s['core_us_per_file']:,.0f}", f"{s['share'] * 100:.0f}%", Text(s["note"]))
+        costs.add_row("sum", f"{case['core_us_per_file']:,.0f}", "100%", "", end_section=True)
+        for s in case["not_summed"]:
+            costs.add_row(Text(f"({s['stage']})"), f"{s['core_us_per_file']:,.0f}", "", Text(f"{s['note']}; not summed"))
+        console.print(costs)
+        ratio = f", end to end {case['end_to_end_files_per_s']:,.0f} files/s = {case['vs_ideal']:.2f} of it" if "vs_ideal" in case else ""
+        console.print(
+            f"ideal = {case['cores']} cores / {case['core_us_per_file']:,.0f} core-us per file = {case['ideal_files_per_s']:,.0f} files/s{ratio}",
+            highlight=False, markup=False,
+        )
 
 
 def print_card(model_path: Path, card: dict) -> None:

@@ -8,6 +8,8 @@ processes and in ``batchclf report``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 SIZE = 28
@@ -31,7 +33,14 @@ def mnist_to_input(images: np.ndarray) -> np.ndarray:
 # light) ink on paper of any size.
 
 BOX = 20
-WORK_MAX_SIDE = 160  # the ink map is analysed at most this large: plenty for a 20 px target
+# The page is analysed small: the ink map, the paper surface and the components are found
+# on a box average with the largest integer box that keeps the longer side at least
+# WORK_MIN_SIDE (so 64-127 px: a digit of half the page keeps 30 px or more there, more
+# than the 20 px it ends at), which also averages away paper grain.  Only the final fit
+# takes the digit's crop from a finer copy, at most FIT_MAX_SIDE a side (the size the
+# whole page used to be analysed at).
+WORK_MIN_SIDE = 64
+FIT_MAX_SIDE = 160
 MIN_CONTRAST = 0.10  # ink must differ from paper by 10% of full scale to count
 NOISE_SIGMAS = 4.0
 SPECK_FRACTION = 0.06  # components smaller than this share of the largest are specks
@@ -47,18 +56,35 @@ def normalize(gray: np.ndarray) -> np.ndarray | None:
     gray = np.asarray(gray)
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
-    if gray.dtype == np.uint8:
-        gray = gray.astype(np.float32) * np.float32(1 / 255)
-    else:
+    if gray.dtype != np.uint8:
         gray = gray.astype(np.float32, copy=False)
     if is_mnist_form(gray):
-        return gray.copy()
-    ink = _ink_map(_shrink(gray))
-    if ink is None:
+        return gray * np.float32(1 / 255) if gray.dtype == np.uint8 else gray.copy()
+    work_factor = _work_factor(gray.shape)
+    fit_factor = _factor(gray.shape, FIT_MAX_SIDE)
+    digit = _normalize_at(gray, work_factor, fit_factor)
+    if digit is None and work_factor > fit_factor:
+        # Averaging over larger boxes fades a fine, faint pen: before a page is called
+        # blank it is looked at once more at the finer size, as a whole.
+        digit = _normalize_at(gray, fit_factor, fit_factor)
+    return digit
+
+
+def _normalize_at(gray: np.ndarray, work_factor: int, fit_factor: int) -> np.ndarray | None:
+    """Analyse ``gray`` averaged over ``work_factor`` boxes; fit the digit from ``fit_factor`` boxes."""
+    sums = _box_sum(gray, work_factor)
+    levels = (sums, 1.0 / (255 * work_factor * work_factor)) if sums.dtype != np.float32 else None
+    found = _ink_map(_unit(sums, work_factor), levels)
+    if found is None:
         return None
+    ink, level = found
     mask = _digit_mask(ink)
     if mask is None:
         return None
+    if fit_factor < work_factor:
+        ink, mask = _finer_crop(gray, fit_factor, work_factor, ink, mask, level)
+        if ink is None:
+            return None
     return _fit_and_centre(ink, mask)
 
 
@@ -93,91 +119,239 @@ def is_mnist_form(gray: np.ndarray) -> bool:
     return border_mean < 0.2 * full and float(gray.max()) > 0.5 * full
 
 
-def _shrink(gray: np.ndarray) -> np.ndarray:
-    """Box-average down to at most WORK_MAX_SIDE: fast, and averages away paper grain."""
-    factor = int(np.ceil(max(gray.shape) / WORK_MAX_SIDE))
-    if factor <= 1:
+# --- Sizes --------------------------------------------------------------------------
+
+
+def _factor(shape: tuple[int, int], side: int) -> int:
+    """The integer box size that brings the longer side to at most ``side`` (1: keep it)."""
+    factor = int(np.ceil(max(shape) / side))
+    return factor if factor > 1 and min(shape) >= factor else 1
+
+
+def _work_factor(shape: tuple[int, int]) -> int:
+    """The largest integer box that keeps the longer side at least WORK_MIN_SIDE (1: keep it)."""
+    factor = max(shape) // WORK_MIN_SIDE
+    return factor if factor > 1 and min(shape) >= factor else 1
+
+
+def _box_sum(gray: np.ndarray, factor: int) -> np.ndarray:
+    """Sums over ``factor`` x ``factor`` boxes (a ragged last row or column is dropped).
+
+    uint8 pages are summed exactly in integers, one strided slice at a time:
+    several times faster than numpy's reduction over a reshaped axis pair.
+    """
+    if factor == 1:
         return gray
     h, w = (gray.shape[0] // factor) * factor, (gray.shape[1] // factor) * factor
-    if h == 0 or w == 0:
-        return gray
-    return gray[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    wide = np.uint16 if gray.dtype == np.uint8 and factor <= 16 else (np.uint32 if gray.dtype == np.uint8 else np.float32)
+    rows = gray[0:h:factor, :w].astype(wide)
+    for i in range(1, factor):
+        rows += gray[i:h:factor, :w]
+    out = rows[:, 0::factor].copy()
+    for j in range(1, factor):
+        out += rows[:, j::factor]
+    return out
 
 
-def _ink_map(gray: np.ndarray) -> np.ndarray | None:
-    """Ink strength >= 0 per pixel after polarity and uneven-background correction; None if no ink."""
-    darkest, lightest = (float(v) for v in np.percentile(gray, [0.5, 99.5]))  # one partition pass
+def _unit(summed: np.ndarray, factor: int = 1) -> np.ndarray:
+    """Box sums (or a page) as float32 box means in [0, 1]."""
+    full = 255.0 if summed.dtype in (np.uint8, np.uint16, np.uint32) else 1.0
+    scale = np.float32(1.0 / (full * factor * factor))
+    if scale == 1 and summed.dtype == np.float32:
+        return summed
+    return summed * scale if summed.dtype == np.float32 else summed.astype(np.float32) * scale
+
+
+# --- The ink map ----------------------------------------------------------------------
+
+
+class _Level:
+    """What the ink map was cut with, so a finer copy of the same page can be cut alike."""
+
+    def __init__(self, dark_ink: bool, surface: np.ndarray, threshold: float, peak: float, shape: tuple[int, int]):
+        self.dark_ink, self.surface, self.threshold, self.peak, self.shape = dark_ink, surface, threshold, peak, shape
+
+    def ink(self, signal: np.ndarray, background: np.ndarray | float) -> np.ndarray:
+        half = self.threshold * 0.5
+        return np.clip((signal - background - half) * np.float32(1.0 / max(self.peak - half, 1e-6)), 0.0, 1.0)
+
+
+def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, _Level] | None:
+    """Ink strength in [0, 1] per pixel after polarity and uneven-background correction; None if no ink.
+
+    ``levels``: the same image as integers (box sums of a uint8 page) and the scale that
+    makes them ``gray``; its quantiles then come from one count of its levels, not a sort.
+    """
+    if levels is not None:
+        sums, scale = levels
+        darkest, lightest = (v * scale for v in _level_quantiles(sums.ravel(), (0.5, 99.5)))
+        paper = _level_quantiles(_frame(sums), (50.0,))[0] * scale
+    else:
+        darkest, lightest = _quantiles(gray.ravel(), (0.5, 99.5))  # one partition pass
+        paper = _median(_frame(gray))
     # The paper level is read off the image's frame, not the whole image: a bold digit cut
     # tight to its edges can be more than half ink, which would flip the polarity.
-    paper = _frame_median(gray)
     dark_ink = (paper - darkest) >= (lightest - paper)
     signal = (1.0 - gray) if dark_ink else gray
-    residual = signal - _background_surface(signal)
-    ink = np.clip(residual, 0.0, None)
+    coefficients = _background_surface(signal)
+    background = _surface(coefficients, signal.shape, signal.shape) if coefficients.ndim else coefficients
+    residual = signal - background
     # Paper noise from paper pixels only (below the ink/paper split): a spread over every
     # pixel grows with the share of ink, and would call a bold, tightly cropped digit noise.
-    paper_residual = residual[residual < _otsu_threshold(residual.ravel())]
+    flat = residual.ravel()
+    below = flat < _otsu_threshold(flat)
+    paper_residual = flat[below]
     if paper_residual.size == 0:
-        paper_residual = residual
-    noise = 1.4826 * float(np.median(np.abs(paper_residual - np.median(paper_residual))))
-    peak = float(np.percentile(ink, 99.8)) if ink.size > 100 else float(ink.max())
+        paper_residual = flat
+    noise = 1.4826 * _median(np.abs(paper_residual - _median(paper_residual)))
+    if flat.size > 100:
+        peak = max(_high_quantile(flat, 99.8, below, paper_residual.size), 0.0)
+    else:
+        peak = max(float(flat.max()), 0.0)
     if peak < MIN_CONTRAST or peak < NOISE_SIGMAS * 2 * noise:
         return None
     threshold = max(NOISE_SIGMAS * noise, 0.25 * peak, MIN_CONTRAST * 0.5)
-    ink = np.clip((ink - threshold * 0.5) / max(peak - threshold * 0.5, 1e-6), 0.0, 1.0)
-    ink[residual < threshold * 0.5] = 0.0
-    return ink
+    level = _Level(dark_ink, coefficients, threshold, peak, signal.shape)
+    return level.ink(signal, background), level
 
 
-def _frame_median(gray: np.ndarray) -> float:
-    """The median of the outer band (an eighth of the shorter side, at least 1 px): mostly paper."""
+def _level_quantiles(levels: np.ndarray, percents) -> list[float]:
+    """``np.percentile`` (linear interpolation) of non-negative integers, from one count of their levels."""
+    cumulative = np.cumsum(np.bincount(levels))
+    n = int(cumulative[-1])
+    positions = [p / 100.0 * (n - 1) for p in percents]
+    ranks = []
+    for x in positions:
+        lo = int(np.floor(x))
+        ranks += [lo, min(lo + 1, n - 1)]
+    values = np.searchsorted(cumulative, ranks, side="right")  # the level holding each rank
+    out = []
+    for i, x in enumerate(positions):
+        a, b = float(values[2 * i]), float(values[2 * i + 1])
+        out.append(a + (b - a) * (x - np.floor(x)))
+    return out
+
+
+def _high_quantile(values: np.ndarray, percent: float, below: np.ndarray, n_below: int) -> float:
+    """``np.percentile(values, percent)`` for a high ``percent``, sorting only the values not ``below`` a split."""
+    n = values.size
+    x = percent / 100.0 * (n - 1)
+    lo = int(np.floor(x))
+    if lo < n_below or n_below == n:
+        return _quantiles(values, (percent,))[0]
+    upper = values[~below]
+    hi = min(lo + 1, n - 1)
+    part = np.partition(upper, sorted({lo - n_below, hi - n_below}))
+    a, b = float(part[lo - n_below]), float(part[hi - n_below])
+    return a + (b - a) * (x - lo)
+
+
+def _quantiles(values: np.ndarray, percents) -> list[float]:
+    """``np.percentile(values, percents)`` (linear interpolation) from a single partition."""
+    n = values.size
+    positions = [p / 100.0 * (n - 1) for p in percents]
+    kth = sorted({int(np.floor(x)) for x in positions} | {min(int(np.floor(x)) + 1, n - 1) for x in positions})
+    part = np.partition(values, kth)
+    out = []
+    for x in positions:
+        lo = int(np.floor(x))
+        hi = min(lo + 1, n - 1)
+        a, b = float(part[lo]), float(part[hi])
+        out.append(a + (b - a) * (x - lo))
+    return out
+
+
+def _median(values: np.ndarray) -> float:
+    (value,) = _quantiles(values, (50.0,))
+    return value
+
+
+def _frame(gray: np.ndarray) -> np.ndarray:
+    """The outer band (an eighth of the shorter side, at least 1 px; the whole image if that is all): mostly paper."""
     h, w = gray.shape
     band = max(1, min(h, w) // 8)
     if 2 * band >= min(h, w):
-        return float(np.median(gray))
-    frame = np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
-    return float(np.median(frame))
+        return gray.ravel()
+    return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
 
 
 def _background_surface(signal: np.ndarray) -> np.ndarray:
-    """A smooth quadratic fit of the paper level, refitted on paper pixels only.
+    """A smooth quadratic fit of the paper level, refitted on paper pixels only: its 6 coefficients.
 
     Handles uneven lighting (a gradient or vignette across the page) without
-    eating into thick strokes the way a morphological filter would.
+    eating into thick strokes the way a morphological filter would.  A page
+    too small or too inky to fit gives a constant (a 0-d array).
     """
     h, w = signal.shape
     if h < 4 or w < 4:
-        return np.full_like(signal, float(np.median(signal)))
+        return np.asarray(_median(signal.ravel()), np.float32)
     step = max(1, int(np.ceil(max(h, w) / 40)))  # fit on a sparse grid: a smooth surface needs few points
-    yy, xx = np.mgrid[0:h:step, 0:w:step]
-    design = _quadratic_design(yy.ravel() / max(h - 1, 1) - 0.5, xx.ravel() / max(w - 1, 1) - 0.5)
-    values = signal[::step, ::step].ravel()
+    design = _grid_design(h, w, step)
+    values = signal[::step, ::step].ravel().astype(np.float64)
     # Start from paper: the lighter 60%, less anything on the ink side of the ink/paper split.
     # The split matters for a digit cropped tight (a "0" filling its frame is nearly half
     # ink, and a quadratic surface through it would fit the ring and erase the digit).
-    keep = (values <= np.percentile(values, 60)) & (values < _otsu_threshold(values))
+    (light,) = _quantiles(values, (60.0,))
+    keep = (values <= light) & (values < _otsu_threshold(values))
     coefficients = None
-    for _ in range(3):
-        if keep.sum() < design.shape[1] * 4:
+    for refit in range(3):
+        if np.count_nonzero(keep) < design.shape[1] * 4:
             break
-        coefficients, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        # Least squares through the normal equations: 6 unknowns on centred coordinates
+        # are well conditioned, and a 6x6 solve costs a fraction of an SVD.
+        weighted = design.T * keep
+        try:
+            coefficients = np.linalg.solve(weighted @ design, weighted @ values)
+        except np.linalg.LinAlgError:
+            coefficients, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        if refit == 2:
+            break  # the last fit: its pixels to keep would go unused
         residual = values - design @ coefficients
-        spread = 1.4826 * np.median(np.abs(residual[keep])) + 1e-3
+        spread = 1.4826 * _median(np.abs(residual[keep])) + 1e-3
         keep = residual < 3 * spread
     if coefficients is None:
-        return np.full_like(signal, float(np.median(signal)))
-    ys = np.arange(h, dtype=np.float32) / max(h - 1, 1) - 0.5
-    xs = np.arange(w, dtype=np.float32) / max(w - 1, 1) - 0.5
-    c = coefficients.astype(np.float32)
-    return (
-        c[0] + c[1] * xs[None, :] + c[2] * ys[:, None] + c[3] * (xs * xs)[None, :]
-        + c[4] * (ys * ys)[:, None] + c[5] * ys[:, None] * xs[None, :]
-    )
+        return np.asarray(_median(signal.ravel()), np.float32)
+    return coefficients.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _grid_design(h: int, w: int, step: int) -> np.ndarray:
+    """The quadratic design matrix on every ``step``-th pixel of an ``h`` x ``w`` image (pages repeat sizes)."""
+    ys = np.arange(0, h, step) / max(h - 1, 1) - 0.5
+    xs = np.arange(0, w, step) / max(w - 1, 1) - 0.5
+    yy, xx = np.repeat(ys, len(xs)), np.tile(xs, len(ys))
+    design = _quadratic_design(yy, xx)
+    design.flags.writeable = False
+    return design
+
+
+def _surface(c: np.ndarray, shape: tuple[int, int], frame: tuple[int, int], rows=None, cols=None) -> np.ndarray:
+    """The quadratic paper surface at pixel coordinates ``rows`` x ``cols`` of a ``frame``-sized image.
+
+    Coordinates are in the frame's pixels and may be fractional (the centres of a finer
+    copy's pixels); by default the whole frame, of ``shape``.
+    """
+    h, w = frame
+    ys = (np.arange(shape[0], dtype=np.float32) if rows is None else rows.astype(np.float32)) / max(h - 1, 1) - 0.5
+    xs = (np.arange(shape[1], dtype=np.float32) if cols is None else cols.astype(np.float32)) / max(w - 1, 1) - 0.5
+    along_x = c[0] + c[1] * xs + c[3] * (xs * xs)
+    along_y = c[2] * ys + c[4] * (ys * ys)
+    return along_x[None, :] + along_y[:, None] + (c[5] * ys)[:, None] * xs[None, :]
 
 
 def _otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
-    """The level that best splits ``values`` into two classes (Otsu: most between-class variance)."""
-    counts, edges = np.histogram(values, bins=bins)
+    """The level that best splits ``values`` into two classes (Otsu: most between-class variance).
+
+    The histogram is ``np.histogram``'s (equal bins over the range) counted with one bincount.
+    """
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    width = (high - low) / bins
+    index = ((values - low) * (1.0 / width)).astype(np.intp)
+    np.minimum(index, bins - 1, out=index)
+    counts = np.bincount(index, minlength=bins)[:bins]
+    edges = low + width * np.arange(bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     weight_low = np.cumsum(counts)
     weight_high = weight_low[-1] - weight_low
@@ -192,6 +366,9 @@ def _quadratic_design(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys], axis=1)
 
 
+# --- The digit --------------------------------------------------------------------------
+
+
 def _digit_mask(ink: np.ndarray) -> np.ndarray | None:
     """The pixels that belong to the digit: large connected components, minus specks and edge lines."""
     from scipy import ndimage
@@ -200,23 +377,22 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray | None:
     labels, count = ndimage.label(binary, structure=np.ones((3, 3), bool))
     if count == 0:
         return None
-    index = np.arange(1, count + 1)
-    mass = ndimage.sum_labels(ink, labels, index)
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
+    mass[0] = 0.0
+    largest = float(mass.max())
+    keep = np.zeros(count + 1, bool)
+    candidates = np.flatnonzero(mass >= SPECK_FRACTION * largest)  # specks never need their box
     boxes = ndimage.find_objects(labels)
     h, w = ink.shape
-    keep = np.zeros(count + 1, bool)
-    largest = float(mass.max())
-    for i, (box, weight) in enumerate(zip(boxes, mass), start=1):
-        if weight < SPECK_FRACTION * largest:
-            continue
-        if _is_edge_line(box, h, w) and weight < largest:
+    for i in candidates:
+        if _is_edge_line(boxes[i - 1], h, w) and mass[i] < largest:
             continue
         keep[i] = True
     if not keep.any():
         # Only edge lines: the largest is still the best guess of the digit.
-        keep[int(np.argmax(mass)) + 1] = True
+        keep[int(np.argmax(mass))] = True
     mask = keep[labels]
-    if mask.sum() < 3:
+    if np.count_nonzero(mask) < 3:
         return None
     return mask
 
@@ -231,13 +407,63 @@ def _is_edge_line(box, h: int, w: int) -> bool:
     return touches and thin and long
 
 
-def _stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width of a binary shape: area over half its perimeter."""
-    from scipy import ndimage
+def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: np.ndarray, level: _Level):
+    """The digit's ink and mask cut from a finer copy of the page (box size ``fit_factor``).
 
-    area = float(mask.sum())
-    edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
-    return 2.0 * area / max(float(edge.sum()), 1.0)
+    Only the digit's box (and one work pixel around it) is averaged and cut, with
+    the polarity, paper surface, threshold and peak found on the work image.  A
+    fine pixel is the digit's when it is ink and its work pixel is the digit or
+    touches it without belonging to another component (a speck or an edge line).
+    """
+    h, w = mask.shape
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, h)  # work pixels, one around the box
+    c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, w)
+    allowed = _dilate_3x3(mask[r0:r1, c0:c1])
+    allowed &= ~((ink[r0:r1, c0:c1] > 0) & ~mask[r0:r1, c0:c1])
+    top, left = r0 * work_factor, c0 * work_factor
+    region = gray[top : r1 * work_factor, left : c1 * work_factor]
+    fine = _unit(_box_sum(region, fit_factor), fit_factor)
+    signal = (1.0 - fine) if level.dark_ink else fine
+    # Each fine pixel's centre in page pixels, then in work pixels (a work pixel i covers
+    # page pixels [i f, (i + 1) f), so page coordinate p is work coordinate (p + 0.5) / f - 0.5).
+    fy = top + fit_factor * np.arange(signal.shape[0]) + (fit_factor - 1) / 2
+    fx = left + fit_factor * np.arange(signal.shape[1]) + (fit_factor - 1) / 2
+    wy, wx = (fy + 0.5) / work_factor - 0.5, (fx + 0.5) / work_factor - 0.5
+    coefficients = level.surface
+    background = _surface(coefficients, signal.shape, level.shape, wy, wx) if coefficients.ndim else coefficients
+    fine_ink = level.ink(signal, background)
+    parent_y = np.clip((fy // work_factor).astype(np.intp) - r0, 0, allowed.shape[0] - 1)
+    parent_x = np.clip((fx // work_factor).astype(np.intp) - c0, 0, allowed.shape[1] - 1)
+    fine_mask = allowed[parent_y[:, None], parent_x[None, :]] & (fine_ink > 0)
+    if np.count_nonzero(fine_mask) < 3:
+        return None, None
+    return fine_ink, fine_mask
+
+
+def _dilate_3x3(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by a 3x3 square, as two 1-D passes (the square is separable)."""
+    rows = mask.copy()
+    rows[1:] |= mask[:-1]
+    rows[:-1] |= mask[1:]
+    out = rows.copy()
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a binary shape: area over half its perimeter.
+
+    The perimeter is the shape less its erosion by a cross (scipy's default element,
+    outside the image counts as background), computed on shifted views.
+    """
+    area = float(np.count_nonzero(mask))
+    padded = np.pad(mask, 1)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & mask
+    edge_count = area - float(np.count_nonzero(inner))
+    return 2.0 * area / max(edge_count, 1.0)
 
 
 def _fit_and_centre(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -246,8 +472,8 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    crop = np.where(mask, ink, 0.0)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     crop_mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop = np.where(crop_mask, ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], np.float32(0.0))
     longest = max(crop.shape)
 
     # A fine pen on a big scan shrinks to a faint 1 px line; MNIST strokes are bolder.
@@ -264,19 +490,21 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     new_h = max(1, int(round(crop.shape[0] * scale)))
     new_w = max(1, int(round(crop.shape[1] * scale)))
     resized = np.asarray(
-        Image.fromarray(crop.astype(np.float32), mode="F").resize((new_w, new_h), Image.Resampling.LANCZOS),
+        Image.fromarray(crop.astype(np.float32, copy=False), mode="F").resize((new_w, new_h), Image.Resampling.LANCZOS),
         dtype=np.float32,
     )
     resized = np.clip(resized, 0.0, None)
-    top = float(np.percentile(resized[resized > 0.05], 90)) if (resized > 0.05).any() else float(resized.max())
+    inked = resized[resized > 0.05]
+    top = _quantiles(inked, (90.0,))[0] if inked.size else float(resized.max())
     if top > 0:
-        resized = np.clip(resized / top, 0.0, 1.0)
+        resized = np.clip(resized * np.float32(1.0 / top), 0.0, 1.0)
 
     total = float(resized.sum())
     if total <= 0:
         cy, cx = (new_h - 1) / 2, (new_w - 1) / 2
     else:
-        cy, cx = ndimage.center_of_mass(resized)
+        cy = float(resized.sum(axis=1) @ np.arange(new_h)) / total
+        cx = float(resized.sum(axis=0) @ np.arange(new_w)) / total
     top_left_y = int(round(SIZE / 2 - 0.5 - cy))
     top_left_x = int(round(SIZE / 2 - 0.5 - cx))
     top_left_y = min(max(top_left_y, 0), SIZE - new_h)

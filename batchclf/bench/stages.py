@@ -1,0 +1,241 @@
+"""What each file costs, stage by stage, each measured alone: the ideal rate a pipeline could reach.
+
+A file goes through five stages: read + hash (the bytes and their sha256),
+decode (bytes to a grayscale page), normalise (page to the 28x28 the model
+sees), inference (the model, batched) and row + report writing (the row
+stub, its label, the CSV and JSONL lines and ``results.json``).  Each stage
+runs alone over the same sample of files, and its cost is counted in
+*core*-seconds: the CPU time of this process, all threads included
+(inference uses every core; the other stages one).  With every core busy on
+nothing but useful work, ``cores / sum(core-seconds per file)`` files a
+second is the best a machine can do: the ideal rate.  End-to-end classify
+divided by it is the pipeline's efficiency; what it loses is the handing of
+files between processes, idle cores and scheduling.
+
+The one cost a pipeline adds between processes, pickling a worker's results
+to the main process, is measured too and shown apart: it is part of what the
+efficiency ratio exposes, not a stage of the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CHUNK = 32  # files per worker task, as the local engine sends them
+STAGES = ("read + hash", "decode", "normalise", "inference", "row + report writing")
+
+
+@dataclass
+class StageCost:
+    stage: str
+    core_us: float  # core-microseconds per file (best of the repeats)
+    files: int
+    note: str = ""
+
+
+@dataclass
+class StageTable:
+    case: str
+    files: int
+    cores: int
+    stages: list[StageCost]
+    extra: list[StageCost] = field(default_factory=list)  # shown, not summed
+
+    @property
+    def core_us_per_file(self) -> float:
+        return sum(s.core_us for s in self.stages)
+
+    @property
+    def ideal_rate(self) -> float:
+        total = self.core_us_per_file
+        return self.cores / (total * 1e-6) if total > 0 else float("nan")
+
+    def as_dict(self, end_to_end_rate: float | None = None) -> dict:
+        out = {
+            "case": self.case,
+            "files": self.files,
+            "cores": self.cores,
+            "stages": [
+                {"stage": s.stage, "core_us_per_file": round(s.core_us, 1), "share": round(s.core_us / self.core_us_per_file, 3), "note": s.note}
+                for s in self.stages
+            ],
+            "not_summed": [{"stage": s.stage, "core_us_per_file": round(s.core_us, 1), "note": s.note} for s in self.extra],
+            "core_us_per_file": round(self.core_us_per_file, 1),
+            "ideal_files_per_s": round(self.ideal_rate, 1),
+        }
+        if end_to_end_rate is not None:
+            out["end_to_end_files_per_s"] = round(end_to_end_rate, 1)
+            out["vs_ideal"] = round(end_to_end_rate / self.ideal_rate, 3)
+        return out
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _best_cpu(run, repeats: int) -> float:
+    """The least CPU time (this process, every thread) of ``repeats`` calls of ``run``."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        run()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def sample_files(folder: Path, limit: int) -> list[Path]:
+    """Up to ``limit`` image files of a (flat or nested) bench folder, in name order."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+    return files[:limit]
+
+
+def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, repeats: int = 3) -> StageTable:
+    """The five stages over ``files``, each alone, best of ``repeats``; ``predictor`` is a loaded Predictor."""
+    from batchclf.jobs import writers
+    from batchclf.jobs.rows import BLANK, make_row, labelled_rows, now_iso
+    from batchclf.scan import decode, preprocess
+
+    n = len(files)
+    if n == 0:
+        raise ValueError("no files to measure")
+    per_file = 1e6 / n
+
+    datas: list[bytes] = []
+
+    read_hashed = getattr(decode, "read_hashed", None)  # reads and hashes in one pass where decode has it
+
+    def read_and_hash():
+        datas.clear()
+        for path in files:
+            if read_hashed is not None:
+                data, _ = read_hashed(path)
+            else:
+                data = decode.read(path)
+                hashlib.sha256(data).hexdigest()
+            datas.append(data)
+
+    read_and_hash()  # the page cache is warm for every repeat, as for the job after a listing
+    read_us = _best_cpu(read_and_hash, repeats) * per_file
+
+    pages: list = []
+
+    def decode_all():
+        pages.clear()
+        for data in datas:
+            pages.extend(decode.decode_bytes(data))
+
+    decode_us = _best_cpu(decode_all, repeats) * per_file
+
+    images: list = []
+
+    def normalise_all():
+        images.clear()
+        images.extend(preprocess.normalize_to_bytes(page.gray) for page in pages)
+
+    normalise_us = _best_cpu(normalise_all, repeats) * per_file
+    inked = [image for image in images if image is not None]
+
+    # Inference on whole batches (the job pads only its last one): the sample's digits
+    # repeated to at least eight batches, so one short batch does not weigh.
+    batch = predictor.batch_size
+    if inked:
+        stack = np.stack(inked)
+        reps = max(1, int(np.ceil(8 * batch / len(stack))))
+        x = preprocess.mnist_to_input(np.concatenate([stack] * reps)[: max(len(stack), 8 * batch) // batch * batch or batch])
+        predictor.predict(x[:batch])
+        inference_per_image = _best_cpu(lambda: predictor.predict(x), repeats) / len(x)
+        inference_us = inference_per_image * 1e6 * len(inked) / n
+        probabilities = predictor.predict(preprocess.mnist_to_input(stack))
+    else:
+        inference_us, probabilities = 0.0, np.zeros((0, 10), np.float32)
+
+    # Row + report writing: the row stubs a worker makes, labels per batch, CSV and
+    # JSONL lines in blocks as classify writes them, then results.json from the JSONL.
+    page_rows = [(path.name, hashlib.sha256(data).hexdigest()) for path, data in zip(files, datas)]
+
+    def write_rows():
+        with tempfile.TemporaryDirectory() as tmp:
+            csv_path, jsonl_path = Path(tmp) / "r.csv", Path(tmp) / "r.jsonl"
+            writer = writers.RowWriter(csv_path, jsonl_path)
+            tally = writers.Tally()
+            labelled = 0
+            bases, blanks = [], []
+            for (name, digest), image, page in zip(_per_page(page_rows, pages), images, pages):
+                base = make_row(file=name, page=page.index + 1, sha256=digest, width=page.width, height=page.height)
+                if image is None:
+                    blanks.append({**base, "status": BLANK, "processed_at": now_iso()})
+                else:
+                    bases.append(base)
+            rows = []
+            for start in range(0, len(bases), batch):
+                chunk = bases[start : start + batch]
+                rows.extend(labelled_rows(chunk, probabilities[labelled : labelled + len(chunk)], review_below, predictor.name))
+                labelled += len(chunk)
+            rows.extend(blanks)
+            for start in range(0, len(rows), 512):
+                block = rows[start : start + 512]
+                for row in block:
+                    tally.add(row)
+                writer.write(block)
+            writer.close()
+            writers.write_results_json(Path(tmp) / "results.json", {"files": n, "counts": tally.as_dict()}, jsonl_path)
+
+    rows_us = _best_cpu(write_rows, repeats) * per_file
+
+    # Shown apart: pickling a chunk's results in a worker and unpickling them in the main process.
+    stubs = [
+        (make_row(file=path.name, page=1, sha256="0" * 64, width=page.width, height=page.height), image)
+        for path, page, image in zip(_page_files(files, datas, pages), pages, images)
+    ]
+
+    def transfer():
+        for start in range(0, len(stubs), CHUNK):
+            pickle.loads(pickle.dumps(stubs[start : start + CHUNK], protocol=pickle.HIGHEST_PROTOCOL))
+
+    transfer_us = _best_cpu(transfer, repeats) * per_file
+
+    blank = sum(image is None for image in images)
+    table = StageTable(
+        case,
+        n,
+        cores(),
+        [
+            StageCost("read + hash", read_us, n, "read_hashed" if read_hashed else "read + sha256"),
+            StageCost("decode", decode_us, n, f"decode_bytes, {len(pages)} pages"),
+            StageCost("normalise", normalise_us, n, f"normalize_to_bytes, {blank} blank"),
+            StageCost("inference", inference_us, n, f"batch {batch}, all threads"),
+            StageCost("row + report writing", rows_us, n, "stubs, labels, CSV, JSONL, JSON"),
+        ],
+        [StageCost("worker -> main transfer", transfer_us, n, f"pickle, chunks of {CHUNK}")],
+    )
+    return table
+
+
+def _per_page(page_rows: list[tuple[str, str]], pages: list) -> list[tuple[str, str]]:
+    """Each page's (file name, sha256): a file's pages follow each other, page index 0 starts a file."""
+    out, file_index = [], -1
+    for page in pages:
+        if page.index == 0:
+            file_index += 1
+        out.append(page_rows[max(file_index, 0)])
+    return out
+
+
+def _page_files(files: list[Path], datas: list[bytes], pages: list) -> list[Path]:
+    out, file_index = [], -1
+    for page in pages:
+        if page.index == 0:
+            file_index += 1
+        out.append(files[max(file_index, 0)])
+    return out
