@@ -1,0 +1,436 @@
+"""The Ray Data engine: the same rows as the local engine, computed on a Ray cluster (or a private local Ray).
+
+The pipeline::
+
+    driver: discover() --blocks of pickled candidates--> object store
+    tasks:  prepare_many()  (read, hash, decode, normalise; bad files -> failed rows)
+    actors: Labeller        (the model loaded once per actor; GPU actors when asked)
+    driver: iter_batches() -> rows, in input order
+
+Discovery and the job folder stay with the driver.  Candidates leave it in
+blocks (16, 32, ... up to ``MAX_BLOCK_FILES`` files) as Arrow tables in Ray's
+object store, which spills to disk: the driver holds only one object
+reference per block, so a 1,000,000-file input costs it about 2,000
+references, not a list of a million candidates.  Candidates travel pickled
+with absolute paths: names with newlines or bytes that are not UTF-8 arrive
+unchanged, and the workers' current folder does not matter.
+
+Fault tolerance: a decoding task whose worker dies is retried by Ray (Ray
+Data's default for tasks: without limit); an
+actor that dies is restarted (the model loaded again) and its batch retried
+(Ray Data's defaults for actor pools: ``max_restarts=-1``,
+``max_task_retries=-1``).  A file that kills its decoder twice on a node
+becomes a ``failed`` row with the local engine's reason instead of
+crashing the job (see :class:`_CrashLedger`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import logging
+import os
+import pickle
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from batchclf.engines import EngineSettings, EngineUnavailableError, RAY_INSTALL_HINT
+
+FIRST_BLOCK_FILES = 16  # small first blocks: rows flow soon, and a few hundred files still spread over the CPUs
+MAX_BLOCK_FILES = 512  # then growing to this: few object references for a huge input
+LOCAL_OBJECT_STORE_BYTES = 1 << 30  # a private Ray's shared-memory store (spills to disk beyond)
+CPUS_PER_ACTOR = 1
+CLUSTER_CPUS_PER_ACTOR = 8  # default actor count on a cluster without GPUs: one per this many CPUs
+CRASH_REASON = "the decoder crashed on this file (its worker process died)"  # as batchclf.engines.local
+DECODER_NICE = 10  # as the local engine's workers: decoders yield the CPU to inference
+
+
+def _import_ray(local: bool):
+    """Import Ray configured for how it will run; set before the first import where Ray reads it then."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if local:
+        # Ray replaces a node address of 127.0.0.1 by the machine's outward address (and so listens
+        # there) unless "clusters" are off; off, every Ray server of this private instance binds to loopback.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    try:
+        import ray
+        import ray.data
+        from ray._private import ray_constants
+    except ImportError as exc:
+        raise EngineUnavailableError(RAY_INSTALL_HINT) from exc
+    ray_constants.ENABLE_RAY_CLUSTER = not local  # in case Ray was imported before
+    return ray
+
+
+# --- the driver side ------------------------------------------------------------------------------
+
+
+def _absolute(candidate):
+    """The candidate with absolute paths (``relative`` is unchanged: root, path and base move together)."""
+    changes = {
+        field.name: Path(os.path.abspath(value))
+        for field in dataclasses.fields(candidate)
+        if isinstance(value := getattr(candidate, field.name), Path)
+    }
+    return dataclasses.replace(candidate, **changes)
+
+
+def listing_blocks(candidates: Iterable, first: int = FIRST_BLOCK_FILES, largest: int = MAX_BLOCK_FILES) -> Iterator:
+    """Arrow tables ``(seq, candidate)`` of growing size, streamed from ``candidates`` (lazy: one block in memory)."""
+    import pyarrow as pa
+
+    size, seq, block = first, 0, []
+
+    def table():
+        return pa.table({
+            "seq": pa.array(range(seq - len(block), seq), pa.int64()),
+            "candidate": pa.array(block, pa.binary()),
+        })
+
+    for candidate in candidates:
+        block.append(pickle.dumps(_absolute(candidate), protocol=pickle.HIGHEST_PROTOCOL))
+        seq += 1
+        if len(block) >= size:
+            yield table()
+            block, size = [], min(size * 2, largest)
+    if block:
+        yield table()
+
+
+def describe_model(path: Path) -> dict:
+    """What :meth:`batchclf.model.predictor.Predictor.describe` records, without loading TensorFlow in the driver."""
+    from batchclf.model import card as cards
+    from batchclf.model.predictor import sha256_file
+
+    card = cards.read(path)
+    return {
+        "file": path.name,
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "architecture": card.get("architecture"),
+        "card_accuracy": card.get("mnist_test", {}).get("accuracy"),
+        "temperature": cards.temperature(card),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class RayEngine:
+    """Rows for discovered files, prepared by Ray tasks and labelled by Ray actors."""
+
+    name = "ray"
+
+    def __init__(self, settings: EngineSettings):
+        from batchclf.errors import DeviceError, ModelNotFoundError
+        from batchclf.model import card as cards
+        from batchclf.model import device as devices
+        from batchclf.paths import card_path
+
+        self.settings = settings
+        self.model_path = Path(settings.model)
+        if not self.model_path.is_file():
+            raise ModelNotFoundError(f"model file not found: {self.model_path}")
+        gpus = float(settings.gpus_per_actor or 0)
+        if settings.device == "gpu" and gpus == 0:
+            gpus = 1.0
+        if settings.device == "cpu" and gpus > 0:
+            raise DeviceError("--device cpu contradicts --gpus-per-actor > 0")
+        if settings.device not in devices.CHOICES:
+            devices.select(settings.device)  # raises the usual unknown-device error
+        self.gpus_per_actor = gpus
+        self.kind = "gpu" if gpus > 0 else "cpu"
+        self.device = "/GPU:0" if gpus > 0 else "/CPU:0"  # each actor sees its own GPUs (CUDA_VISIBLE_DEVICES) as GPU:0
+        self.batch_size = int(settings.batch_size or devices.DEFAULT_BATCH[self.kind])
+        self.model = describe_model(self.model_path)
+        card = cards.read(self.model_path)
+        self.review_below = cards.review_below(card, settings.review_below)
+        self._model_bytes = self.model_path.read_bytes()  # shipped to the actors: no shared model folder needed
+        card_file = card_path(self.model_path)
+        self._card_bytes = card_file.read_bytes() if card_file.is_file() else None
+        self.address = settings.address or os.environ.get("RAY_ADDRESS") or None
+        self.local = self.address is None
+        self.ray = None
+        self.started = False  # whether this engine started Ray (and so shuts it down)
+        self.actors = settings.actors
+        self.workers = settings.workers
+        self.startup_seconds: float | None = None
+
+    # -- lifetime --
+
+    def __enter__(self) -> "RayEngine":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+    def start(self) -> None:
+        import time
+
+        clock = time.perf_counter()
+        ray = self.ray = _import_ray(self.local and not _ray_initialized())
+        if ray.is_initialized():
+            pass  # the caller's Ray (a test, a notebook, a Ray job's driver): use it, leave it running
+        elif self.local:
+            workers = self.workers if self.workers is not None else (os.cpu_count() or 1)
+            actors = self.actors if self.actors is not None else 1
+            ray.init(
+                address="local",
+                _node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                num_cpus=workers + actors * CPUS_PER_ACTOR,  # the actors' CPUs on top, as the local engine's model thread
+                num_gpus=int(np.ceil(actors * self.gpus_per_actor)) if self.gpus_per_actor else None,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            self.started = True
+        else:
+            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            self.started = True
+        resources = ray.cluster_resources()
+        cpus, gpus = int(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+        if self.actors is None:
+            if self.local and self.started:
+                self.actors = 1
+            elif self.gpus_per_actor > 0:
+                self.actors = max(1, int(gpus // self.gpus_per_actor))
+            else:
+                self.actors = max(1, cpus // CLUSTER_CPUS_PER_ACTOR)
+        self.workers = max(1, cpus - self.actors * CPUS_PER_ACTOR)  # CPUs left for decoding tasks
+        self.startup_seconds = time.perf_counter() - clock
+
+    def close(self) -> None:
+        if self.started and self.ray is not None:
+            self.ray.shutdown()
+            self.started = False
+
+    # -- the job --
+
+    def rows(self, candidates: Iterable) -> Iterator[dict]:
+        """Rows in input order, streamed to the driver as the cluster finishes them."""
+        if self.ray is None:
+            self.start()
+        ray = self.ray
+        from ray.data import ActorPoolStrategy, DataContext
+
+        context = DataContext.get_current()
+        context.execution_options.preserve_order = True  # rows in discovery order, as the local engine gives them
+        context.enable_progress_bars = False  # classify draws its own
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset start/finish notes
+
+        refs = [ray.put(block) for block in listing_blocks(candidates)]
+        if not refs:
+            return
+        token = uuid.uuid4().hex
+        model_ref = ray.put((self._model_bytes, self._card_bytes))
+        labeller_resources = {"num_cpus": CPUS_PER_ACTOR}
+        if self.gpus_per_actor > 0:
+            labeller_resources["num_gpus"] = self.gpus_per_actor
+        dataset = (
+            ray.data.from_arrow_refs(refs)
+            .map_batches(
+                prepare_block,
+                batch_format="pyarrow",
+                batch_size=None,  # one task per listing block
+                fn_kwargs={"limits": self.settings.limits, "token": token},
+                num_cpus=1,  # Ray retries a task whose worker died (Ray Data's default: without limit)
+            )
+            .map_batches(
+                Labeller,
+                batch_format="pyarrow",
+                batch_size=self.batch_size,
+                compute=ActorPoolStrategy(size=self.actors),
+                fn_constructor_kwargs={
+                    "model_name": self.model_path.name,
+                    # By reference, held here for the whole job: an actor restarted late still finds its model.
+                    "model": [model_ref],
+                    "device": self.kind,
+                    "batch_size": self.batch_size,
+                    "review_below": self.review_below,
+                },
+                **labeller_resources,
+            )
+        )
+        del refs  # the dataset holds them now
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+            for text in batch.column("row").to_pylist():
+                yield json.loads(text)
+
+    def describe(self) -> dict:
+        ray_version = getattr(self.ray, "__version__", None) or _version("ray")
+        return {
+            "engine": self.name,
+            "model": self.model,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "review_below": self.review_below,
+            "tensorflow": _version("tensorflow"),
+            "ray": {
+                "version": ray_version,
+                "address": self.address or "local (127.0.0.1, private)",
+                "actors": self.actors,
+                "gpus_per_actor": self.gpus_per_actor,
+                "startup_seconds": round(self.startup_seconds, 3) if self.startup_seconds is not None else None,
+            },
+        }
+
+
+def _ray_initialized() -> bool:
+    import sys
+
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+
+
+# --- the worker side --------------------------------------------------------------------------------
+
+
+def _row_text(row: dict) -> str:
+    # ASCII JSON: any string (an error naming a path with surrogate escapes) survives Arrow's UTF-8 columns.
+    return json.dumps(row, ensure_ascii=True)
+
+
+_niced = False
+
+
+def _nice_once() -> None:
+    global _niced
+    if not _niced:
+        try:
+            os.nice(max(0, DECODER_NICE - os.nice(0)))
+        except OSError:
+            pass
+        _niced = True
+
+
+class _CrashLedger:
+    """Which file a decoding task was on when its worker died, kept where the retry finds it.
+
+    Before each file the task writes ``seq deaths`` into a small file in this
+    node's temp folder (no fsync: the kernel keeps it when the process dies).
+    A retry reads it: the file in progress has now killed a worker once more.
+    The first death retries the file normally (the kill may have had another
+    cause); a file in progress at a second death is not read again but becomes
+    a ``failed`` row, as the local engine treats a file that kills a worker
+    when tried alone.  The ledger is removed when the block is done.
+    """
+
+    def __init__(self, token: str, first_seq: int):
+        folder = Path(tempfile.gettempdir()) / "batchclf-ray-ledger"
+        folder.mkdir(exist_ok=True)
+        self.path = folder / f"{token}-{first_seq}"
+        self.suspect, self.deaths = -1, 0
+        try:
+            seq, deaths = self.path.read_text().split()
+            self.suspect, self.deaths = int(seq), int(deaths) + 1
+        except (OSError, ValueError):
+            pass
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+
+    def culprit(self, seq: int) -> bool:
+        return seq == self.suspect and self.deaths >= 2
+
+    def begin(self, seq: int) -> None:
+        deaths = self.deaths if seq == self.suspect else 0
+        os.pwrite(self.fd, f"{seq:020d} {deaths:06d}\n".encode(), 0)
+
+    def done(self) -> None:
+        os.close(self.fd)
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def prepare_block(table, limits=None, token: str = "") -> "object":
+    """A Ray Data task: a block of ``(seq, candidate)`` -> ``(seq, row, image)``, one row per prepared page."""
+    import pyarrow as pa
+
+    from batchclf.scan.prepare import failed, prepare_many
+
+    _nice_once()
+    seqs = table.column("seq").to_pylist()
+    blobs = table.column("candidate").to_pylist()
+    extra = {} if limits is None else {"limits": limits}
+    out_seq, out_row, out_image = [], [], []
+    ledger = _CrashLedger(token, seqs[0]) if seqs else None
+    for seq, blob in zip(seqs, blobs):
+        candidate = pickle.loads(blob)
+        if ledger.culprit(seq):
+            items = [failed(candidate.relative, CRASH_REASON)]
+        else:
+            ledger.begin(seq)
+            items = prepare_many([candidate], **extra)
+        for item in items:
+            out_seq.append(seq)
+            out_row.append(_row_text(item.row))
+            out_image.append(None if item.image is None else np.ascontiguousarray(item.image, np.uint8).tobytes())
+    if ledger is not None:
+        ledger.done()
+    return pa.table({
+        "seq": pa.array(out_seq, pa.int64()),
+        "row": pa.array(out_row, pa.string()),
+        "image": pa.array(out_image, pa.binary()),
+    })
+
+
+class Labeller:
+    """A Ray Data actor: loads the model once, then labels batches of prepared rows."""
+
+    def __init__(self, model_name: str, model: list, device: str, batch_size: int, review_below: float):
+        import ray
+
+        from batchclf.model.predictor import Predictor
+        from batchclf.paths import card_path
+
+        model_bytes, card_bytes = ray.get(model[0])  # in a list: Ray hands it over as the reference, not its value
+
+        folder = Path(tempfile.mkdtemp(prefix="batchclf-model-"))
+        try:
+            model = folder / model_name
+            model.write_bytes(model_bytes)
+            if card_bytes is not None:
+                card_path(model).write_bytes(card_bytes)
+            self.predictor = Predictor(model, device=device, batch_size=batch_size)
+            self.predictor.warm_up()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.review_below = review_below
+        self.model_name = model_name
+
+    def __call__(self, table):
+        import pyarrow as pa
+
+        from batchclf.jobs.rows import labelled_rows, unlabelled
+        from batchclf.scan.preprocess import mnist_to_input
+
+        rows = [json.loads(text) for text in table.column("row").to_pylist()]
+        images = table.column("image").to_pylist()
+        need = [index for index, image in enumerate(images) if image is not None]
+        out = [None] * len(rows)
+        if need:
+            pixels = np.frombuffer(b"".join(images[index] for index in need), np.uint8).reshape(-1, 28, 28)
+            probabilities = self.predictor.predict(mnist_to_input(pixels))
+            labelled = labelled_rows([rows[index] for index in need], probabilities, self.review_below, self.model_name)
+            for index, row in zip(need, labelled):
+                out[index] = row
+        for index, image in enumerate(images):
+            if image is None:
+                out[index] = unlabelled(rows[index], self.model_name)
+        return pa.table({"seq": table.column("seq"), "row": pa.array([_row_text(row) for row in out], pa.string())})
