@@ -132,7 +132,7 @@ def job_meta(job_id, options, predictor, review_below, workers, limits, paths, s
         "workers": workers,
         "review_below": review_below,
         "max_pages": limits.max_pages,
-        "max_file_mb": limits.max_bytes / MB,
+        "max_file_mb": limits.max_bytes // MB,
         "tensorflow": tf.__version__,
         **counts,
         "files_per_second": round(counts["files"] / seconds, 2) if seconds > 0 else None,

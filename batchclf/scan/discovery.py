@@ -96,17 +96,17 @@ def _walk(root: Path, base: Path | None) -> Iterator[Candidate]:
     real_root = os.path.realpath(root)
     stack = [iter(_listing(root, root, base))]
     while stack:
-        entry = next(stack[-1], None)
-        if entry is None:
-            stack.pop()
-        elif isinstance(entry, Candidate):
-            yield entry
-        elif not is_ignored(entry.name):
-            if _is_real_folder(entry):
+        for entry in stack[-1]:
+            if isinstance(entry, Candidate):  # a folder that cannot be listed
+                yield entry
+            elif is_ignored(entry.name):
+                continue
+            elif _is_real_folder(entry):
                 if os.path.splitext(entry.name)[1].lower() in SUFFIXES:
                     # Looks like an image but is a folder: say so in the report, then search it.
                     yield Candidate(root, Path(entry.path), base=base)
                 stack.append(iter(_listing(entry.path, root, base)))  # a str: no Path parsing per folder
+                break  # into the folder now; this level resumes where it stopped
             elif entry.is_symlink():
                 if not _is_folder(entry):  # symlinked folders are not entered
                     target = os.path.realpath(entry.path)
@@ -114,6 +114,8 @@ def _walk(root: Path, base: Path | None) -> Iterator[Candidate]:
                     yield Candidate(root, Path(entry.path), escaped=not inside, base=base)
             else:
                 yield Candidate(root, Path(entry.path), base=base)
+        else:
+            stack.pop()
 
 
 def _listing(folder: str | Path, root: Path, base: Path | None) -> list:
@@ -125,7 +127,8 @@ def _listing(folder: str | Path, root: Path, base: Path | None) -> list:
 
 
 def _is_real_folder(entry: os.DirEntry) -> bool:
-    try:
+    try:  # where the file system gives no entry type, this is an lstat, which can fail
+
         return entry.is_dir(follow_symlinks=False)
     except OSError:
         return False
