@@ -16,6 +16,7 @@ import itertools
 import multiprocessing
 import os
 import threading
+import time
 from collections import deque
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -89,7 +90,7 @@ def _exit_when_orphaned(parent: int) -> None:
     resource tracker sees its pipe close and exits as well.
     """
     while os.getppid() == parent:
-        threading.Event().wait(PARENT_CHECK_SECONDS)
+        time.sleep(PARENT_CHECK_SECONDS)
     os._exit(1)
 
 
@@ -131,7 +132,7 @@ class WorkerPool:
 
     def _restart(self, generation: int) -> None:
         if generation == self.generation:  # futures of an older pool need no second restart
-            # No cancel_futures: the broken pool fails its own futures, and a cancelled one would look like success.
+            # No cancel_futures: the broken pool fails its own futures, and result() retries those file by file.
             self._pool.shutdown(wait=False)
             self._pool = self._start()
             self.generation += 1
