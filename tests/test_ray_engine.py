@@ -199,6 +199,17 @@ def labeller_pids() -> set[int]:
     return pids
 
 
+def fused_actors() -> list[bytes]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"prepare_block)->" in (cmdline := (proc / "cmdline").read_bytes()):
+                found.append(cmdline)
+        except OSError:
+            continue
+    return found
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the actor process through /proc")
 def test_an_actor_killed_mid_job_loses_and_duplicates_nothing(tmp_path, tiny_model):
     from batchclf.scan.discovery import discover
@@ -223,6 +234,7 @@ def test_an_actor_killed_mid_job_loses_and_duplicates_nothing(tmp_path, tiny_mod
                 while not (pids := labeller_pids()) and time.monotonic() < deadline:
                     time.sleep(0.05)
                 assert pids, "no Labeller actor process found"
+                assert not fused_actors(), "decoding must run in tasks, not fused into the labelling actor"
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 killed.extend(pids)

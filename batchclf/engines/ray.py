@@ -46,6 +46,7 @@ FIRST_BLOCK_FILES = 16  # small first blocks: rows flow soon, and a few hundred 
 MAX_BLOCK_FILES = 512  # then growing to this: few object references for a huge input
 LOCAL_OBJECT_STORE_BYTES = 1 << 30  # a private Ray's shared-memory store (spills to disk beyond)
 CPUS_PER_ACTOR = 1
+LABELLER_MEMORY_BYTES = 512 << 20  # reserved per labelling actor (TensorFlow and the model)
 CLUSTER_CPUS_PER_ACTOR = 8  # default actor count on a cluster without GPUs: one per this many CPUs
 CRASH_REASON = "the decoder crashed on this file (its worker process died)"  # as batchclf.engines.local
 DECODER_NICE = 10  # as the local engine's workers: decoders yield the CPU to inference
@@ -238,7 +239,9 @@ class RayEngine:
             return
         token = uuid.uuid4().hex
         model_ref = ray.put((self._model_bytes, self._card_bytes))
-        labeller_resources = {"num_cpus": CPUS_PER_ACTOR}
+        # The memory reservation also keeps Ray Data from fusing decoding into the actors (it fuses a task map
+        # into a following actor map when their remote options agree): fused, one actor would decode everything.
+        labeller_resources = {"num_cpus": CPUS_PER_ACTOR, "memory": LABELLER_MEMORY_BYTES}
         if self.gpus_per_actor > 0:
             labeller_resources["num_gpus"] = self.gpus_per_actor
         dataset = (
