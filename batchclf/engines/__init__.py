@@ -114,7 +114,17 @@ class LocalEngine:
             "batch_size": self.predictor.batch_size,
             "workers": self.workers,
             "review_below": self.review_below,
+            "tensorflow": _version("tensorflow"),
         }
+
+
+def _version(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 # name -> (module, class); imported only when chosen.
