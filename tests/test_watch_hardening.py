@@ -143,3 +143,21 @@ def test_summary_is_current_soon_after_a_burst(home, tiny_model, no_thread_leaks
     finally:
         daemon.stop()
         thread.join(timeout=30)
+
+
+def test_a_name_that_is_not_utf8_is_a_row_and_moves_with_its_bytes(home, tiny_model):
+    inbox, jobs = home / "inbox", home / "jobs"
+    raw = os.fsdecode(b"\xff\xfe-scan.png")
+    (inbox / raw).write_bytes(digit_bytes(3))
+    assert oneshot(inbox, jobs, tiny_model) == 0
+    (row,) = report_rows(jobs)
+    assert row["file"] == "\\xff\\xfe-scan.png" and row["status"] in ("ok", "review")
+    day = row["processed_at"][:10]
+    assert os.path.exists(os.path.join(home / "processed" / day, raw))
+    assert not any(name.endswith("-scan.png") for name in os.listdir(inbox))
+    # A second run finds nothing new: the journal knows the file by the name reports show.
+    assert oneshot(inbox, jobs, tiny_model) == 0 and len(report_rows(jobs)) == 1
+    from batchclf.jobs.folder import read_job
+
+    located = read_job(jobs / f"watch-{day}").input_location(row)
+    assert located is not None and os.fsencode(located.name) == b"\xff\xfe-scan.png"

@@ -313,6 +313,8 @@ def _ends_with_newline(path: Path) -> bool:
 def _classify_locator(job: Job):
     """A classify row's ``file`` is relative to the folder the user named (a file's parent for a file)."""
     roots = []
+    if job.meta.get("files_relative_to"):  # several inputs: names are relative to their common parent
+        roots.append(Path(job.meta["files_relative_to"]))
     for given in job.meta.get("inputs", []):
         path = Path(given)
         roots.append(path if path.is_dir() else path.parent)

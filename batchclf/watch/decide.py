@@ -71,6 +71,7 @@ def decide(batch: list[Taken], journal: Journal, predictor, review_below: float,
                 first_row=None if taken.relative in duplicates else first_row_ref(day, taken.relative),
                 move_kind=None if keep else (FAILED_MOVE if broken else PROCESSED),
                 reason=lead.get("error") if broken else None,
+                source=taken.source,
             )
         )
     return rows, records

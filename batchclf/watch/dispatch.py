@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import queue
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
 from batchclf.engines.local import CHUNK_FILES, WorkerPool
@@ -43,11 +42,7 @@ class Dispatcher:
             if self.pool is None:
                 self._prepared(chunk, self.prepare(candidates))
                 continue
-            try:
-                _, future, generation = self.pool.submit(candidates)
-            except BrokenProcessPool:  # the pool broke between two chunks: retry this one file by file
-                self._prepared(chunk, self.pool.after_crash(candidates, self.pool.generation))
-                continue
+            _, future, generation = self.pool.submit(candidates)  # never raises: a broken pool gives a broken future
             self._in_flight[future] = (chunk, candidates, generation)
             future.add_done_callback(lambda f: self.events.put(("done", f, False)))
 
@@ -56,13 +51,8 @@ class Dispatcher:
         if entry is None:
             return
         chunk, candidates, generation = entry
-        try:
-            items = future.result()
-        except BrokenProcessPool:  # a decoder killed its worker: retry file by file, fail only the culprit
-            items = self.pool.after_crash(candidates, generation)
-        except Exception as exc:
-            items = [failed(t.relative, f"unexpected error: {exc}") for t in chunk]
-        self._prepared(chunk, items)
+        # Never raises: a chunk whose worker died is retried file by file, and only the culprit fails.
+        self._prepared(chunk, self.pool.result(candidates, future, generation))
 
     def drain(self, timeout: float = 60) -> None:
         """On stop: wait for every chunk in flight and hand its files on."""

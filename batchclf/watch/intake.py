@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchclf.scan.discovery import is_ignored
+from batchclf.scan.discovery import display_name, is_ignored
 from batchclf.scan.prepare import Prepared
 from batchclf.watch.journal import Journal
 from batchclf.watch.lock import LOCK_NAME
@@ -25,12 +25,13 @@ log = logging.getLogger("batchclf.watch")
 class Taken:
     """A stable file taken from the inbox, with the identity the journal keys on."""
 
-    relative: str
-    path: Path
+    relative: str  # inbox-relative, as reports and the journal show it (see display_name)
+    path: Path  # the real path, whatever bytes its name holds
     size: int
     mtime_ns: int
     taken_at: float
     escaped: bool = False  # a symlink leading outside the inbox: reported, never read
+    source: bytes | None = None  # the real inbox-relative name, when ``relative`` had to escape bytes
     prepared: list[Prepared] = field(default_factory=list)
 
 
@@ -43,7 +44,7 @@ class Intake:
         self.in_progress: set[str] = set()
 
     def relative(self, path) -> str | None:
-        """The inbox-relative name of a candidate input, or None for clutter and our own files.
+        """The inbox-relative name of a candidate input as reports show it, or None for clutter and our own files.
 
         String operations only: this runs for every watchdog event.
         """
@@ -56,7 +57,12 @@ class Intake:
             return None
         if any(path == own or path.startswith(own + os.sep) for own in self._own_dirs):
             return None
-        return "/".join(parts)
+        return display_name("/".join(parts))
+
+    def _source(self, path, relative: str) -> bytes | None:
+        """The real inbox-relative name as bytes, when it differs from the name reports show (moves need it)."""
+        real = os.fspath(path)[len(self._prefix) :].replace(os.sep, "/")
+        return None if real == relative else os.fsencode(real)
 
     def scan(self, folder: Path | None = None) -> None:
         """Queue every file under ``folder`` (default: the inbox) that is new to the journal.
@@ -107,7 +113,9 @@ class Intake:
             if (relative, size, mtime_ns) in known:
                 continue
             self.in_progress.add(relative)
-            taken.append(Taken(relative, Path(path), size, mtime_ns, now, escaped=self._escapes(path)))
+            taken.append(
+                Taken(relative, Path(path), size, mtime_ns, now, escaped=self._escapes(path), source=self._source(path, relative))
+            )
         return taken
 
     def done(self, batch: list[Taken]) -> None:

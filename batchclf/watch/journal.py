@@ -19,6 +19,7 @@ inbox and is simply processed again.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS sinks (
 # Columns added after the first release; an older journal gains them on open.
 MIGRATIONS = (
     ("files", "move_kind", "TEXT"),  # 'processed' or 'failed': the folder is chosen when the move happens
+    ("files", "source", "BLOB"),  # the real name's bytes when ``path`` shows escapes (a name that is not UTF-8)
 )
 
 # SQLite's default limit on host parameters is 999 in old builds: stay under it.
@@ -91,6 +93,7 @@ class FileRecord:
     first_row: str | None  # "<day job>/<file>#<page>" of this content's first report
     move_kind: str | None  # PROCESSED or FAILED_MOVE once reported; None: --keep, the file stays
     reason: str | None = None
+    source: bytes | None = None  # the real inbox-relative name, when ``path`` had to escape its bytes
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,12 @@ class PendingMove:
     day: str
     kind: str | None  # PROCESSED / FAILED_MOVE; None in journals older than move_kind (then ``planned`` says where)
     planned: str | None
+    source: bytes | None  # the real name's bytes, when ``path`` shows escapes
+
+    @property
+    def real_path(self) -> str:
+        """The inbox-relative name on disk."""
+        return os.fsdecode(self.source) if self.source else self.path
 
 
 class Journal:
@@ -185,9 +194,10 @@ class Journal:
                 ],
             )
             self.db.executemany(
-                "INSERT INTO files (path, size, mtime_ns, sha256, status, day, first_row, move_kind, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.day, f.first_row, f.move_kind, f.reason) for f in files],
+                "INSERT INTO files (path, size, mtime_ns, sha256, status, day, first_row, move_kind, reason, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.day, f.first_row, f.move_kind, f.reason, f.source)
+                 for f in files],
             )
             for day in {day for day, _ in rows}:
                 csv_bytes, jsonl_bytes = (bases or {}).get(day, (0, 0))
@@ -221,7 +231,7 @@ class Journal:
         return [
             PendingMove(*row)
             for row in self.db.execute(
-                "SELECT id, path, size, mtime_ns, day, move_kind, move_to FROM files "
+                "SELECT id, path, size, mtime_ns, day, move_kind, move_to, source FROM files "
                 "WHERE moved = 0 AND (move_kind IS NOT NULL OR move_to IS NOT NULL) ORDER BY id"
             )
         ]
@@ -236,7 +246,7 @@ class Journal:
         with self._transaction():
             self.db.executemany(
                 "UPDATE files SET moved = 1, move_to = COALESCE(?, move_to) WHERE id = ?",
-                [(final, file_id) for file_id, final in moves],
+                [(_stored_path(final), file_id) for file_id, final in moves],
             )
 
     def tally(self, day: str) -> dict:
@@ -269,6 +279,21 @@ class Journal:
         return _Tx()
 
 
+def _stored_path(path: str | None):
+    """A path as SQLite can hold it: text, or its bytes when the name is not UTF-8 (SQLite stores either in any column)."""
+    if path is None:
+        return None
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def _loaded_path(value) -> str | None:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 def _read_only(journal_path: Path) -> sqlite3.Connection:
     """A connection that can never write: readers sit beside a running daemon."""
     return sqlite3.connect(f"{Path(journal_path).resolve().as_uri()}?mode=ro", uri=True)
@@ -285,9 +310,12 @@ def moved_locations(journal_path: Path, day: str) -> dict[str, str]:
         return {}
     db = _read_only(journal_path)
     try:
-        return dict(
-            db.execute("SELECT path, move_to FROM files WHERE day = ? AND moved = 1 AND move_to IS NOT NULL ORDER BY id", (day,))
-        )
+        return {
+            path: _loaded_path(move_to)
+            for path, move_to in db.execute(
+                "SELECT path, move_to FROM files WHERE day = ? AND moved = 1 AND move_to IS NOT NULL ORDER BY id", (day,)
+            )
+        }
     except sqlite3.DatabaseError:
         return {}
     finally:
@@ -308,7 +336,7 @@ def day_status(journal_path: Path, day: str) -> dict:
         if newest:
             path, status, last_day, moved, move_to = newest
             row = db.execute("SELECT row FROM rows ORDER BY seq DESC LIMIT 1").fetchone()
-            last = {"path": path, "status": status, "day": last_day, "moved_to": move_to if moved else None,
+            last = {"path": path, "status": status, "day": last_day, "moved_to": _loaded_path(move_to) if moved else None,
                     "processed_at": json.loads(row[0]).get("processed_at") if row else None}
         return {"counts": counts, "files": files, "last": last}
     finally:

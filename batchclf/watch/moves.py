@@ -52,7 +52,7 @@ class Mover:
 
     def _move(self, pending: PendingMove) -> str | None | bool:
         """Where the file went; None when it is gone already; False when the move failed (retried later)."""
-        source = os.path.join(self.inbox, pending.path)
+        source = os.path.join(self.inbox, pending.real_path)
         try:
             info = os.lstat(source)
         except FileNotFoundError:
@@ -87,7 +87,7 @@ class Mover:
         if pending.kind is None:  # a journal from before move_kind: its planned absolute target
             return pending.planned
         folder = self.failed_dir if pending.kind == FAILED_MOVE else self.processed_dir
-        return os.path.join(folder, pending.day, pending.path)
+        return os.path.join(folder, pending.day, pending.real_path)  # the moved file keeps its own name
 
     def _failed(self, pending: PendingMove, message: str) -> bool:
         if pending.id not in self._failing:
