@@ -71,3 +71,7 @@ class FailedRowsError(BatchclfError):
     """``classify --strict``: the job ran, but some rows failed."""
 
     exit_code = 3
+
+
+class WatchFolderError(BatchclfError):
+    """The daemon's inbox is missing or not a folder, or its ``--out`` cannot hold the journal."""

@@ -161,3 +161,33 @@ def test_a_name_that_is_not_utf8_is_a_row_and_moves_with_its_bytes(home, tiny_mo
 
     located = read_job(jobs / f"watch-{day}").input_location(row)
     assert located is not None and os.fsencode(located.name) == b"\xff\xfe-scan.png"
+
+
+@pytest.mark.parametrize("case", ["missing inbox", "inbox is a file", "out is a file", "corrupt journal"])
+def test_clumsy_folders_are_one_error_line_and_create_nothing(tmp_path, tiny_model, case):
+    from typer.testing import CliRunner
+
+    from batchclf.cli import app
+
+    inbox, jobs = tmp_path / "inbox", tmp_path / "jobs"
+    if case != "missing inbox":
+        inbox.mkdir()
+    if case == "inbox is a file":
+        inbox.rmdir()
+        inbox.write_text("not a folder")
+    if case == "out is a file":
+        jobs.write_text("not a folder")
+    if case == "corrupt journal":
+        jobs.mkdir()
+        (jobs / "watch-journal.sqlite").write_bytes(b"this is not a database, but it is not empty either" * 100)
+    result = CliRunner().invoke(app, ["watch", str(inbox), "--out", str(jobs), "--model", str(tiny_model), "--oneshot"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1 and "Traceback" not in result.output
+    expected = {"missing inbox": "does not exist", "inbox is a file": "not a folder", "out is a file": "journal",
+                "corrupt journal": "watch-journal.sqlite"}[case]
+    assert expected in result.output
+    if case == "missing inbox":
+        assert not inbox.exists() and not jobs.exists()
+        result = CliRunner().invoke(app, ["watch", str(inbox), "--out", str(jobs), "--model", str(tiny_model), "--oneshot", "--create"])
+        assert result.exit_code == 0, result.output
+        assert inbox.is_dir()

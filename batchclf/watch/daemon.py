@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from batchclf.engines.local import CHUNK_FILES, WorkerPool
+from batchclf.errors import WatchFolderError
 from batchclf.jobs import folder as job_folder
 from batchclf.jobs.rows import now_iso
 from batchclf.scan.prepare import prepare_many
@@ -78,9 +80,9 @@ class Daemon:
     # -- main loop ---------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.inbox.mkdir(parents=True, exist_ok=True)
+        self._check_inbox()
         with InboxLock(self.inbox):
-            self.journal = Journal(job_folder.journal_path(self.out_dir))
+            self.journal = self._open_journal()
             try:
                 self.journal.claim(os.fspath(self.inbox))
                 own_dirs = (self.processed_dir, self.failed_dir, self.out_dir)
@@ -120,6 +122,24 @@ class Daemon:
                 self.notifier.close()
         log.info("stopped: %s", self._status_text())
         return self.exit_code
+
+    def _check_inbox(self) -> None:
+        """A missing inbox is a mistyped path unless ``create`` says otherwise; never quietly made."""
+        if self.inbox.is_dir():
+            return
+        if self.inbox.exists():
+            raise WatchFolderError(f"inbox {self.inbox} is not a folder")
+        if not self.options.create:
+            raise WatchFolderError(f"inbox {self.inbox} does not exist (check the path, or pass --create to make it)")
+        self.inbox.mkdir(parents=True)
+
+    def _open_journal(self) -> Journal:
+        path = job_folder.journal_path(self.out_dir)
+        try:
+            return Journal(path)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise WatchFolderError(f"cannot open the journal {path}: {reason} (is --out {self.out_dir} a writable folder?)") from None
 
     def _load_model(self) -> None:
         if self.predictor is None:

@@ -70,6 +70,7 @@ class WatchOptions:
     poll_interval: float = setting(1.0, minimum=0.05, help="Seconds between polls.")
     oneshot: bool = setting(False, help="Process what is in the inbox now, then exit.")
     keep: bool = setting(False, help="Leave files in the inbox (the journal prevents reprocessing).")
+    create: bool = setting(False, help="Create the inbox when it is missing (otherwise a missing inbox is an error: a mistyped path).")
     rescan_interval: float = setting(60.0, name="rescan", minimum=0.1,
                                      help="Seconds between full rescans that catch lost events.")
     workers: int | None = setting(None, minimum=0, help="Decode worker processes (unset: one per CPU; 0 = in-process).")
