@@ -114,3 +114,53 @@ def test_fine_tune_learns_the_corrections_and_keeps_the_rest(tmp_path, tiny_mode
     assert card["parent"] == "tiny.keras" and len(card["parent_sha256"]) == 64
     assert card["fine_tuning"]["extra_images"] == 12 and card["fine_tuning"]["corrections"][0]["images"] == 12
     assert json.loads(out.with_suffix(".json").read_text())["mnist_test"]["accuracy"] == card["mnist_test"]["accuracy"]
+
+
+@pytest.fixture
+def synthetic_npz(tmp_path, synthetic_dataset):
+    path = tmp_path / "synthetic.npz"
+    d = synthetic_dataset
+    np.savez(path, x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test)
+    return path
+
+
+def test_cli_fine_tunes_from_reviews_and_never_replaces_the_model_in_use(tmp_path, tiny_model, synthetic_npz):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from batchclf.cli import app
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    shutil.copy(tiny_model, home / "models" / "default.keras")
+    shutil.copy(tiny_model.with_suffix(".json"), home / "models" / "default.json")
+    job = corrected_job(tmp_path)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["train", "--from-reviews", str(job), "--data", str(synthetic_npz), "--home", str(home),
+                                  "--out", str(home / "models" / "default.keras")])
+    assert refused.exit_code == 1 and "is the model in use" in refused.output
+    done = runner.invoke(app, ["train", "--from-reviews", str(job), "--data", str(synthetic_npz), "--home", str(home), "--epochs", "1"])
+    assert done.exit_code == 0, done.output
+    card = json.loads((home / "models" / "default-tuned.json").read_text())
+    assert card["parent"] == "default.keras" and card["fine_tuning"]["corrections"][0]["images"] == 12
+    assert "batchclf models use default-tuned" in done.output
+    from batchclf import paths
+
+    assert paths.default_model(home).name == "default.keras"  # still the one in use
+
+
+def test_cli_evaluate_a_usps_file_with_a_baseline(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from batchclf.cli import app
+
+    ink = np.full((16, 16), -1.0)
+    ink[3:13, 7:9] = 1.0
+    (tmp_path / "zip.test").write_text("".join(" ".join(["1", *map(str, ink.ravel())]) + "\n" for _ in range(5)))
+    result = CliRunner().invoke(app, ["evaluate", "--scans", str(tmp_path / "zip.test"), "--model", str(tiny_model),
+                                      "--baseline", str(tiny_model), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["n"] == 5 and set(data["groups"]) == {"zip.test"} and "review_share" in data and "ok_accuracy" in data
+    assert data["baseline"]["accuracy"] == data["accuracy"]

@@ -14,17 +14,30 @@ from batchclf.cli.common import AsJson, Data, Device, Home, Model, command_line,
 def train(
     data: Data = None,
     arch: Annotated[str, typer.Option("--arch", help="Architecture: default or seed (the classic demo).")] = "default",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs (default: the architecture's recipe).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs (default: the architecture's recipe; 3 to fine-tune).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Force deterministic TensorFlow kernels (about 2x slower on CPU).")
     ] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output .keras file (default: models/ARCH.keras).")] = None,
+    extra: Annotated[
+        Optional[List[Path]],
+        typer.Option("--extra", help="Labelled scans to learn from too: a folder of DIGIT/ sub-folders at any depth, or a USPS file (repeatable)."),
+    ] = None,
+    from_reviews: Annotated[
+        Optional[List[Path]],
+        typer.Option("--from-reviews", help="Fine-tune on corrections: a corrections.csv and/or the job folder it came from (repeatable)."),
+    ] = None,
+    base: Annotated[
+        Optional[Path], typer.Option("--base", help="Fine-tune this model instead of training anew (default with --from-reviews: the model in use).")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Output .keras file (default: a new name in models/; never the model in use).")
+    ] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Skip training: load this model and show its card.")] = None,
     home: Home = None,
 ):
-    """Train a CNN on MNIST and save it with its model card (or --model to load one)."""
+    """Train a CNN on MNIST (plus labelled scans), or fine-tune one on scans and corrections; saved with its card."""
     from batchclf import paths
     from batchclf.cli.render import print_card
     from batchclf.datasets import mnist as datasets
@@ -38,17 +51,58 @@ def train(
         print_card(model, cards.read(model))
         return
     architectures.recipe(arch)
-    target = out or paths.models_dir(home) / f"{arch}.keras"
+    fine_tuning = base is not None or bool(from_reviews)
+    base = base or (paths.default_model(home) if fine_tuning else None)
+    target = out or new_model_path(paths.models_dir(home), f"{base.stem}-tuned" if fine_tuning else arch)
     if target.suffix != ".keras":
         raise typer.BadParameter("--out must end in .keras")
-    dataset = datasets.load(data)
-    from batchclf.model.training import train as run_training
+    in_use = paths.default_model(home)
+    if target.exists() and in_use.exists() and target.resolve() == in_use.resolve():
+        from batchclf.errors import ModelLoadError
 
-    card = run_training(
-        dataset, target, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed,
-        deterministic=deterministic, command=command_line(),
-    )
+        raise ModelLoadError(f"{target} is the model in use; write the new one elsewhere (--out), then: batchclf models use NAME")
+    extra_set = _labelled(extra or [], from_reviews or [])
+    dataset = datasets.load(data)
+    if fine_tuning:
+        from batchclf.model.finetune import fine_tune
+
+        card = fine_tune(base, extra_set, dataset, target, epochs=epochs or 3, batch_size=batch_size or 128, seed=seed,
+                         command=command_line(), origin=extra_set.origin)
+    else:
+        from batchclf.model.training import train as run_training
+
+        card = run_training(
+            dataset, target, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed,
+            deterministic=deterministic, command=command_line(), extra=extra_set if len(extra_set) else None,
+        )
     print_card(target, card)
+    typer.echo(f"wrote {target}; not in use yet: batchclf models use {target.stem}")
+
+
+def new_model_path(models_dir: Path, stem: str) -> Path:
+    """``models/STEM.keras``, or with a UTC time stamp when that exists: training never overwrites a model."""
+    from datetime import datetime, timezone
+
+    target = models_dir / f"{stem}.keras"
+    if target.exists():
+        target = models_dir / f"{stem}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.keras"
+    return target
+
+
+def _labelled(extra: list[Path], reviews: list[Path]):
+    """The labelled scans and corrections to learn from, as one set (its ``origin`` is recorded in the card)."""
+    from batchclf.datasets.corrections import read_corrections
+    from batchclf.datasets.labelled import concatenate, read_labelled
+    from batchclf.engines.local import default_workers
+
+    parts = []
+    if extra:
+        parts.append(read_labelled(extra, workers=default_workers()))
+    if reviews:
+        corrections = read_corrections(reviews)
+        corrections.origin = {"corrections": corrections.sources}
+        parts.append(corrections)
+    return concatenate(parts)
 
 
 @friendly_errors
@@ -57,34 +111,44 @@ def evaluate(
     data: Data = None,
     scans: Annotated[
         Optional[Path],
-        typer.Option("--scans", help="Instead of MNIST: a folder of real scans labelled by folder name (.../DIGIT/file)."),
+        typer.Option("--scans", help="Instead of MNIST: labelled scans (a folder of .../DIGIT/file, or a USPS file)."),
+    ] = None,
+    baseline: Annotated[
+        Optional[Path], typer.Option("--baseline", help="Also score this model on the same set and show both (e.g. a fine-tune's parent).")
     ] = None,
     as_json: AsJson = False,
     device: Device = "auto",
     home: Home = None,
 ):
-    """Score a model on the MNIST test set (or labelled scans): accuracy, per-class, confusion, ECE."""
+    """Score a model on the MNIST test set or labelled scans: accuracy, per writer and class, confusion, ok rows, review share."""
     from batchclf.datasets import mnist as datasets
     from batchclf.engines.local import default_workers
     from batchclf.model.evaluate import evaluate as run_evaluate
     from batchclf.model.evaluate import evaluate_folder
     from batchclf.model.predictor import Predictor
 
-    predictor = Predictor(model_path(model, home), device=device)
-    if scans is not None:
-        if not scans.is_dir():
-            raise typer.BadParameter(f"{scans} is not a folder", param_hint="--scans")
-        result = evaluate_folder(predictor, scans, workers=default_workers())
-    else:
-        result = run_evaluate(predictor, datasets.load(data))
+    if scans is not None and not scans.exists():
+        raise typer.BadParameter(f"{scans} does not exist", param_hint="--scans")
+    predictors = [Predictor(path, device=device) for path in (model_path(model, home), baseline) if path is not None]
+    dataset = datasets.load(data) if scans is None else None  # after the models: a broken model is the first error
+
+    def score(predictor) -> dict:
+        if scans is not None:
+            return evaluate_folder(predictor, scans, workers=default_workers())
+        return run_evaluate(predictor, dataset)
+
+    result = score(predictors[0])
+    before = score(predictors[1]) if baseline is not None else None
     if as_json:
         import json
 
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps(result if before is None else {**result, "baseline": before}))
         return
-    from batchclf.cli.render import print_evaluation
+    from batchclf.cli.render import print_comparison, print_evaluation
 
     print_evaluation(result)
+    if before is not None:
+        print_comparison(result, before)
 
 
 @friendly_errors

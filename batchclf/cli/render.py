@@ -12,12 +12,32 @@ from rich.text import Text
 console = Console()
 
 
+def print_comparison(result: dict, baseline: dict) -> None:
+    """The same set scored by two models: the headline figures side by side, then per writer."""
+    table = Table("", Text(Path(baseline["model"]).name), Text(Path(result["model"]).name), "change", title=f"on {result['data']}")
+    for key, title in (("accuracy", "accuracy"), ("ok_accuracy", "ok rows right"), ("review_share", "sent to review")):
+        old, new = baseline.get(key), result.get(key)
+        if old is None or new is None:
+            continue
+        table.add_row(title, f"{old * 100:.2f}%", f"{new * 100:.2f}%", f"{(new - old) * 100:+.2f}")
+    for name, new in (result.get("groups") or {}).items():
+        old = baseline["groups"].get(name)
+        if old is not None:
+            table.add_row(Text(name), f"{old * 100:.2f}%", f"{new * 100:.2f}%", f"{(new - old) * 100:+.2f}")
+    console.print(table)
+
+
 def print_evaluation(result: dict) -> None:
     console.print(f"[bold]{result['model']}[/bold] on {result['data']}")
     ece = f", ECE {result['ece']:.4f}" if "ece" in result else ""
     console.print(f"accuracy {result['accuracy'] * 100:.2f}% of {result['n']} images{ece}")
+    if result.get("ok_accuracy") is not None:
+        console.print(
+            f"ok rows (confidence >= {result['review_below']:.2f}) {result['ok_accuracy'] * 100:.2f}% right; "
+            f"{result['review_share'] * 100:.1f}% sent to review", highlight=False,
+        )
     if result.get("groups"):
-        groups = Table("group", "accuracy", title="per group (first folder)")
+        groups = Table("group", "accuracy", title="per writer (first folder)")
         for name, accuracy in result["groups"].items():
             groups.add_row(name, f"{accuracy * 100:.2f}%")
         console.print(groups)
@@ -103,10 +123,14 @@ def print_card(model_path: Path, card: dict) -> None:
     if test:
         console.print(f"MNIST test accuracy {test['accuracy'] * 100:.2f}% on {test.get('n', '?')} images")
     calibration = card.get("calibration", {})
-    if calibration:
-        console.print(
-            f"temperature {calibration['temperature']:.3f}  test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}"
-        )
+    if "temperature" in calibration:
+        before = calibration.get("test_ece_before")
+        after = calibration.get("test_ece_after")
+        ece = f"  test ECE {before:.4f} -> {after:.4f}" if before is not None and after is not None else (
+            f"  test ECE {after:.4f}" if after is not None else "")
+        console.print(f"temperature {calibration['temperature']:.3f}{ece}")
+    if card.get("parent_mnist_test_accuracy") is not None and test:
+        console.print(f"parent {card.get('parent')} MNIST test accuracy {card['parent_mnist_test_accuracy'] * 100:.2f}%", markup=False)
 
 
 def print_models(entries, folder: Path) -> None:

@@ -30,6 +30,7 @@ class LabelledSet:
     labels: np.ndarray  # (N,) int64
     groups: np.ndarray  # (N,) str: the first folder under the root (a writer), or the source's name
     sources: list[dict] = field(default_factory=list)  # per source: path, images, skipped, sha256
+    origin: dict = field(default_factory=dict)  # for the model card: where these came from, by kind
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -48,7 +49,12 @@ def label_from_path(relative: str) -> int | None:
 
 def read_labelled(paths: list[Path], workers: int = 0) -> LabelledSet:
     """Every labelled image under ``paths`` (folders or USPS files), in MNIST form."""
-    parts = [_read_usps(Path(p)) if Path(p).is_file() else _read_folder(Path(p), workers) for p in paths]
+    labelled = concatenate([_read_usps(Path(p)) if Path(p).is_file() else _read_folder(Path(p), workers) for p in paths])
+    labelled.origin = {"extra": labelled.sources}
+    return labelled
+
+
+def concatenate(parts: list[LabelledSet]) -> LabelledSet:
     if not parts:
         return LabelledSet(np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))
     return LabelledSet(
@@ -56,6 +62,7 @@ def read_labelled(paths: list[Path], workers: int = 0) -> LabelledSet:
         np.concatenate([p.labels for p in parts]),
         np.concatenate([p.groups for p in parts]),
         [source for p in parts for source in p.sources],
+        {key: value for p in parts for key, value in p.origin.items()},
     )
 
 

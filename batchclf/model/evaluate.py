@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from batchclf import LABEL_WORDS
+from batchclf.datasets.labelled import label_from_path
 from batchclf.datasets.mnist import Dataset
+from batchclf.jobs.rows import BLANK, OK, REVIEW
 from batchclf.errors import EmptyInputError
 from batchclf.scan.discovery import Candidate, display_name
 from batchclf.model.metrics import confusion_matrix, summary
@@ -16,8 +18,15 @@ from batchclf.scan.preprocess import mnist_to_input
 
 
 def evaluate(predictor, data: Dataset) -> dict:
+    from batchclf.model import card as cards
+
     probabilities = predictor.predict(mnist_to_input(data.x_test))
-    return {"model": str(predictor.path), "data": data.source, **summary(probabilities, data.y_test)}
+    review_below = cards.review_below(predictor.card)
+    ok = probabilities.max(1) >= review_below
+    correct = probabilities.argmax(1) == data.y_test
+    selective = {"review_below": review_below, "ok_accuracy": float(correct[ok].mean()) if ok.any() else None,
+                 "review_share": float((~ok).mean())}
+    return {"model": str(predictor.path), "data": data.source, **summary(probabilities, data.y_test), **selective}
 
 
 def demo_digit() -> np.ndarray:
@@ -62,50 +71,75 @@ def predict_array(predictor, digit: np.ndarray) -> dict:
     return prediction(predictor.predict(mnist_to_input(digit[None]))[0])
 
 
-def label_from_path(relative: str) -> int | None:
-    """The true label of a file in a labelled tree: the nearest folder named 0-9 (``WRITER/7/x.png`` -> 7)."""
-    for part in reversed(relative.split("/")[:-1]):
-        if len(part) == 1 and part.isdigit():
-            return int(part)
-    return None
-
-
 def evaluate_folder(predictor, root: Path, workers: int = 0) -> dict:
-    """Score a model on a labelled folder of real scans, through the same pipeline as ``classify``.
+    """Score a model on labelled scans, through the same pipeline as ``classify``.
 
-    Labels come from folder names (``.../DIGIT/file``); the first path part
-    groups results (e.g. one group per writer).  Blank and failed files count
-    as wrong, so the figure is what a user would get.
+    ``root`` is a folder (labels from folder names, ``.../DIGIT/file``; the
+    first folder under it groups results, e.g. one group per writer) or a
+    USPS digit file.  Blank and failed files count as wrong, so the figure
+    is what a user would get.  With the model card's ``review_below``, the
+    selective figures say how right the ``ok`` rows are and how many
+    digits go to ``review``.
     """
-    from batchclf.scan.discovery import discover
-    from batchclf.engines.local import classify_stream
+    from batchclf.model import card as cards
 
     root = Path(root)
-    truths, predicted, groups = [], [], {}
-    rows = classify_stream(discover([root]), predictor.predict, predictor.batch_size, 0.0, predictor.name, workers)
-    for row in rows:
-        truth = label_from_path(row["file"])
-        if truth is None:
-            continue
-        guess = row["label"] if row["label"] is not None else -1
-        truths.append(truth)
-        predicted.append(guess)
-        group = groups.setdefault(row["file"].split("/")[0], [0, 0])
-        group[0] += int(guess == truth)
-        group[1] += 1
+    review_below = cards.review_below(predictor.card)
+    if root.is_file():
+        truths, guesses, statuses, groups = _usps_rows(predictor, root, review_below)
+    else:
+        truths, guesses, statuses, groups = _folder_rows(predictor, root, review_below, workers)
     if not truths:  # an accuracy of 0% of 0 images would read as a result
-        raise EmptyInputError(f"no labelled images in {root} (expected .../DIGIT/file, e.g. writer1/7/scan.png)")
-    truths_a, predicted_a = np.array(truths, int), np.array(predicted, int)
-    valid = predicted_a >= 0
-    correct = predicted_a == truths_a
+        raise EmptyInputError(f"no labelled images in {root} (expected .../DIGIT/file, e.g. writer1/7/scan.png, or a USPS file)")
+    truths_a, guesses_a, statuses_a = np.array(truths, int), np.array(guesses, int), np.array(statuses)
+    groups_a = np.array(groups)
+    valid = guesses_a >= 0
+    correct = guesses_a == truths_a
+    ok = statuses_a == OK
     result = {
         "n": int(len(truths_a)),
         "accuracy": float(correct.mean()),
         "per_class": {
             str(c): float(correct[truths_a == c].mean()) if (truths_a == c).any() else None for c in range(10)
         },
-        "confusion": confusion_matrix(truths_a[valid], predicted_a[valid]).tolist(),
+        "confusion": confusion_matrix(truths_a[valid], guesses_a[valid]).tolist(),
         "unlabelled_or_failed": int((~valid).sum()),
+        "review_below": review_below,
+        "ok_accuracy": float(correct[ok].mean()) if ok.any() else None,
+        "review_share": float((statuses_a == REVIEW).mean()),
+        "groups": {name: round(float(correct[groups_a == name].mean()), 4) for name in sorted(set(groups))},
     }
-    result["groups"] = {name: round(ok / n, 4) for name, (ok, n) in sorted(groups.items())}
     return {"model": str(predictor.path), "data": str(root), **result}
+
+
+def _folder_rows(predictor, root: Path, review_below: float, workers: int):
+    from batchclf.engines.local import classify_stream
+    from batchclf.scan.discovery import discover
+
+    truths, guesses, statuses, groups = [], [], [], []
+    for row in classify_stream(discover([root]), predictor.predict, predictor.batch_size, review_below, predictor.name, workers):
+        truth = label_from_path(row["file"])
+        if truth is None:
+            continue
+        truths.append(truth)
+        guesses.append(row["label"] if row["label"] is not None else -1)
+        statuses.append(row["status"])
+        groups.append(row["file"].split("/")[0])
+    return truths, guesses, statuses, groups
+
+
+def _usps_rows(predictor, path: Path, review_below: float):
+    """A USPS file has no files to decode: its digits take the normalisation ``prepare`` applies after decoding."""
+    from batchclf.datasets.usps import read_usps
+    from batchclf.scan.preprocess import normalize_to_bytes
+
+    raw, labels = read_usps(path)
+    images = [normalize_to_bytes(gray) for gray in raw]
+    kept = [i for i, image in enumerate(images) if image is not None]
+    guesses = np.full(len(raw), -1)
+    statuses = np.full(len(raw), BLANK, dtype=object)
+    if kept:
+        probabilities = predictor.predict(mnist_to_input(np.stack([images[i] for i in kept])))
+        guesses[kept] = probabilities.argmax(1)
+        statuses[kept] = np.where(probabilities.max(1) >= review_below, OK, REVIEW)
+    return labels.tolist(), guesses.tolist(), statuses.tolist(), [path.name] * len(raw)

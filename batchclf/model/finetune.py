@@ -24,7 +24,7 @@ from batchclf.model import device as devices
 from batchclf.model.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from batchclf.model.metrics import summary
 from batchclf.model.predictor import load_keras_model, sha256_file
-from batchclf.model.training import VALIDATION_SIZE, save_atomic, training_stream
+from batchclf.model.training import VALIDATION_SIZE, mix_in, save_atomic, training_stream
 from batchclf.scan.preprocess import mnist_to_input
 
 EPOCHS = 3
@@ -68,9 +68,7 @@ def fine_tune(
     held_out = min(VALIDATION_SIZE, len(order) // 5)  # for the temperature; the rest may be replayed
     validation, pool = order[:held_out], order[held_out:]
     replayed = rng.choice(pool, size=min(replay, len(pool)), replace=False)
-    repeats = max(1, round(extra_share / (1 - extra_share) * len(replayed) / len(extra)))
-    x = np.concatenate([data.x_train[replayed], np.tile(extra.images, (repeats, 1, 1))])
-    y = np.concatenate([data.y_train[replayed], np.tile(extra.labels, repeats)]).astype(np.int64)
+    x, y, repeats = mix_in(data.x_train[replayed], data.y_train[replayed], extra.images, extra.labels, extra_share)
 
     steps_per_epoch = max(1, len(x) // batch_size)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy")

@@ -20,6 +20,19 @@ from batchclf.model.metrics import summary
 from batchclf.scan.preprocess import mnist_to_input
 
 VALIDATION_SIZE = 5000
+EXTRA_SHARE = 0.2  # of every epoch's images, when labelled scans are mixed into a full training
+
+
+def mix_in(x: np.ndarray, y: np.ndarray, extra_x: np.ndarray, extra_y: np.ndarray, share: float):
+    """``x, y`` with ``extra_x, extra_y`` repeated until they are about ``share`` of the mix; also returns the repeats.
+
+    A few hundred scans beside 55,000 MNIST digits would otherwise be a rounding
+    error in every epoch; repeated (and augmented differently each time) they count.
+    """
+    repeats = max(1, round(share / (1 - share) * len(x) / len(extra_x)))
+    x = np.concatenate([x, np.tile(extra_x, (repeats,) + (1,) * (extra_x.ndim - 1))])
+    y = np.concatenate([y, np.tile(extra_y, repeats)]).astype(np.int64)
+    return x, y, repeats
 
 
 def train(
@@ -34,10 +47,13 @@ def train(
     limit: int | None = None,
     validation_size: int = VALIDATION_SIZE,
     deterministic: bool = False,
+    extra=None,
+    extra_share: float = EXTRA_SHARE,
 ) -> dict:
     """Train ``arch`` on ``data``, save ``out`` (.keras) and its card; return the card.
 
-    ``limit`` trains on the first N training images only (for tests).
+    ``limit`` trains on the first N training images only (for tests);
+    ``extra`` (a :class:`~batchclf.datasets.labelled.LabelledSet`) mixes labelled scans in.
     Seeds fix weights, shuffling and augmentation; ``deterministic`` also
     forces deterministic TensorFlow kernels, which halves speed on a CPU.
     """
@@ -53,17 +69,20 @@ def train(
     if deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    images = mnist_to_input(data.x_train)
-    labels = data.y_train.astype(np.int64)
+    images, labels = data.x_train, data.y_train.astype(np.int64)
     if limit:
         images, labels = images[:limit], labels[:limit]
     order = np.random.default_rng(seed).permutation(len(images))
     validation_size = min(validation_size, len(images) // 5)
     val_idx, train_idx = order[:validation_size], order[validation_size:]
     x_train, y_train = images[train_idx], labels[train_idx]
-    x_val, y_val = images[val_idx], labels[val_idx]
+    x_val, y_val = mnist_to_input(images[val_idx]), labels[val_idx]
+    x_train = mnist_to_input(x_train)
     if recipe.continental_ones:
         x_train = styles.continental_ones(x_train, y_train, recipe.continental_ones, np.random.default_rng(seed))
+    extra_repeats = 0
+    if extra is not None:
+        x_train, y_train, extra_repeats = mix_in(x_train, y_train, mnist_to_input(extra.images), extra.labels, extra_share)
 
     steps_per_epoch = max(1, len(x_train) // batch_size)
     model = architectures.build(arch, seed=seed, steps_total=steps_per_epoch * epochs)
@@ -125,6 +144,10 @@ def train(
             "command": command,
             "data_source": data.source,
             "data_sha256": data.train_sha256,
+            "extra": None if extra is None else {
+                "sources": extra.sources, "images": int(len(extra)), "repeats": int(extra_repeats), "share": extra_share,
+                "per_class": {str(k): int((extra.labels == k).sum()) for k in range(10)},
+            },
         },
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
