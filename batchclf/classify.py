@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from batchclf.model import card as cards
 from batchclf.jobs import writers as reports
 from batchclf.scan.decode import MB, Limits
 from batchclf.scan.discovery import discover, files_base
 from batchclf.errors import EmptyInputError, InputPathError, OutputPathError
 from batchclf.jobs import folder as job_folder
-from batchclf.engines.local import classify_stream, default_workers
 from batchclf.jobs.rows import now_iso, starts_file
 
 
@@ -34,6 +32,10 @@ class ClassifyOptions:
     command: str = ""
     max_pages: int | None = None  # per-file caps; None: batchclf.scan.decode's defaults
     max_file_mb: int | None = None
+    engine: str = "local"  # or "ray" (batchclf.engines.get_engine)
+    ray_address: str | None = None
+    actors: int | None = None
+    gpus_per_actor: float = 0.0
 
 
 def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None = None) -> Path:
@@ -72,40 +74,38 @@ def _create_job_folder(out_dir: Path) -> Path:
 
 
 def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress: bool | None) -> None:
-    from batchclf.model.predictor import Predictor
+    from batchclf.engines import EngineSettings, get_engine
 
-    predictor = Predictor(options.model, device=options.device, batch_size=options.batch_size)
-    predictor.warm_up()
-    review_below = cards.review_below(predictor.card, options.review_below)
-    workers = default_workers() if options.workers is None else options.workers
     limits = Limits.from_options(options.max_pages, options.max_file_mb)
-
-    started, clock = now_iso(), time.perf_counter()
-    csv_tmp = job_folder.partial(folder, job_folder.RESULTS_CSV)
-    jsonl_tmp = job_folder.partial(folder, job_folder.RESULTS_JSONL)
-    writer = reports.RowWriter(csv_tmp, jsonl_tmp)
-    tally = reports.Tally()
-    show = sys.stderr.isatty() if progress is None else progress
-    total = sum(1 for _ in discover(paths)) if show else None
-    rows = classify_stream(
-        discover(paths), predictor.predict, predictor.batch_size, review_below, predictor.name, workers, limits
+    settings = EngineSettings(
+        model=options.model, device=options.device, batch_size=options.batch_size, review_below=options.review_below,
+        workers=options.workers, limits=limits, address=options.ray_address, actors=options.actors,
+        gpus_per_actor=options.gpus_per_actor,
     )
-    pending: list[dict] = []
-    try:
-        with _progress(show, total) as advance:
-            for row in rows:
-                pending.append(row)
-                tally.add(row)
-                if starts_file(row):
-                    advance()
-                if len(pending) >= WRITE_EVERY:
-                    writer.write(pending)
-                    pending.clear()
-            writer.write(pending)
-    finally:
-        writer.close()
-    seconds = time.perf_counter() - clock
-    meta = job_meta(folder.name, options, predictor, review_below, workers, limits, paths, started, seconds, tally)
+    with get_engine(options.engine)(settings) as engine:
+        started, clock = now_iso(), time.perf_counter()
+        csv_tmp = job_folder.partial(folder, job_folder.RESULTS_CSV)
+        jsonl_tmp = job_folder.partial(folder, job_folder.RESULTS_JSONL)
+        writer = reports.RowWriter(csv_tmp, jsonl_tmp)
+        tally = reports.Tally()
+        show = sys.stderr.isatty() if progress is None else progress
+        total = sum(1 for _ in discover(paths)) if show else None
+        pending: list[dict] = []
+        try:
+            with _progress(show, total) as advance:
+                for row in engine.rows(discover(paths)):
+                    pending.append(row)
+                    tally.add(row)
+                    if starts_file(row):
+                        advance()
+                    if len(pending) >= WRITE_EVERY:
+                        writer.write(pending)
+                        pending.clear()
+                writer.write(pending)
+        finally:
+            writer.close()
+        seconds = time.perf_counter() - clock
+        meta = job_meta(folder.name, options, engine.describe(), limits, paths, started, seconds, tally)
     reports.write_results_json(folder / job_folder.RESULTS_JSON, meta, jsonl_tmp)
     os.replace(csv_tmp, folder / job_folder.RESULTS_CSV)
     os.unlink(jsonl_tmp)
@@ -113,9 +113,8 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
     reports.write_summary(folder / job_folder.SUMMARY_JSON, meta)
 
 
-def job_meta(job_id, options, predictor, review_below, workers, limits, paths, started, seconds, tally) -> dict:
-    import tensorflow as tf
-
+def job_meta(job_id, options, engine_meta: dict, limits, paths, started, seconds, tally) -> dict:
+    """The job's metadata: what ran (``engine_meta``: engine, model, device, batch size, workers...), on what, how fast."""
     counts = tally.as_dict()
     return {
         "job_id": job_id,
@@ -126,14 +125,9 @@ def job_meta(job_id, options, predictor, review_below, workers, limits, paths, s
         "started": started,
         "finished": now_iso(),
         "seconds": round(seconds, 3),
-        "model": predictor.describe(),
-        "device": predictor.device,
-        "batch_size": predictor.batch_size,
-        "workers": workers,
-        "review_below": review_below,
+        **engine_meta,
         "max_pages": limits.max_pages,
         "max_file_mb": limits.max_bytes // MB,
-        "tensorflow": tf.__version__,
         **counts,
         "files_per_second": round(counts["files"] / seconds, 2) if seconds > 0 else None,
     }

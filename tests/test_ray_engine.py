@@ -246,3 +246,27 @@ def test_an_actor_killed_mid_job_loses_and_duplicates_nothing(tmp_path, tiny_mod
     assert [row["file"] for row in rows] == [c.relative for c in discover([root])], "input order kept"
     assert all(row["status"] in ("ok", "review") for row in rows)
     assert restarted, "Ray restarted the killed actor and it labelled the rest"
+
+
+def test_classify_with_the_ray_engine_writes_the_usual_job_folder(tmp_path, tiny_model):
+    """The command's path: discovery and the job folder in batchclf, rows from Ray, ``engine: ray`` in the metadata."""
+    _ray_or_skip()
+    from batchclf.classify import ClassifyOptions, run
+    from batchclf.jobs.folder import read_job
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(12):
+        (root / f"d{i}.png").write_bytes(png_bytes(ink_digit(60 + i)))
+    (root / "broken.png").write_bytes(b"not an image")
+    jobs = {}
+    for engine in ("local", "ray"):
+        options = ClassifyOptions(model=tiny_model, out_dir=tmp_path / engine, workers=1, engine=engine, actors=1)
+        jobs[engine] = read_job(run([root], options, progress=False))
+    assert jobs["ray"].meta["engine"] == "ray" and jobs["local"].meta["engine"] == "local"
+    assert jobs["ray"].meta["counts"] == jobs["local"].meta["counts"]
+    by_file = {engine: {r["file"]: r for r in job.rows()} for engine, job in jobs.items()}
+    assert by_file["ray"].keys() == by_file["local"].keys()
+    for name, row in by_file["local"].items():
+        other = by_file["ray"][name]
+        assert (row["status"], row["label"], row["error"]) == (other["status"], other["label"], other["error"])

@@ -26,6 +26,12 @@ def classify(
         Optional[int], typer.Option("--max-file-mb", min=1, help="Refuse files larger than this many MB (default: 256).")
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when any row failed (the job is still written).")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local (worker processes here) or ray (Ray Data; pip install 'batchclf[ray]').")] = "local",
+    ray_address: Annotated[
+        Optional[str], typer.Option("--ray-address", help="Join a Ray cluster: auto or ray://HOST:PORT (default: a private Ray on 127.0.0.1).")
+    ] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray labelling actors, each loading the model once.")] = None,
+    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", min=0.0, help="GPUs per Ray labelling actor (0: CPU).")] = 0.0,
     home: Home = None,
 ):
     """Classify scanned digits into a job folder of CSV/JSON reports; prints the folder last."""
@@ -45,6 +51,10 @@ def classify(
         command=command_line(),
         max_pages=max_pages,
         max_file_mb=max_file_mb,
+        engine=engine,
+        ray_address=ray_address,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
     )
     folder = run(paths, options)
     print_job_counts(folder)

@@ -27,8 +27,7 @@ import numpy as np
 from batchclf.scan.decode import DEFAULT_LIMITS, Limits
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import Prepared, failed, prepare_many
-from batchclf.scan.preprocess import mnist_to_input
-from batchclf.jobs.rows import labelled_rows, unlabelled
+from batchclf.engines.labelling import label_rows
 
 CHUNK_FILES = 32  # files per worker task
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
@@ -205,20 +204,12 @@ def classify_stream(
     waiting: list[Prepared] = []
     labelled_count = 0
 
-    def label(items: list[Prepared]) -> list[dict]:
-        if not items:
-            return []
-        probabilities = predict(mnist_to_input(np.stack([item.image for item in items])))
-        return labelled_rows([item.row for item in items], probabilities, review_below, model_name)
-
-    def flush() -> Iterator[dict]:
+    def flush() -> list[dict]:
         nonlocal labelled_count
-        to_label = [item for item in waiting if item.needs_model]
-        labelled = iter(label(to_label))
-        for item in waiting:
-            yield next(labelled) if item.needs_model else unlabelled(item.row, model_name)
+        rows = label_rows([item.row for item in waiting], [item.image for item in waiting], predict, review_below, model_name)
         waiting.clear()
         labelled_count = 0
+        return rows
 
     for item in prepared_stream(candidates, workers, prepare=functools.partial(prepare_many, limits=limits)):
         waiting.append(item)

@@ -420,20 +420,10 @@ class Labeller:
     def __call__(self, table):
         import pyarrow as pa
 
-        from batchclf.jobs.rows import labelled_rows, unlabelled
-        from batchclf.scan.preprocess import mnist_to_input
+        from batchclf.engines.labelling import label_rows
 
         rows = [json.loads(text) for text in table.column("row").to_pylist()]
-        images = table.column("image").to_pylist()
-        need = [index for index, image in enumerate(images) if image is not None]
-        out = [None] * len(rows)
-        if need:
-            pixels = np.frombuffer(b"".join(images[index] for index in need), np.uint8).reshape(-1, 28, 28)
-            probabilities = self.predictor.predict(mnist_to_input(pixels))
-            labelled = labelled_rows([rows[index] for index in need], probabilities, self.review_below, self.model_name)
-            for index, row in zip(need, labelled):
-                out[index] = row
-        for index, image in enumerate(images):
-            if image is None:
-                out[index] = unlabelled(rows[index], self.model_name)
+        images = [None if image is None else np.frombuffer(image, np.uint8).reshape(28, 28)
+                  for image in table.column("image").to_pylist()]
+        out = label_rows(rows, images, self.predictor.predict, self.review_below, self.model_name)
         return pa.table({"seq": table.column("seq"), "row": pa.array([_row_text(row) for row in out], pa.string())})

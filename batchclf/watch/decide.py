@@ -6,11 +6,9 @@ files of a batch, return the rows to report and the file records to commit.
 
 from __future__ import annotations
 
-import numpy as np
-
+from batchclf.engines.labelling import label_rows
 from batchclf.jobs.folder import day_folder_name
-from batchclf.jobs.rows import DUPLICATE, FAILED, labelled_rows, now_iso, unlabelled
-from batchclf.scan.preprocess import mnist_to_input
+from batchclf.jobs.rows import DUPLICATE, FAILED, now_iso
 from batchclf.watch.intake import Taken
 from batchclf.watch.journal import FAILED_MOVE, PROCESSED, FileRecord, Journal
 
@@ -45,10 +43,9 @@ def duplicates_in(batch: list[Taken], journal: Journal, day: str) -> dict[str, s
 def decide(batch: list[Taken], journal: Journal, predictor, review_below: float, day: str, keep: bool):
     """``(rows, records)``: every page's row with its day, and one journal record per file."""
     duplicates = duplicates_in(batch, journal, day)
-    to_predict = [p for t in batch if t.relative not in duplicates for p in t.prepared if p.needs_model]
-    probabilities = predictor.predict(mnist_to_input(np.stack([p.image for p in to_predict]))) if to_predict else ()
-    labelled = iter(labelled_rows([p.row for p in to_predict], probabilities, review_below, predictor.name))
-
+    fresh = [item for t in batch if t.relative not in duplicates for item in t.prepared]
+    labelled = iter(label_rows([item.row for item in fresh], [item.image for item in fresh], predictor.predict,
+                               review_below, predictor.name))
     rows, records = [], []
     for taken in batch:
         file_rows = []
@@ -56,10 +53,8 @@ def decide(batch: list[Taken], journal: Journal, predictor, review_below: float,
             if taken.relative in duplicates:
                 row = {**item.row, "status": DUPLICATE, "duplicate_of": duplicates[taken.relative],
                        "model": predictor.name, "processed_at": now_iso()}
-            elif item.needs_model:
-                row = next(labelled)
             else:
-                row = unlabelled(item.row, predictor.name)
+                row = next(labelled)
             file_rows.append(row)
         rows.extend((day, row) for row in file_rows)
         lead = file_rows[0]  # every taken file has at least one row (the dispatcher guarantees it)
