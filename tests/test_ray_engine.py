@@ -270,3 +270,20 @@ def test_classify_with_the_ray_engine_writes_the_usual_job_folder(tmp_path, tiny
     for name, row in by_file["local"].items():
         other = by_file["ray"][name]
         assert (row["status"], row["label"], row["error"]) == (other["status"], other["label"], other["error"])
+
+
+def test_evaluate_scans_on_the_ray_engine_scores_like_local(tmp_path, tiny_model):
+    _ray_or_skip()
+    from batchclf.model.evaluate import evaluate_folder
+    from batchclf.model.predictor import Predictor
+
+    for digit in ("0", "7"):
+        folder = tmp_path / "scans" / "writer" / digit
+        folder.mkdir(parents=True)
+        for i in range(4):
+            (folder / f"{i}.png").write_bytes(png_bytes(ink_digit(50 + i)))
+    predictor = Predictor(tiny_model, device="cpu")
+    local = evaluate_folder(predictor, tmp_path / "scans", workers=0)
+    ray = evaluate_folder(predictor, tmp_path / "scans", workers=1, engine="ray")
+    assert ray["n"] == local["n"] == 8
+    assert ray["accuracy"] == local["accuracy"] and ray["confusion"] == local["confusion"]

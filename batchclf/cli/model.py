@@ -116,6 +116,7 @@ def evaluate(
     baseline: Annotated[
         Optional[Path], typer.Option("--baseline", help="Also score this model on the same set and show both (e.g. a fine-tune's parent).")
     ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="How --scans files become rows: local or ray (as for classify).")] = "local",
     as_json: AsJson = False,
     device: Device = "auto",
     home: Home = None,
@@ -134,7 +135,7 @@ def evaluate(
 
     def score(predictor) -> dict:
         if scans is not None:
-            return evaluate_folder(predictor, scans, workers=default_workers())
+            return evaluate_folder(predictor, scans, workers=default_workers(), engine=engine)
         return run_evaluate(predictor, dataset)
 
     result = score(predictors[0])

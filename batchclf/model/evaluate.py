@@ -71,7 +71,7 @@ def predict_array(predictor, digit: np.ndarray) -> dict:
     return prediction(predictor.predict(mnist_to_input(digit[None]))[0])
 
 
-def evaluate_folder(predictor, root: Path, workers: int = 0) -> dict:
+def evaluate_folder(predictor, root: Path, workers: int = 0, engine: str = "local") -> dict:
     """Score a model on labelled scans, through the same pipeline as ``classify``.
 
     ``root`` is a folder (labels from folder names, ``.../DIGIT/file``; the
@@ -79,7 +79,8 @@ def evaluate_folder(predictor, root: Path, workers: int = 0) -> dict:
     USPS digit file.  Blank and failed files count as wrong, so the figure
     is what a user would get.  With the model card's ``review_below``, the
     selective figures say how right the ``ok`` rows are and how many
-    digits go to ``review``.
+    digits go to ``review``.  ``engine`` picks how a folder's files become
+    rows (:func:`batchclf.engines.get_engine`), as for ``classify``.
     """
     from batchclf.model import card as cards
 
@@ -88,7 +89,7 @@ def evaluate_folder(predictor, root: Path, workers: int = 0) -> dict:
     if root.is_file():
         truths, guesses, statuses, groups = _usps_rows(predictor, root, review_below)
     else:
-        truths, guesses, statuses, groups = _folder_rows(predictor, root, review_below, workers)
+        truths, guesses, statuses, groups = _folder_rows(predictor, root, review_below, workers, engine)
     if not truths:  # an accuracy of 0% of 0 images would read as a result
         raise EmptyInputError(f"no labelled images in {root} (expected .../DIGIT/file, e.g. writer1/7/scan.png, or a USPS file)")
     truths_a, guesses_a, statuses_a = np.array(truths, int), np.array(guesses, int), np.array(statuses)
@@ -112,12 +113,11 @@ def evaluate_folder(predictor, root: Path, workers: int = 0) -> dict:
     return {"model": str(predictor.path), "data": str(root), **result}
 
 
-def _folder_rows(predictor, root: Path, review_below: float, workers: int):
-    from batchclf.engines.local import classify_stream
+def _folder_rows(predictor, root: Path, review_below: float, workers: int, engine: str):
     from batchclf.scan.discovery import discover
 
     truths, guesses, statuses, groups = [], [], [], []
-    for row in classify_stream(discover([root]), predictor.predict, predictor.batch_size, review_below, predictor.name, workers):
+    for row in _engine_rows(predictor, discover([root]), review_below, workers, engine):
         truth = label_from_path(row["file"])
         if truth is None:
             continue
@@ -126,6 +126,20 @@ def _folder_rows(predictor, root: Path, review_below: float, workers: int):
         statuses.append(row["status"])
         groups.append(row["file"].split("/")[0])
     return truths, guesses, statuses, groups
+
+
+def _engine_rows(predictor, candidates, review_below: float, workers: int, engine: str):
+    """Rows from the chosen engine; the local one reuses the predictor already loaded."""
+    if engine == "local":
+        from batchclf.engines.local import classify_stream
+
+        yield from classify_stream(candidates, predictor.predict, predictor.batch_size, review_below, predictor.name, workers)
+        return
+    from batchclf.engines import EngineSettings, get_engine
+
+    settings = EngineSettings(model=predictor.path, batch_size=predictor.batch_size, review_below=review_below, workers=workers)
+    with get_engine(engine)(settings) as chosen:
+        yield from chosen.rows(candidates)
 
 
 def _usps_rows(predictor, path: Path, review_below: float):
