@@ -247,3 +247,25 @@ def test_quantiles_match_numpy():
         np.testing.assert_allclose(preprocess._quantiles(values, (0.5, 50, 99.8)), np.percentile(values, [0.5, 50, 99.8]), rtol=1e-6)
         levels = rng.integers(0, 4000, n)
         np.testing.assert_allclose(preprocess._level_quantiles(levels, (0.5, 50, 99.5)), np.percentile(levels, [0.5, 50, 99.5]))
+
+
+def test_jpeg_is_decoded_grey_at_the_smallest_scale_that_keeps_the_fit_size():
+    big = ring_image("RGB").resize((480, 600))
+    pages = decode.decode_bytes(encode(big, "JPEG", quality=95))
+    assert (pages[0].width, pages[0].height) == (480, 600)  # the size in the file
+    assert max(pages[0].gray.shape) >= decode.DRAFT_MIN_SIDE and max(pages[0].gray.shape) < 2 * decode.DRAFT_MIN_SIDE
+    assert np.abs(preprocess.normalize(pages[0].gray) - reference()).mean() < 0.06
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_png_fast_path_gives_pillows_grey_levels(mode, monkeypatch):
+    if decode.spng is None:
+        pytest.skip("pyspng not installed: every PNG goes through Pillow")
+    rng = np.random.default_rng(5)
+    image = Image.fromarray(rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)).convert(mode)
+    data = encode(image, "PNG")
+    fast = decode.decode_bytes(data)
+    monkeypatch.setattr(decode, "spng", None)
+    slow = decode.decode_bytes(data)
+    assert [(p.width, p.height) for p in fast] == [(p.width, p.height) for p in slow]
+    np.testing.assert_array_equal(fast[0].gray, slow[0].gray)
