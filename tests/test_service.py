@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from batchclf.cli import app
 from batchclf.service import render
 from batchclf.service.status import lock_holder
+from batchclf.watch.lock import lock_path
 from batchclf.watch.settings import SETTINGS, resolve
 
 from .helpers import ink_digit, png_bytes
@@ -297,7 +298,8 @@ def test_status_sees_the_lock_holder_and_reads_the_journal(tmp_path):
     hand_made_journal(home / "jobs" / "watch-journal.sqlite", day)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys; from batchclf.watch.lock import InboxLock; "
-         "InboxLock(sys.argv[1]).acquire(); print('locked', flush=True); sys.stdin.read()", str(home / "inbox")],
+         "InboxLock(sys.argv[1], sys.argv[2]).acquire(); print('locked', flush=True); sys.stdin.read()",
+         str(home / "inbox"), str(home / "jobs")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -413,7 +415,7 @@ def test_daemon_started_from_the_rendered_exec_start_speaks_sd_notify_and_leaves
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [pid for pid in workers if alive(pid)], "worker processes outlived the daemon"
-        assert lock_holder(inbox / ".batchclf-watch.lock") is None
+        assert lock_holder(lock_path(inbox, tmp_path / "home" / "jobs")) is None
     finally:
         if proc.poll() is None:
             proc.kill()

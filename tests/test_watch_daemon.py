@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from batchclf.watch.lock import lock_path
+
 from .helpers import ink_digit, png_bytes, read_jsonl
 
 TIMEOUT = 60
@@ -275,7 +277,7 @@ def test_in_process_daemon_with_native_observer_stops_cleanly(home, tiny_model, 
     thread = threading.Thread(target=daemon.run, name="daemon-under-test")
     thread.start()
     try:
-        wait_for(lambda: (inbox / ".batchclf-watch.lock").exists() and daemon.predictor is not None, what="start")
+        wait_for(lambda: lock_path(inbox, jobs).exists() and daemon.predictor is not None, what="start")
         drop(inbox, "live.png", digit_bytes(5))
         wait_for(lambda: [r["file"] for r in report_rows(jobs)] == ["live.png"], what="the live file")
     finally:

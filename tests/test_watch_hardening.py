@@ -7,14 +7,16 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from batchclf.jobs.folder import day_folder_name
 from batchclf.watch.journal import FileRecord, Journal, JournalInboxError
+from batchclf.watch.lock import lock_path
 
-from .helpers import remove_tree
+from .helpers import ink_digit, png_bytes, remove_tree
 from .test_watch_daemon import csv_rows, digit_bytes, drop, report_rows, wait_for
 
 
@@ -128,7 +130,7 @@ def test_summary_is_current_soon_after_a_burst(home, tiny_model, no_thread_leaks
     thread = threading.Thread(target=daemon.run, name="daemon-under-test")
     thread.start()
     try:
-        wait_for(lambda: (inbox / ".batchclf-watch.lock").exists() and daemon.predictor is not None, what="start")
+        wait_for(lambda: lock_path(inbox, jobs).exists() and daemon.predictor is not None, what="start")
         drop(inbox, "first.png", digit_bytes(0))
         wait_for(lambda: len(report_rows(jobs)) == 1, what="the first row")  # its summary is written at once
         for i in range(1, 9):  # the burst lands within SUMMARY_EVERY of that write, and nothing comes after it
@@ -191,3 +193,127 @@ def test_clumsy_folders_are_one_error_line_and_create_nothing(tmp_path, tiny_mod
         result = CliRunner().invoke(app, ["watch", str(inbox), "--out", str(jobs), "--model", str(tiny_model), "--oneshot", "--create"])
         assert result.exit_code == 0, result.output
         assert inbox.is_dir()
+
+
+# -- issue 13 point 8: the inbox deleted and recreated under a running daemon --------------------------------------
+
+
+class PingRecorder:
+    """A notifier that records what the daemon tells systemd, pinging every 0.1 s."""
+
+    def __init__(self):
+        self.sent: list[dict] = []
+
+    def send(self, **fields) -> bool:
+        self.sent.append(fields)
+        return True
+
+    def watchdog_interval(self) -> float:
+        return 0.1
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def pings(self) -> int:
+        return sum("WATCHDOG" in fields for fields in self.sent)
+
+
+@contextmanager
+def running(daemon):
+    """``daemon.run()`` in a thread, until the block ends."""
+    thread = threading.Thread(target=daemon.run, name="daemon-under-test")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        daemon.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def live_daemon(inbox: Path, jobs: Path, model: Path, notifier=None):
+    """A daemon whose rescan never comes during a test: only the watch can find new files."""
+    from batchclf.watch.daemon import Daemon, WatchOptions
+
+    options = WatchOptions(inbox=inbox, out_dir=jobs, model=model, settle=0.1, max_latency=0.05, workers=0, rescan_interval=600)
+    return Daemon(options, notifier=notifier)
+
+
+def test_a_recreated_inbox_is_watched_again_and_stays_locked(home, tiny_model, no_thread_leaks):
+    from batchclf.errors import InboxLockedError
+
+    inbox, jobs = home / "inbox", home / "jobs"
+    with running(live_daemon(inbox, jobs, tiny_model)):
+        drop(inbox, "before.png", digit_bytes(1))
+        wait_for(lambda: len(report_rows(jobs)) == 1, what="the first file")
+        remove_tree(inbox)
+        inbox.mkdir()
+        with pytest.raises(InboxLockedError, match="already watched"):
+            oneshot(inbox, jobs, tiny_model)  # the lock did not go away with the folder
+        drop(inbox, "after.png", digit_bytes(2))
+        wait_for(lambda: [r["file"] for r in report_rows(jobs)] == ["before.png", "after.png"], timeout=5,
+                 what="a file in the recreated inbox, long before the rescan")
+        with pytest.raises(InboxLockedError, match="already watched"):
+            oneshot(inbox, home / "other-jobs", tiny_model)  # nor with another --out: the new folder is locked too
+
+
+def test_a_missing_inbox_is_logged_and_waited_for_while_pinging_the_watchdog(home, tiny_model, no_thread_leaks, caplog):
+    inbox, jobs = home / "inbox", home / "jobs"
+    notifier = PingRecorder()
+    with caplog.at_level(logging.INFO, logger="batchclf.watch"), running(live_daemon(inbox, jobs, tiny_model, notifier)) as thread:
+        wait_for(lambda: any("READY" in fields for fields in notifier.sent), what="ready")
+        remove_tree(inbox)
+        wait_for(lambda: f"inbox {inbox} is gone" in caplog.text, timeout=5, what="the missing inbox in the log")
+        pings = notifier.pings
+        wait_for(lambda: notifier.pings >= pings + 3, timeout=3, what="watchdog pings while the inbox is missing")
+        assert thread.is_alive()
+        inbox.mkdir()
+        drop(inbox, "back.png", digit_bytes(3))
+        wait_for(lambda: [r["file"] for r in report_rows(jobs)] == ["back.png"], timeout=5, what="a file in the inbox come back")
+    assert f"inbox {inbox} is back" in caplog.text
+
+
+# -- issue 13 point 9: a new file with an old file's name, size and mtime --------------------------------------------
+
+
+def same_size_scans() -> tuple[bytes, bytes]:
+    """Two different images whose files have the same length (uncompressed BMP of one size)."""
+    first, second = (png_bytes(ink_digit(80).rotate(angle), "BMP") for angle in (0, 40))
+    assert len(first) == len(second) and first != second
+    return first, second
+
+
+def put(path: Path, data: bytes, mtime_ns: int) -> None:
+    """Write ``data`` (atomically) and give the file this mtime, as ``cp -p`` or ``touch -d`` would."""
+    drop(path.parent, path.name, data)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_a_new_file_with_an_old_files_name_size_and_mtime_is_classified(home, tiny_model):
+    inbox, jobs = home / "inbox", home / "jobs"
+    first, second = same_size_scans()
+    put(inbox / "x.bmp", first, mtime_ns=1_700_000_000_000_000_000)
+    assert oneshot(inbox, jobs, tiny_model) == 0
+    put(inbox / "x.bmp", second, mtime_ns=1_700_000_000_000_000_000)
+    assert oneshot(inbox, jobs, tiny_model) == 0
+    rows = report_rows(jobs)
+    assert [r["file"] for r in rows] == ["x.bmp", "x.bmp"] and rows[0]["sha256"] != rows[1]["sha256"]
+    assert rows[1]["status"] in ("ok", "review") and not (inbox / "x.bmp").exists()
+
+
+def test_a_kept_file_is_read_again_only_when_its_ctime_changes_and_never_reported_twice(home, tiny_model, monkeypatch):
+    from batchclf.watch import daemon as daemon_module
+
+    inbox, jobs = home / "inbox", home / "jobs"
+    reads = []
+    prepare = daemon_module.prepare_many
+    monkeypatch.setattr(daemon_module, "prepare_many", lambda candidates: reads.extend(candidates) or prepare(candidates))
+    first, _ = same_size_scans()
+    put(inbox / "x.bmp", first, mtime_ns=1_700_000_000_000_000_000)
+    assert oneshot(inbox, jobs, tiny_model, keep=True) == 0 and len(reads) == 1
+    assert oneshot(inbox, jobs, tiny_model, keep=True) == 0 and len(reads) == 1  # unchanged: not even read
+    put(inbox / "x.bmp", first, mtime_ns=1_700_000_000_000_000_000)  # the same bytes written again: a new ctime
+    assert oneshot(inbox, jobs, tiny_model, keep=True) == 0 and len(reads) == 2  # read, found the same...
+    assert [r["file"] for r in report_rows(jobs)] == ["x.bmp"]  # ...and not reported again
+    assert oneshot(inbox, jobs, tiny_model, keep=True) == 0 and len(reads) == 2  # its new ctime is remembered

@@ -2,9 +2,10 @@
 
 The lock holder comes from the kernel's lock table (``/proc/locks``), not
 from trying the lock: a probe would, for a moment, hold the very lock a
-starting daemon needs.  The pid written in the lock file names the last
-daemon that started, which may be long gone.  The journal is opened
-read-only, beside a running daemon, like the report does.
+starting daemon needs.  The lock file sits in the output folder, named
+after the inbox (:func:`~batchclf.watch.lock.lock_path`); the pid written
+in it names the last daemon that started, which may be long gone.  The
+journal is opened read-only, beside a running daemon, like the report does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from batchclf.jobs.folder import journal_path
 from batchclf.watch.journal import day_status
-from batchclf.watch.lock import LOCK_NAME
+from batchclf.watch import lock as inbox_lock
 from batchclf.watch.settings import Effective
 
 PROC_LOCKS = Path("/proc/locks")
@@ -61,8 +62,9 @@ class Status:
 
 def status(effective: Effective, now: datetime | None = None) -> Status:
     inbox: Path = effective.values["inbox"].value
-    lock = inbox / LOCK_NAME
-    journal = journal_path(effective.values["out_dir"].value)
+    out_dir: Path = effective.values["out_dir"].value
+    lock = inbox_lock.lock_path(inbox, out_dir)
+    journal = journal_path(out_dir)
     holder = lock_holder(lock)
     day = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
     result = Status(str(inbox), str(lock), holder is not None, holder or recorded_pid(lock), str(journal), day)
@@ -87,8 +89,8 @@ def lock_holder(lock: Path) -> int | None:
 
 def recorded_pid(lock: Path) -> int | None:
     try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
+        return inbox_lock.recorded_pid(lock.read_text(errors="replace"))
+    except OSError:
         return None
 
 

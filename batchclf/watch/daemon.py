@@ -16,11 +16,12 @@ import queue
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from batchclf.engines.local import CHUNK_FILES, WorkerPool
-from batchclf.errors import WatchFolderError
+from batchclf.errors import InboxLockedError, WatchFolderError
 from batchclf.jobs import folder as job_folder
 from batchclf.jobs.rows import now_iso
 from batchclf.scan.prepare import prepare_many
@@ -28,16 +29,18 @@ from batchclf.watch.batcher import DynamicBatcher
 from batchclf.watch.decide import decide
 from batchclf.watch.dispatch import Dispatcher
 from batchclf.watch.intake import Intake, Taken
-from batchclf.watch.journal import Journal
+from batchclf.watch.journal import FileRecord, Journal
 from batchclf.watch.lock import InboxLock
 from batchclf.watch.moves import RETRY_EVERY, Mover
 from batchclf.watch.notify import Notifier
-from batchclf.watch.observer import filesystem_type, is_network_filesystem, start_observer
+from batchclf.watch.observer import BACK, GONE, InboxWatch, filesystem_type, is_network_filesystem
 from batchclf.watch.settings import WatchOptions  # declared with the CLI, env and config names
 from batchclf.watch.sinks import ReportSinks
 from batchclf.watch.stability import StabilityTracker
 
 log = logging.getLogger("batchclf.watch")
+
+INBOX_CHECK_EVERY = 1.0  # seconds between looks at whether the inbox folder is still the one watched
 
 
 class Daemon:
@@ -60,6 +63,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.predictor = predictor
         self.dispatcher: Dispatcher | None = None
+        self.lock: InboxLock | None = None
+        self.watch: InboxWatch | None = None  # None with --oneshot: nothing to watch
         self._stop = threading.Event()
         self.totals: dict[str, int] = {}
         self.started = now_iso()
@@ -81,47 +86,46 @@ class Daemon:
 
     def run(self) -> int:
         self._check_inbox()
-        with InboxLock(self.inbox):
-            self.journal = self._open_journal()
-            try:
+        self.journal = self._open_journal()  # first: it makes --out, where the inbox lock lives
+        try:
+            with InboxLock(self.inbox, self.out_dir) as self.lock:
                 self.journal.claim(os.fspath(self.inbox))
-                own_dirs = (self.processed_dir, self.failed_dir, self.out_dir)
-                self.intake = Intake(self.inbox, own_dirs, self.tracker, self.journal, self.clock)
-                self.sinks = ReportSinks(self.journal, self.out_dir, self._summary_meta, self.clock)
-                self.mover = Mover(self.journal, self.inbox, self.processed_dir, self.failed_dir)
-                self._load_model()
-                self._recover()
-                workers = self.options.workers if self.options.workers is not None else max(1, os.cpu_count() or 1)
-                pool = WorkerPool(workers, prepare_many) if workers > 0 else None
-                self.dispatcher = Dispatcher(self.inbox, pool, self.events, self._batch_up, prepare_many)
-                observer = None
-                try:
-                    if not self.options.oneshot:
-                        observer, description = start_observer(
-                            self.inbox, self.events, self.options.polling, self.options.poll_interval
-                        )
-                        log.info("watching %s with %s", self.inbox, description)
-                    self._log_destinations()
-                    self.intake.scan()
-                    self.notifier.send(READY=1, STATUS=self._status_text())
-                    log.info("ready: model %s on %s, batch %d, latency %.2fs, settle %.2fs",
-                             self.predictor.name, self.predictor.device, self.options.max_batch,
-                             self.options.max_latency, self.options.settle)
-                    self._loop(workers)
-                finally:
-                    self.notifier.send(STOPPING=1)
-                    if observer is not None:
-                        observer.stop()
-                        observer.join(timeout=10)
-                    self._drain()
-                    if pool is not None:
-                        pool.close()
-                    self.sinks.flush(final=True)
-            finally:
-                self.journal.close()
-                self.notifier.close()
+                self._serve()
+        finally:
+            self.journal.close()
+            self.notifier.close()
         log.info("stopped: %s", self._status_text())
         return self.exit_code
+
+    def _serve(self) -> None:
+        own_dirs = (self.processed_dir, self.failed_dir, self.out_dir)
+        self.intake = Intake(self.inbox, own_dirs, self.tracker, self.journal, self.clock)
+        self.sinks = ReportSinks(self.journal, self.out_dir, self._summary_meta, self.clock)
+        self.mover = Mover(self.journal, self.inbox, self.processed_dir, self.failed_dir)
+        self._load_model()
+        self._recover()
+        workers = self.options.workers if self.options.workers is not None else max(1, os.cpu_count() or 1)
+        pool = WorkerPool(workers, prepare_many) if workers > 0 else None
+        self.dispatcher = Dispatcher(self.inbox, pool, self.events, self._batch_up, prepare_many)
+        try:
+            if not self.options.oneshot:
+                self.watch = InboxWatch(self.inbox, self.events, self.options.polling, self.options.poll_interval)
+                log.info("watching %s with %s", self.inbox, self.watch.start())
+            self._log_destinations()
+            self.intake.scan()
+            self.notifier.send(READY=1, STATUS=self._status_text())
+            log.info("ready: model %s on %s, batch %d, latency %.2fs, settle %.2fs",
+                     self.predictor.name, self.predictor.device, self.options.max_batch,
+                     self.options.max_latency, self.options.settle)
+            self._loop(workers)
+        finally:
+            self.notifier.send(STOPPING=1)
+            if self.watch is not None:
+                self.watch.stop()
+            self._drain()
+            if pool is not None:
+                pool.close()
+            self.sinks.flush(final=True)
 
     def _check_inbox(self) -> None:
         """A missing inbox is a mistyped path unless ``create`` says otherwise; never quietly made."""
@@ -161,7 +165,7 @@ class Daemon:
             log.info("reports in %s; reported files go to %s, broken ones to %s", self.out_dir, self.processed_dir, self.failed_dir)
 
     def _loop(self, workers: int) -> None:
-        last_rescan = last_status = last_ping = last_move_retry = self.clock()
+        last_rescan = last_status = last_ping = last_move_retry = last_inbox_check = self.clock()
         ping_every = self.notifier.watchdog_interval() or 1.0
         in_flight_limit = max(1, workers) * 8
         while not self.stopping:
@@ -190,11 +194,31 @@ class Daemon:
                 self.notifier.send(STATUS=self._status_text())
                 log.info("counts: %s", self._status_text())
                 last_status = now
-            if not self.options.oneshot and now - last_rescan >= self.options.rescan_interval:
+            if self.watch is not None and now - last_inbox_check >= INBOX_CHECK_EVERY:
+                self._check_watch()
+                last_inbox_check = now
+            if self.watch is not None and self.watch.watching and now - last_rescan >= self.options.rescan_interval:
                 self.intake.scan()
                 last_rescan = now
             if self.options.oneshot and not (len(self.tracker) or self.dispatcher.chunks_in_flight or len(self.batcher)):
                 break
+
+    def _check_watch(self) -> None:
+        """An inbox deleted or replaced under the daemon: say so, wait for it, then watch and scan the new folder."""
+        change = self.watch.check()
+        if change == GONE:
+            log.warning("inbox %s is gone: waiting for it to come back", self.inbox)
+        elif change == BACK:
+            log.warning("inbox %s is back (a new folder): watching it with %s, and scanning it", self.inbox,
+                        self.watch.description)
+            try:
+                self.lock.retake_in_inbox()
+            except InboxLockedError as exc:
+                # Another daemon (its own --out) took the new folder first: two would move each other's files.
+                log.error("%s; stopping", exc)
+                self.stop(1)
+                return
+            self.intake.scan()
 
     def _room(self, in_flight_limit: int) -> int:
         """Files that may still be taken: the batcher's free capacity, and the chunks the workers may still hold."""
@@ -258,6 +282,7 @@ class Daemon:
     # -- a batch: decide, report, move ------------------------------------------------------------
 
     def _process(self, batch: list[Taken]) -> None:
+        batch = self._without_unchanged(batch)
         if not batch:
             return
         started = self.clock()
@@ -265,11 +290,26 @@ class Daemon:
         rows, records = decide(batch, self.journal, self.predictor, self.review_below, day, self.options.keep)
         for _, row in rows:
             self.totals[row["status"]] = self.totals.get(row["status"], 0) + 1
-        self.journal.decide(rows, records, self.sinks.bases({day}))
+        self.journal.decide(rows, with_ctimes(records, batch), self.sinks.bases({day}))
         self.sinks.flush()
         self.mover.move_decided()
         self.intake.done(batch)
         log.info("batch: %d files, %d rows in %.0f ms", len(batch), len(rows), (self.clock() - started) * 1000)
+
+    def _without_unchanged(self, batch: list[Taken]) -> list[Taken]:
+        """Drop files found again with the bytes already reported under their name, size and mtime.
+
+        Only their ctime moved (the same bytes written again, a ``touch``,
+        a ``chmod``): not reported or moved again.  Their new ctime is
+        recorded, so the next look does not read them.
+        """
+        new, unchanged = self.intake.partition_unchanged(batch)
+        if unchanged:
+            self.journal.refresh_ctimes([(taken.previous.id, taken.ctime_ns) for taken in unchanged])
+            self.intake.done(unchanged)
+            for taken in unchanged:
+                log.debug("%s: the same bytes as already reported; not reported again", taken.relative)
+        return new
 
     def _summary_meta(self, day: str, folder: Path) -> dict:
         return {
@@ -297,3 +337,13 @@ class Daemon:
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.totals.items())) or "nothing yet"
         in_flight = self.dispatcher.chunks_in_flight if self.dispatcher else 0
         return f"{counts}; queued={len(self.tracker)} in_flight={in_flight} batching={len(self.batcher)}"
+
+
+def with_ctimes(records: list[FileRecord], batch: list[Taken]) -> list[FileRecord]:
+    """The records with each file's ctime, which tells a later look whether it is still the same file.
+
+    ``decide`` builds the records from the batch; the ctime is added here,
+    by name (a name is in progress at most once, so unique in a batch).
+    """
+    ctimes = {taken.relative: taken.ctime_ns for taken in batch}
+    return [replace(record, ctime_ns=ctimes.get(record.path)) for record in records]

@@ -2,7 +2,10 @@
 
 The watcher only finds files and hands on those that are stable and new to
 the journal; everything after that (decoding, labelling, reporting, moving)
-happens in later stages.
+happens in later stages.  "New" is decided by identity and ctime (see
+:class:`~batchclf.watch.journal.Known`): a known identity under a new ctime
+is taken, and :meth:`Intake.partition_unchanged` drops it once its sha256
+shows the same bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from batchclf.scan.discovery import display_name, is_ignored
 from batchclf.scan.prepare import Prepared
-from batchclf.watch.journal import Journal
+from batchclf.watch.journal import Journal, Known
 from batchclf.watch.lock import LOCK_NAME
 from batchclf.watch.stability import StabilityTracker, StableFile
 
@@ -32,7 +35,13 @@ class Taken:
     taken_at: float
     escaped: bool = False  # a symlink leading outside the inbox: reported, never read
     source: bytes | None = None  # the real inbox-relative name, when ``relative`` had to escape bytes
+    ctime_ns: int | None = None  # looked up before the bytes are read: a change after it shows as a newer ctime
+    previous: Known | None = None  # the journal's record of this identity, under another ctime
     prepared: list[Prepared] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str | None:
+        return next((p.row["sha256"] for p in self.prepared if p.row.get("sha256")), None)
 
 
 class Intake:
@@ -93,11 +102,11 @@ class Intake:
                     continue
                 if relative in self.in_progress or entry.path in self.tracker:
                     continue
-                found.append(((relative, info.st_size, info.st_mtime_ns), entry.path))
+                found.append(((relative, info.st_size, info.st_mtime_ns), info.st_ctime_ns, entry.path))
             stack.extend(reversed(subfolders))
-            known = self.journal.known_many([identity for identity, _ in found])
-            for identity, path in found:
-                if identity not in known:
+            latest = self.journal.latest_of([identity for identity, _, _ in found])
+            for identity, ctime_ns, path in found:
+                if not _same_file(latest.get(identity), ctime_ns):
                     self.tracker.seen(Path(path))
 
     def take(self, stable: list[StableFile]) -> list[Taken]:
@@ -105,22 +114,49 @@ class Intake:
         candidates = []
         for path, size, mtime_ns in stable:
             relative = self.relative(path)
-            if relative is not None:
-                candidates.append(((relative, size, mtime_ns), path))
-        known = self.journal.known_many([identity for identity, _ in candidates])
+            ctime_ns = self._ctime_if_unchanged(path, size, mtime_ns) if relative is not None else None
+            if ctime_ns is not None:
+                candidates.append(((relative, size, mtime_ns), ctime_ns, path))
+        latest = self.journal.latest_of([identity for identity, _, _ in candidates])
         taken, now = [], self.clock()
-        for (relative, size, mtime_ns), path in candidates:
-            if (relative, size, mtime_ns) in known:
+        for (relative, size, mtime_ns), ctime_ns, path in candidates:
+            previous = latest.get((relative, size, mtime_ns))
+            if _same_file(previous, ctime_ns):
                 continue
             self.in_progress.add(relative)
             taken.append(
-                Taken(relative, Path(path), size, mtime_ns, now, escaped=self._escapes(path), source=self._source(path, relative))
+                Taken(relative, Path(path), size, mtime_ns, now, escaped=self._escapes(path), source=self._source(path, relative),
+                      ctime_ns=ctime_ns, previous=previous)
             )
         return taken
+
+    def partition_unchanged(self, batch: list[Taken]) -> tuple[list[Taken], list[Taken]]:
+        """``(new, unchanged)``: unchanged files hold the bytes the journal has for their identity (rewritten or touched)."""
+        new, unchanged = [], []
+        for taken in batch:
+            same = taken.previous is not None and taken.previous.sha256 is not None and taken.sha256 == taken.previous.sha256
+            (unchanged if same else new).append(taken)
+        return new, unchanged
 
     def done(self, batch: list[Taken]) -> None:
         for taken in batch:
             self.in_progress.discard(taken.relative)
+
+    def _ctime_if_unchanged(self, path, size: int, mtime_ns: int) -> int | None:
+        """The file's ctime, or None when it is gone or changed since it was judged stable (then it is watched again).
+
+        The tracker's stable files carry size and mtime only, so this is one
+        more look; it comes before the bytes are read, which is what makes
+        the ctime safe to trust later.
+        """
+        try:
+            info = os.stat(path)  # follows a file link, like the scan: its target is what gets read
+        except OSError:
+            return None
+        if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+            self.tracker.seen(Path(path))
+            return None
+        return info.st_ctime_ns
 
     def _escapes(self, path) -> bool:
         """A symlink whose target is outside the inbox: the same rule as ``classify`` (reported, never read)."""
@@ -128,3 +164,8 @@ class Intake:
             return False
         target = os.path.realpath(path)
         return os.path.commonpath([self._real_inbox, target]) != self._real_inbox
+
+
+def _same_file(known: Known | None, ctime_ns: int) -> bool:
+    """The journal's record is of this very file: same identity and the same ctime (so it need not be read)."""
+    return known is not None and known.ctime_ns == ctime_ns

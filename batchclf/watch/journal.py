@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS sinks (
 MIGRATIONS = (
     ("files", "move_kind", "TEXT"),  # 'processed' or 'failed': the folder is chosen when the move happens
     ("files", "source", "BLOB"),  # the real name's bytes when ``path`` shows escapes (a name that is not UTF-8)
+    ("files", "ctime_ns", "INTEGER"),  # the file's ctime when taken: see :class:`Known`
 )
 
 # SQLite's default limit on host parameters is 999 in old builds: stay under it.
@@ -94,6 +95,23 @@ class FileRecord:
     move_kind: str | None  # PROCESSED or FAILED_MOVE once reported; None: --keep, the file stays
     reason: str | None = None
     source: bytes | None = None  # the real inbox-relative name, when ``path`` had to escape its bytes
+    ctime_ns: int | None = None  # the file's ctime, looked up before its bytes were read
+
+
+@dataclass(frozen=True)
+class Known:
+    """The latest record of an identity ``(path, size, mtime_ns)``: is a file found under it the same file?
+
+    Size and mtime can be repeated by a new file (``cp -p``, ``touch -d``,
+    a scanner reusing names), ctime cannot: the kernel sets it on every
+    write, rename and ``utime``, and no user can choose it.  So the same
+    ctime means the same file, not read again; another ctime means the file
+    is read, and it is the same file only if its sha256 is this one.
+    """
+
+    id: int
+    ctime_ns: int | None  # None in records older than the column: read once, then known
+    sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -150,15 +168,33 @@ class Journal:
         self.db.close()
 
     def known(self, path: str, size: int, mtime_ns: int) -> bool:
-        """This exact file (path, size, mtime) was already decided: never report it again."""
+        """A file with this identity (path, size, mtime) was already decided."""
         return bool(self.known_many([(path, size, mtime_ns)]))
 
     def known_many(self, identities: list[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
-        """Which of these ``(path, size, mtime_ns)`` were already decided: one query for a whole burst."""
+        """Which of these ``(path, size, mtime_ns)`` were already decided."""
+        return set(self.latest_of(identities))
+
+    def latest_of(self, identities: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], Known]:
+        """The latest record of each of these ``(path, size, mtime_ns)`` already decided: one query for a whole burst."""
         wanted = set(identities)
         paths = list(dict.fromkeys(path for path, _, _ in identities))
-        rows = self._select_in("SELECT path, size, mtime_ns FROM files WHERE path IN ({})", paths)
-        return {identity for identity in rows if identity in wanted}
+        latest = {}
+        # Each path is asked in one part only, so ordering each part by id orders each identity's records.
+        for file_id, path, size, mtime_ns, ctime_ns, sha256 in self._select_in(
+            "SELECT id, path, size, mtime_ns, ctime_ns, sha256 FROM files WHERE path IN ({}) ORDER BY id", paths
+        ):
+            if (path, size, mtime_ns) in wanted:
+                latest[(path, size, mtime_ns)] = Known(file_id, ctime_ns, sha256)
+        return latest
+
+    def refresh_ctimes(self, ctimes: list[tuple[int, int]]) -> None:
+        """``(file id, ctime_ns)``: the file was found again with the same bytes under a new ctime (rewritten, touched).
+
+        Remembering the new ctime spares the next look reading it again.
+        """
+        with self._transaction():
+            self.db.executemany("UPDATE files SET ctime_ns = ? WHERE id = ?", [(ctime, file_id) for file_id, ctime in ctimes])
 
     def first_reports_of(self, digests: list[str]) -> dict[str, str]:
         """For each content hash already reported, the row of its first report (``<job>/<file>#1``)."""
@@ -194,10 +230,10 @@ class Journal:
                 ],
             )
             self.db.executemany(
-                "INSERT INTO files (path, size, mtime_ns, sha256, status, day, first_row, move_kind, reason, source) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.day, f.first_row, f.move_kind, f.reason, f.source)
-                 for f in files],
+                "INSERT INTO files (path, size, mtime_ns, sha256, status, day, first_row, move_kind, reason, source, ctime_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.day, f.first_row, f.move_kind, f.reason, f.source,
+                  f.ctime_ns) for f in files],
             )
             for day in {day for day, _ in rows}:
                 csv_bytes, jsonl_bytes = (bases or {}).get(day, (0, 0))
