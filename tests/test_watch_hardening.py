@@ -317,3 +317,19 @@ def test_a_kept_file_is_read_again_only_when_its_ctime_changes_and_never_reporte
     assert oneshot(inbox, jobs, tiny_model, keep=True) == 0 and len(reads) == 2  # read, found the same...
     assert [r["file"] for r in report_rows(jobs)] == ["x.bmp"]  # ...and not reported again
     assert oneshot(inbox, jobs, tiny_model, keep=True) == 0 and len(reads) == 2  # its new ctime is remembered
+
+
+def test_recovery_never_moves_a_new_file_with_the_old_files_size_and_mtime(home, tiny_model):
+    """As above, but the newcomer has the very size and mtime of the file moved before the crash: only ctime tells."""
+    inbox, jobs = home / "inbox", home / "jobs"
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    new = drop(inbox, "x.png", digit_bytes(7))
+    info = new.stat()
+    journal = Journal(jobs / "watch-journal.sqlite")
+    journal.claim(os.fspath(inbox.resolve()))
+    journal.decide([], [FileRecord("x.png", info.st_size, info.st_mtime_ns, "0" * 64, "ok", day,
+                                   f"{day_folder_name(day)}/x.png#1", "processed", ctime_ns=info.st_ctime_ns - 1)])
+    journal.close()
+    assert oneshot(inbox, jobs, tiny_model) == 0
+    rows = report_rows(jobs)
+    assert [r["file"] for r in rows] == ["x.png"] and rows[0]["status"] in ("ok", "review")

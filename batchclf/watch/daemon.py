@@ -16,11 +16,10 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from batchclf.engines.local import CHUNK_FILES, WorkerPool
+from batchclf.engines.local import CHUNK_FILES, WorkerPool, default_workers
 from batchclf.errors import InboxLockedError, WatchFolderError
 from batchclf.jobs import folder as job_folder
 from batchclf.jobs.rows import now_iso
@@ -29,7 +28,7 @@ from batchclf.watch.batcher import DynamicBatcher
 from batchclf.watch.decide import decide
 from batchclf.watch.dispatch import Dispatcher
 from batchclf.watch.intake import Intake, Taken
-from batchclf.watch.journal import FileRecord, Journal
+from batchclf.watch.journal import Journal
 from batchclf.watch.lock import InboxLock
 from batchclf.watch.moves import RETRY_EVERY, Mover
 from batchclf.watch.notify import Notifier
@@ -104,7 +103,7 @@ class Daemon:
         self.mover = Mover(self.journal, self.inbox, self.processed_dir, self.failed_dir)
         self._load_model()
         self._recover()
-        workers = self.options.workers if self.options.workers is not None else max(1, os.cpu_count() or 1)
+        workers = self.options.workers if self.options.workers is not None else default_workers()
         pool = WorkerPool(workers, prepare_many) if workers > 0 else None
         self.dispatcher = Dispatcher(self.inbox, pool, self.events, self._batch_up, prepare_many)
         try:
@@ -290,7 +289,7 @@ class Daemon:
         rows, records = decide(batch, self.journal, self.predictor, self.review_below, day, self.options.keep)
         for _, row in rows:
             self.totals[row["status"]] = self.totals.get(row["status"], 0) + 1
-        self.journal.decide(rows, with_ctimes(records, batch), self.sinks.bases({day}))
+        self.journal.decide(rows, records, self.sinks.bases({day}))
         self.sinks.flush()
         self.mover.move_decided()
         self.intake.done(batch)
@@ -337,13 +336,3 @@ class Daemon:
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.totals.items())) or "nothing yet"
         in_flight = self.dispatcher.chunks_in_flight if self.dispatcher else 0
         return f"{counts}; queued={len(self.tracker)} in_flight={in_flight} batching={len(self.batcher)}"
-
-
-def with_ctimes(records: list[FileRecord], batch: list[Taken]) -> list[FileRecord]:
-    """The records with each file's ctime, which tells a later look whether it is still the same file.
-
-    ``decide`` builds the records from the batch; the ctime is added here,
-    by name (a name is in progress at most once, so unique in a batch).
-    """
-    ctimes = {taken.relative: taken.ctime_ns for taken in batch}
-    return [replace(record, ctime_ns=ctimes.get(record.path)) for record in records]

@@ -67,6 +67,7 @@ def decide(batch: list[Taken], journal: Journal, predictor, review_below: float,
                 move_kind=None if keep else (FAILED_MOVE if broken else PROCESSED),
                 reason=lead.get("error") if broken else None,
                 source=taken.source,
+                ctime_ns=taken.ctime_ns,  # tells a later look whether this is still the same file
             )
         )
     return rows, records

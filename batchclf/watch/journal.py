@@ -126,6 +126,7 @@ class PendingMove:
     kind: str | None  # PROCESSED / FAILED_MOVE; None in journals older than move_kind (then ``planned`` says where)
     planned: str | None
     source: bytes | None  # the real name's bytes, when ``path`` shows escapes
+    ctime_ns: int | None  # the file's ctime when it was taken (None in older journals)
 
     @property
     def real_path(self) -> str:
@@ -267,7 +268,7 @@ class Journal:
         return [
             PendingMove(*row)
             for row in self.db.execute(
-                "SELECT id, path, size, mtime_ns, day, move_kind, move_to, source FROM files "
+                "SELECT id, path, size, mtime_ns, day, move_kind, move_to, source, ctime_ns FROM files "
                 "WHERE moved = 0 AND (move_kind IS NOT NULL OR move_to IS NOT NULL) ORDER BY id"
             )
         ]

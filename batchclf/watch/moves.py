@@ -5,7 +5,7 @@ logged and retried later; it never blocks classification or a restart.
 The target folder is chosen when the move happens, from the daemon's
 current options, so fixing ``--processed`` after a failure is enough.
 A file is moved only if it is still the file that was classified (same
-size and mtime): a new file under the same name is left for the daemon.
+size, mtime and ctime): a new file under the same name is left for the daemon.
 """
 
 from __future__ import annotations
@@ -59,8 +59,11 @@ class Mover:
             return None  # moved before a crash, or removed by the user
         except OSError as exc:
             return self._failed(pending, f"cannot look at {source}: {exc.strerror}")
-        if (info.st_size, info.st_mtime_ns) != (pending.size, pending.mtime_ns):
-            # Moved before a crash, and a new file arrived under the same name: not ours to move.
+        if (info.st_size, info.st_mtime_ns) != (pending.size, pending.mtime_ns) or (
+            pending.ctime_ns is not None and info.st_ctime_ns != pending.ctime_ns
+        ):
+            # Moved before a crash, and a new file arrived under the same name (even with the same
+            # size and mtime: its ctime, which no one can set, differs): not ours to move.
             return None
         target = self._target(pending)
         try:
