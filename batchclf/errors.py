@@ -75,3 +75,31 @@ class FailedRowsError(BatchclfError):
 
 class WatchFolderError(BatchclfError):
     """The daemon's inbox is missing or not a folder, or its ``--out`` cannot hold the journal."""
+
+
+class SettingsError(BatchclfError):
+    """A config file or a ``BATCHCLF_*`` variable is unreadable, names no setting, or holds a bad value."""
+
+
+class JournalInboxError(BatchclfError):
+    """A daemon's ``--out`` already holds the journal of another inbox."""
+
+
+class EngineUnavailableError(BatchclfError):
+    """The chosen engine's optional dependency is not installed."""
+
+
+class UnknownEngineError(BatchclfError):
+    """``--engine`` names an engine we do not have."""
+
+
+class ExportError(BatchclfError):
+    """A report file cannot be written (missing extra, unwritable place)."""
+
+
+class SinceError(BatchclfError):
+    """``--since`` is neither a duration nor a date."""
+
+
+class ServiceError(BatchclfError):
+    """A unit cannot be rendered or installed as asked (no executable, unknown user, a changed unit)."""

@@ -28,17 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
-from batchclf.errors import BatchclfError
+from batchclf.errors import EngineUnavailableError, UnknownEngineError
 
 RAY_INSTALL_HINT = "--engine ray needs Ray: pip install 'batchclf[ray]'"
-
-
-class EngineUnavailableError(BatchclfError):
-    """The chosen engine's optional dependency is not installed."""
-
-
-class UnknownEngineError(BatchclfError):
-    """``--engine`` names an engine we do not have."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from batchclf.errors import BatchclfError
+from batchclf.errors import ExportError
 from batchclf.jobs.folder import Job
 from batchclf.jobs.rows import COLUMNS, STATUSES, csv_cell
 
@@ -30,10 +30,6 @@ ROW_TITLES = {
     "processed_at": "Processed at (UTC)", "duplicate_of": "Duplicate of",
 }
 EXCEL_MAX_ROWS = 1_048_576  # a sheet's hard limit, header included
-
-
-class ExportError(BatchclfError):
-    """A report file cannot be written (missing extra, unwritable place)."""
 
 
 def job_line(summary: dict) -> dict:

@@ -6,15 +6,11 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from batchclf.errors import BatchclfError, JobNotFoundError
+from batchclf.errors import JobNotFoundError, SinceError
 from batchclf.jobs.folder import JobKind, find_job, kind_of, list_jobs, started_at
 
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-class SinceError(BatchclfError):
-    """``--since`` is neither a duration nor a date."""
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:

@@ -5,9 +5,3 @@ taken from the same settings resolution as ``batchclf watch`` itself;
 ``install`` writes them where systemd looks; ``status`` reads the inbox
 lock and the journal, so it answers without systemd.  No TensorFlow here.
 """
-
-from batchclf.errors import BatchclfError
-
-
-class ServiceError(BatchclfError):
-    """A unit cannot be rendered or installed as asked (no executable, unknown user, a changed unit)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchclf.atomic import write_text_atomic
-from batchclf.service import ServiceError
+from batchclf.errors import ServiceError
 from batchclf.service.render import NIGHTLY_TIMER, WATCH_SERVICE, Deployment
 
 SYSTEM_UNITS = Path("/etc/systemd/system")

@@ -22,7 +22,7 @@ from pathlib import Path
 from string import Template
 
 import batchclf
-from batchclf.service import ServiceError
+from batchclf.errors import ServiceError
 from batchclf.watch.settings import BY_FIELD, CONFIG_NAME, DEFAULT, SETTINGS, Effective
 
 WATCH_SERVICE = "batchclf-watch.service"

@@ -24,11 +24,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchclf.errors import BatchclfError
+from batchclf.errors import JournalInboxError
 from batchclf.jobs.rows import starts_file
-
-class JournalInboxError(BatchclfError):
-    """A daemon's ``--out`` already holds the journal of another inbox."""
 
 
 SCHEMA = """

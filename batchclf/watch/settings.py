@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Mapping, get_type_hints
 
 from batchclf import paths
-from batchclf.errors import BatchclfError
+from batchclf.errors import SettingsError
 
 ENV_PREFIX = "BATCHCLF_"
 CONFIG_ENV = "BATCHCLF_CONFIG"
@@ -35,10 +35,6 @@ FLAG, ENV, CONFIG, DEFAULT = "flag", "env", "config", "default"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-
-
-class SettingsError(BatchclfError):
-    """A config file or a ``BATCHCLF_*`` variable is unreadable, names no setting, or holds a bad value."""
 
 
 def setting(default=MISSING, *, help: str, name: str | None = None, minimum: float | None = None,
