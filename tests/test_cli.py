@@ -176,3 +176,12 @@ def test_version():
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output == f"batchclf {__version__}\n"
+
+
+def test_a_mistyped_home_is_refused_and_not_created(tmp_path, tiny_model):
+    missing = tmp_path / "no-such-home"
+    for args in (["classify", str(tmp_path), "--model", str(tiny_model)], ["watch", "--oneshot", "--model", str(tiny_model)],
+                 ["report"], ["models"]):
+        result = invoke(*args, "--home", missing)
+        assert result.exit_code == 2 and "is not a folder" in result.output, (args, result.output)
+    assert not missing.exists()

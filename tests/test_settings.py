@@ -82,6 +82,7 @@ def test_precedence_flag_over_env_over_config_over_default(tmp_path, clean_env):
 def test_print_config_output_is_a_config_file_that_round_trips(tmp_path, clean_env):
     result = runner.invoke(app, ["watch", "--print-config", "--home", str(tmp_path), "--settle", "4", "--keep"])
     (tmp_path / "copy.toml").write_text(result.stdout)
+    (tmp_path / "elsewhere").mkdir()
     again = print_config("--config", tmp_path / "copy.toml", "--home", tmp_path / "elsewhere")
     assert again["settle"] == (4.0, "config") and again["keep"] == (True, "config")
     assert again["inbox"] == (str(tmp_path / "inbox"), "config")

@@ -16,9 +16,21 @@ import typer
 
 from batchclf.errors import BatchclfError
 
+def _existing_folder(value: Optional[Path]) -> Optional[Path]:
+    # A mistyped --home must not quietly become a new, empty home with its own jobs/.
+    if value is not None and not value.is_dir():
+        raise typer.BadParameter(f"{value} is not a folder (a mistyped path? `batchclf service install` creates a new home)")
+    return value
+
+
 Home = Annotated[
     Optional[Path],
-    typer.Option("--home", help="Folder holding inbox/, jobs/, models/ (default: $BATCHCLF_HOME, else the current folder)."),
+    typer.Option("--home", callback=_existing_folder,
+                 help="Folder holding inbox/, jobs/, models/ (default: $BATCHCLF_HOME, else the current folder)."),
+]
+NewHome = Annotated[
+    Optional[Path],
+    typer.Option("--home", help="Folder holding inbox/, jobs/, models/; created when missing (default: $BATCHCLF_HOME, else the current folder)."),
 ]
 Model = Annotated[Optional[Path], typer.Option("--model", help="A .keras model (default: models/default.keras).")]
 Device = Annotated[str, typer.Option("--device", help="auto (GPU when TensorFlow sees one), cpu or gpu.")]

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from batchclf.cli.common import AsJson, Home, friendly_errors
+from batchclf.cli.common import AsJson, Home, NewHome, friendly_errors
 from batchclf.watch import settings
 
 app = typer.Typer(help="Run the daemon as a systemd service, or nightly from a timer.", no_args_is_help=True)
@@ -53,7 +53,7 @@ def _note_if_root(deployment) -> None:
 @app.command("print")
 @friendly_errors
 def print_units(
-    inbox: Inbox = None, home: Home = None, model: Model = None, config: Config = None, user: UserUnit = False,
+    inbox: Inbox = None, home: NewHome = None, model: Model = None, config: Config = None, user: UserUnit = False,
     run_as: RunAs = None, at: At = "02:00", nightly_only: NightlyOnly = False, deny_write_execute: DenyWriteExecute = False,
 ):
     """Print the rendered units."""
@@ -65,7 +65,7 @@ def print_units(
 @app.command()
 @friendly_errors
 def install(
-    inbox: Inbox = None, home: Home = None, model: Model = None, config: Config = None, user: UserUnit = False,
+    inbox: Inbox = None, home: NewHome = None, model: Model = None, config: Config = None, user: UserUnit = False,
     run_as: RunAs = None, at: At = "02:00", nightly_only: NightlyOnly = False, deny_write_execute: DenyWriteExecute = False,
     dest: Annotated[Optional[Path], typer.Option("--dest", help="Write the units here instead (packaging, review).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")] = False,
