@@ -25,7 +25,7 @@ def classify(
     max_file_mb: Annotated[
         Optional[int], typer.Option("--max-file-mb", min=1, help="Refuse files larger than this many MB (default: 256).")
     ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when any row failed (the job is still written).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", metavar="", help="Exit 3 when any row failed (the job is still written).")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (worker processes here) or ray (Ray Data; pip install 'batchclf[ray]').")] = "local",
     ray_address: Annotated[
         Optional[str], typer.Option("--ray-address", help="Join a Ray cluster: auto or ray://HOST:PORT (default: a private Ray on 127.0.0.1).")

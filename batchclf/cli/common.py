@@ -1,7 +1,8 @@
 """What every command shares: option declarations, the error translation, the command line.
 
 Options are declared once here as ``Annotated`` types, so ``--home`` or
-``--workers`` read the same in every command.
+``--workers`` read the same in every command.  Flags carry ``metavar=""``:
+they take no value, so ``--help`` shows no ``<bool>`` type beside them.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ ReviewBelow = Annotated[
     Optional[float],
     typer.Option("--review-below", min=0.0, max=1.0, help="Mark rows below this confidence 'review' (default: the model card's)."),
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object instead of tables.")]
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -18,7 +18,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
     deterministic: Annotated[
-        bool, typer.Option("--deterministic", help="Force deterministic TensorFlow kernels (about 2x slower on CPU).")
+        bool, typer.Option("--deterministic", metavar="", help="Force deterministic TensorFlow kernels (about 2x slower on CPU).")
     ] = False,
     extra: Annotated[
         Optional[List[Path]],
@@ -155,7 +155,7 @@ def evaluate(
 @friendly_errors
 def predict(
     images: Annotated[Optional[List[Path]], typer.Argument(help="Image files to label.")] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Label the classic demo's hand-drawn dummy digit.")] = False,
+    demo: Annotated[bool, typer.Option("--demo", metavar="", help="Label the classic demo's hand-drawn dummy digit.")] = False,
     model: Model = None,
     as_json: AsJson = False,
     device: Device = "auto",

@@ -25,12 +25,12 @@ Model = Annotated[
 Config = Annotated[
     Optional[Path], typer.Option("--config", help=f"Settings file (default: ${settings.CONFIG_ENV}, else <home>/{settings.CONFIG_NAME}).")
 ]
-UserUnit = Annotated[bool, typer.Option("--user", help="A user unit (systemctl --user) instead of a system unit.")]
+UserUnit = Annotated[bool, typer.Option("--user", metavar="", help="A user unit (systemctl --user) instead of a system unit.")]
 RunAs = Annotated[
     Optional[str], typer.Option("--run-as", help="User= of the system unit (default: you; under sudo, whoever ran sudo).")
 ]
 At = Annotated[str, typer.Option("--at", help="Time of the nightly run, HH:MM.")]
-NightlyOnly = Annotated[bool, typer.Option("--nightly-only", help="Only the nightly service and its timer, no daemon.")]
+NightlyOnly = Annotated[bool, typer.Option("--nightly-only", metavar="", help="Only the nightly service and its timer, no daemon.")]
 DenyWriteExecute = Annotated[
     bool,
     typer.Option("--deny-write-execute", help="Add MemoryDenyWriteExecute=yes; turns off TensorFlow's oneDNN (inference a fifth to a half slower)."),
@@ -68,8 +68,8 @@ def install(
     inbox: Inbox = None, home: NewHome = None, model: Model = None, config: Config = None, user: UserUnit = False,
     run_as: RunAs = None, at: At = "02:00", nightly_only: NightlyOnly = False, deny_write_execute: DenyWriteExecute = False,
     dest: Annotated[Optional[Path], typer.Option("--dest", help="Write the units here instead (packaging, review).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace units that differ from the rendered ones.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="Say what would be done; change nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Replace units that differ from the rendered ones.")] = False,
 ):
     """Write the units, create the folders they name, and print the systemctl commands that enable them."""
     from batchclf.service import install as installer

@@ -22,7 +22,7 @@ Config = Annotated[
     typer.Option("--config", help=f"A TOML file of settings (default: ${declared.CONFIG_ENV}, else <home>/{declared.CONFIG_NAME})."),
 ]
 PrintConfig = Annotated[
-    bool, typer.Option("--print-config", help="Print the effective settings and where each came from, then exit.")
+    bool, typer.Option("--print-config", metavar="", help="Print the effective settings and where each came from, then exit.")
 ]
 
 
@@ -33,7 +33,7 @@ def option_for(s: declared.Setting) -> inspect.Parameter:
     if s.positional:
         info = typer.Argument(help=help_text, metavar=s.name.upper(), show_default=False)
     elif s.type is bool:
-        info = typer.Option(f"{s.flag}/--no-{s.flag[2:]}", help=help_text, show_default=False)
+        info = typer.Option(f"{s.flag}/--no-{s.flag[2:]}", metavar="", help=help_text, show_default=False)
     else:
         info = typer.Option(s.flag, help=help_text, min=s.minimum, max=s.maximum, show_default=False)
     return inspect.Parameter(s.field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[s.type], info])
