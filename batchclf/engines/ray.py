@@ -41,6 +41,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from batchclf.engines import EngineSettings, EngineUnavailableError, RAY_INSTALL_HINT
+from batchclf.engines.local import default_workers
 
 FIRST_BLOCK_FILES = 16  # small first blocks: rows flow soon, and a few hundred files still spread over the CPUs
 MAX_BLOCK_FILES = 512  # then growing to this: few object references for a huge input
@@ -185,7 +186,7 @@ class RayEngine:
         if ray.is_initialized():
             pass  # the caller's Ray (a test, a notebook, a Ray job's driver): use it, leave it running
         elif self.local:
-            workers = self.workers if self.workers is not None else (os.cpu_count() or 1)
+            workers = self.workers if self.workers is not None else default_workers()
             actors = self.actors if self.actors is not None else 1
             ray.init(
                 address="local",
