@@ -2,8 +2,9 @@
 
 Samples the summed RSS of the command's process tree (read from ``/proc``)
 every 0.2 s, and prints the peak and the level at a quarter, half, three
-quarters and 95% of the run (the last samples catch the processes exiting), so memory that grows with the number of
-files shows as a rising line.  Linux only.
+quarters and 95% of the run (the very last samples catch the processes
+exiting), so memory that grows with the number of files shows as a rising
+line.  Linux only.
 """
 
 from __future__ import annotations
