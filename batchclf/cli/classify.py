@@ -7,7 +7,9 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from batchclf.cli.common import BatchSize, Device, Home, Model, ReviewBelow, Workers, command_line, friendly_errors, model_path
+from batchclf.cli.common import (
+    BatchSize, Device, Home, InputScale, Model, ReviewBelow, Workers, command_line, friendly_errors, model_path,
+)
 
 
 @friendly_errors
@@ -19,6 +21,7 @@ def classify(
     workers: Workers = None,
     review_below: ReviewBelow = None,
     device: Device = "auto",
+    input_scale: InputScale = None,
     max_pages: Annotated[
         Optional[int], typer.Option("--max-pages", min=1, help="Refuse files with more pages than this (default: 1000).")
     ] = None,
@@ -52,6 +55,7 @@ def classify(
         max_pages=max_pages,
         max_file_mb=max_file_mb,
         engine=engine,
+        input_scale=input_scale,
         ray_address=ray_address,
         actors=actors,
         gpus_per_actor=gpus_per_actor,

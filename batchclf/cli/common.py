@@ -48,6 +48,10 @@ ReviewBelow = Annotated[
     Optional[float],
     typer.Option("--review-below", min=0.0, max=1.0, help="Mark rows below this confidence 'review' (default: the model card's)."),
 ]
+InputScale = Annotated[
+    Optional[float],
+    typer.Option("--input-scale", min=1.0, help="255 for a model trained on raw 0-255 pixels (default: the model card's, else 1)."),
+]
 AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object instead of tables.")]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from batchclf.cli.common import AsJson, Data, Device, Home, Model, command_line, friendly_errors, model_path
+from batchclf.cli.common import AsJson, Data, Device, Home, InputScale, Model, command_line, friendly_errors, model_path
 
 
 @friendly_errors
@@ -117,6 +117,7 @@ def evaluate(
         Optional[Path], typer.Option("--baseline", help="Also score this model on the same set and show both (e.g. a fine-tune's parent).")
     ] = None,
     engine: Annotated[str, typer.Option("--engine", help="How --scans files become rows: local or ray (as for classify).")] = "local",
+    input_scale: InputScale = None,
     as_json: AsJson = False,
     device: Device = "auto",
     home: Home = None,
@@ -130,7 +131,7 @@ def evaluate(
 
     if scans is not None and not scans.exists():
         raise typer.BadParameter(f"{scans} does not exist", param_hint="--scans")
-    predictors = [Predictor(path, device=device) for path in (model_path(model, home), baseline) if path is not None]
+    predictors = [Predictor(path, device=device, input_scale=input_scale) for path in (model_path(model, home), baseline) if path is not None]
     dataset = datasets.load(data) if scans is None else None  # after the models: a broken model is the first error
 
     def score(predictor) -> dict:
@@ -157,6 +158,7 @@ def predict(
     images: Annotated[Optional[List[Path]], typer.Argument(help="Image files to label.")] = None,
     demo: Annotated[bool, typer.Option("--demo", metavar="", help="Label the classic demo's hand-drawn dummy digit.")] = False,
     model: Model = None,
+    input_scale: InputScale = None,
     as_json: AsJson = False,
     device: Device = "auto",
     home: Home = None,
@@ -173,7 +175,7 @@ def predict(
     from batchclf.model import evaluate as predicting
     from batchclf.model.predictor import Predictor
 
-    predictor = Predictor(model_path(model, home), device=device)
+    predictor = Predictor(model_path(model, home), device=device, input_scale=input_scale)
     results = []
     if demo:
         digit = predicting.demo_digit()

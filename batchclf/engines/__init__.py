@@ -43,6 +43,7 @@ class EngineSettings:
     review_below: float | None = None  # None: the model card's
     workers: int | None = None  # decoding processes (local) / CPUs for decoding tasks of a local Ray; None: one per core
     limits: object | None = None  # batchclf.scan.decode.Limits, None: the defaults
+    input_scale: float | None = None  # None: the model card's (1.0 without one); 255 for a model trained on raw pixels
     # Ray only
     address: str | None = None  # None: start a private Ray on 127.0.0.1; "auto" or "ray://HOST:PORT": join a cluster
     actors: int | None = None  # labelling actors; None: 1 (local Ray) or one per GPU / per 4 CPUs of the cluster
@@ -80,7 +81,8 @@ class LocalEngine:
         from batchclf.engines.local import default_workers
 
         self.settings = settings
-        self.predictor = Predictor(settings.model, device=settings.device, batch_size=settings.batch_size)
+        self.predictor = Predictor(settings.model, device=settings.device, batch_size=settings.batch_size,
+                                   input_scale=settings.input_scale)
         self.predictor.warm_up()
         self.review_below = cards.review_below(self.predictor.card, settings.review_below)
         self.workers = default_workers() if settings.workers is None else settings.workers

@@ -105,7 +105,7 @@ def listing_blocks(candidates: Iterable, first: int = FIRST_BLOCK_FILES, largest
         yield table()
 
 
-def describe_model(path: Path) -> dict:
+def describe_model(path: Path, input_scale: float | None = None) -> dict:
     """What :meth:`batchclf.model.predictor.Predictor.describe` records, without loading TensorFlow in the driver."""
     from batchclf.model import card as cards
     from batchclf.model.predictor import sha256_file
@@ -118,6 +118,8 @@ def describe_model(path: Path) -> dict:
         "architecture": card.get("architecture"),
         "card_accuracy": card.get("mnist_test", {}).get("accuracy"),
         "temperature": cards.temperature(card),
+        "card": bool(card),
+        "input_scale": float(input_scale if input_scale is not None else card.get("input_scale", 1.0)),
     }
 
 
@@ -154,7 +156,7 @@ class RayEngine:
         self.kind = "gpu" if gpus > 0 else "cpu"
         self.device = "/GPU:0" if gpus > 0 else "/CPU:0"  # each actor sees its own GPUs (CUDA_VISIBLE_DEVICES) as GPU:0
         self.batch_size = int(settings.batch_size or devices.DEFAULT_BATCH[self.kind])
-        self.model = describe_model(self.model_path)
+        self.model = describe_model(self.model_path, settings.input_scale)
         card = cards.read(self.model_path)
         self.review_below = cards.review_below(card, settings.review_below)
         self._model_bytes = self.model_path.read_bytes()  # shipped to the actors: no shared model folder needed
@@ -266,6 +268,7 @@ class RayEngine:
                     "device": self.kind,
                     "batch_size": self.batch_size,
                     "review_below": self.review_below,
+                    "input_scale": self.settings.input_scale,
                 },
                 **labeller_resources,
             )
@@ -397,7 +400,8 @@ def prepare_block(table, limits=None, token: str = "") -> "object":
 class Labeller:
     """A Ray Data actor: loads the model once, then labels batches of prepared rows."""
 
-    def __init__(self, model_name: str, model: list, device: str, batch_size: int, review_below: float):
+    def __init__(self, model_name: str, model: list, device: str, batch_size: int, review_below: float,
+                 input_scale: float | None = None):
         import ray
 
         from batchclf.model.predictor import Predictor
@@ -411,7 +415,7 @@ class Labeller:
             model.write_bytes(model_bytes)
             if card_bytes is not None:
                 card_path(model).write_bytes(card_bytes)
-            self.predictor = Predictor(model, device=device, batch_size=batch_size)
+            self.predictor = Predictor(model, device=device, batch_size=batch_size, input_scale=input_scale)
             self.predictor.warm_up()
         finally:
             shutil.rmtree(folder, ignore_errors=True)

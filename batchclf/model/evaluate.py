@@ -137,7 +137,8 @@ def _engine_rows(predictor, candidates, review_below: float, workers: int, engin
         return
     from batchclf.engines import EngineSettings, get_engine
 
-    settings = EngineSettings(model=predictor.path, batch_size=predictor.batch_size, review_below=review_below, workers=workers)
+    settings = EngineSettings(model=predictor.path, batch_size=predictor.batch_size, review_below=review_below, workers=workers,
+                              input_scale=predictor.input_scale)
     with get_engine(engine)(settings) as chosen:
         yield from chosen.rows(candidates)
 

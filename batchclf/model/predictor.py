@@ -22,7 +22,7 @@ def sha256_file(path: Path) -> str:
 
 
 def load_keras_model(path: Path):
-    """Load a ``.keras`` file with safe mode on: no lambda or arbitrary code from the file."""
+    """Load a ``.keras`` file with safe mode on (no lambda or arbitrary code from the file), or a Keras 2 ``.h5``."""
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"model file not found: {path}")
@@ -35,6 +35,23 @@ def load_keras_model(path: Path):
         raise ModelLoadError(f"cannot load model {path}: {exc.__class__.__name__}: {exc}") from exc
 
 
+SUPPORTED_INPUTS = ((28, 28, 1), (28, 28), (784,))
+
+
+def model_input_shape(model, path: Path) -> tuple[int, ...]:
+    """The per-image input shape of ``model``, if it is one we can feed a 28x28 digit to."""
+    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if shape not in SUPPORTED_INPUTS:
+        found = model.input_shape
+        raise ModelLoadError(
+            f"{path}: the model takes input of shape {found}; batchclf feeds (28, 28, 1), (28, 28) or (784,) digits"
+        )
+    outputs = model.output_shape
+    if isinstance(outputs, list) or tuple(outputs[1:]) != (10,):
+        raise ModelLoadError(f"{path}: the model gives output of shape {outputs}; batchclf needs 10 class probabilities")
+    return shape
+
+
 class Predictor:
     """A model plus its card, predicting calibrated probabilities in fixed-size batches.
 
@@ -42,7 +59,7 @@ class Predictor:
     last, short batch is padded, so no batch ever triggers a retrace.
     """
 
-    def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None):
+    def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None, input_scale: float | None = None):
         tf = devices.tensorflow()
 
         self.path = Path(model_path)
@@ -54,12 +71,16 @@ class Predictor:
         self.temperature = cards.temperature(self.card)
         self.sha256 = sha256_file(self.path)
         self.batch_size = int(batch_size or devices.DEFAULT_BATCH[devices.kind(self.device)])
+        # Pixels in [0, 1] unless the user or the card says the model was trained on raw 0-255 values.
+        self.input_scale = float(input_scale if input_scale is not None else self.card.get("input_scale", 1.0))
+        self.input_shape = model_input_shape(self.model, self.path)
         spec = tf.TensorSpec([self.batch_size, 28, 28, 1], tf.float32)
-        model = self.model
+        model, shape, scale = self.model, (self.batch_size, *self.input_shape), self.input_scale
 
         @tf.function(input_signature=[spec], reduce_retracing=False)
         def forward(images):
-            return model(images, training=False)
+            # The one adapter between our 28x28x1 inputs and what the model takes (784, 28x28 or 28x28x1).
+            return model(tf.reshape(images * scale, shape), training=False)
 
         self._forward = forward
 
@@ -76,6 +97,8 @@ class Predictor:
             "architecture": self.card.get("architecture"),
             "card_accuracy": self.card.get("mnist_test", {}).get("accuracy"),
             "temperature": self.temperature,
+            "card": bool(self.card),  # a model trained elsewhere: temperature 1 and the default review threshold
+            "input_scale": self.input_scale,
         }
 
     def warm_up(self) -> None:

@@ -150,7 +150,8 @@ class Daemon:
 
             # Compiled for the daemon's own batch size: a 64-file batch never pays for 256 padded images.
             self.predictor = Predictor(
-                self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch
+                self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch,
+                input_scale=self.options.input_scale,
             )
         self.predictor.warm_up()
         from batchclf.model import card as cards

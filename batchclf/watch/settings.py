@@ -73,6 +73,8 @@ class WatchOptions:
     device: str = setting("auto", choices=("auto", "cpu", "gpu"), help="auto (GPU when TensorFlow sees one), cpu or gpu.")
     # Not a setting: the compiled batch follows max_batch, so a 64-file batch never pays for 256 padded images.
     batch_size: int | None = None
+    input_scale: float | None = setting(None, minimum=1.0,
+                                        help="255 for a model trained on raw 0-255 pixels (unset: the model card's, else 1).")
     review_below: float | None = setting(None, minimum=0.0, maximum=1.0,
                                          help="Mark rows below this confidence 'review' (unset: the model card's).")
     processed_dir: Path | None = setting(None, name="processed", help="Where reported files go.",
