@@ -15,7 +15,6 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from batchclf.classify import ClassifyOptions, run
