@@ -113,16 +113,10 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
 
     datas: list[bytes] = []
 
-    read_hashed = getattr(decode, "read_hashed", None)  # reads and hashes in one pass where decode has it
-
     def read_and_hash():
         datas.clear()
         for path in files:
-            if read_hashed is not None:
-                data, _ = read_hashed(path)
-            else:
-                data = decode.read(path)
-                hashlib.sha256(data).hexdigest()
+            data, _ = decode.read_hashed(path)  # reads and hashes in one pass, as prepare does
             datas.append(data)
 
     read_and_hash()  # the page cache is warm for every repeat, as for the job after a listing
@@ -196,7 +190,7 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
     # Shown apart: pickling a chunk's results in a worker and unpickling them in the main process.
     stubs = [
         (make_row(file=path.name, page=1, sha256="0" * 64, width=page.width, height=page.height), image)
-        for path, page, image in zip(_page_files(files, datas, pages), pages, images)
+        for path, page, image in zip(_per_page(files, pages), pages, images)
     ]
 
     def transfer():
@@ -211,7 +205,7 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
         n,
         cores(),
         [
-            StageCost("read + hash", read_us, n, "read_hashed" if read_hashed else "read + sha256"),
+            StageCost("read + hash", read_us, n, "read_hashed"),
             StageCost("decode", decode_us, n, f"decode_bytes, {len(pages)} pages"),
             StageCost("normalise", normalise_us, n, f"normalize_to_bytes, {blank} blank"),
             StageCost("inference", inference_us, n, f"batch {batch}, all threads"),
@@ -222,20 +216,11 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
     return table
 
 
-def _per_page(page_rows: list[tuple[str, str]], pages: list) -> list[tuple[str, str]]:
-    """Each page's (file name, sha256): a file's pages follow each other, page index 0 starts a file."""
+def _per_page(per_file: list, pages: list) -> list:
+    """Each page's entry of ``per_file``: a file's pages follow each other, and page index 0 starts a file."""
     out, file_index = [], -1
     for page in pages:
         if page.index == 0:
             file_index += 1
-        out.append(page_rows[max(file_index, 0)])
-    return out
-
-
-def _page_files(files: list[Path], datas: list[bytes], pages: list) -> list[Path]:
-    out, file_index = [], -1
-    for page in pages:
-        if page.index == 0:
-            file_index += 1
-        out.append(files[max(file_index, 0)])
+        out.append(per_file[max(file_index, 0)])
     return out

@@ -108,11 +108,12 @@ class LocalEngine:
             "batch_size": self.predictor.batch_size,
             "workers": self.workers,
             "review_below": self.review_below,
-            "tensorflow": _version("tensorflow"),
+            "tensorflow": package_version("tensorflow"),
         }
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """An installed package's version, without importing it (the driver of a Ray job never imports TensorFlow)."""
     import importlib.metadata
 
     try:

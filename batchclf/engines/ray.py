@@ -27,7 +27,6 @@ crashing the job (see :class:`_CrashLedger`).
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from batchclf.engines import EngineSettings, EngineUnavailableError, RAY_INSTALL_HINT
+from batchclf.engines import EngineSettings, EngineUnavailableError, RAY_INSTALL_HINT, package_version
 from batchclf.engines.local import default_workers
 
 FIRST_BLOCK_FILES = 16  # small first blocks: rows flow soon, and a few hundred files still spread over the CPUs
@@ -121,13 +120,6 @@ def describe_model(path: Path, input_scale: float | None = None) -> dict:
         "card": bool(card),
         "input_scale": float(input_scale if input_scale is not None else card.get("input_scale", 1.0)),
     }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 class RayEngine:
@@ -279,7 +271,7 @@ class RayEngine:
                 yield json.loads(text)
 
     def describe(self) -> dict:
-        ray_version = getattr(self.ray, "__version__", None) or _version("ray")
+        ray_version = getattr(self.ray, "__version__", None) or package_version("ray")
         return {
             "engine": self.name,
             "model": self.model,
@@ -287,7 +279,7 @@ class RayEngine:
             "batch_size": self.batch_size,
             "workers": self.workers,
             "review_below": self.review_below,
-            "tensorflow": _version("tensorflow"),
+            "tensorflow": package_version("tensorflow"),
             "ray": {
                 "version": ray_version,
                 "address": self.address or "local (127.0.0.1, private)",

@@ -151,6 +151,7 @@ class Job:
     kind: JobKind
     meta: dict
     torn: list[str] = field(default_factory=list)  # torn last CSV lines skipped by the last read
+    _locate: object = field(default=None, init=False, repr=False, compare=False)  # built on first use
 
     @property
     def id(self) -> str:
@@ -241,7 +242,7 @@ class Job:
         return self._locator()(row["file"])
 
     def _locator(self):
-        if getattr(self, "_locate", None) is None:
+        if self._locate is None:
             self._locate = _watch_locator(self) if self.kind is JobKind.WATCH else _classify_locator(self)
         return self._locate
 

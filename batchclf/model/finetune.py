@@ -21,10 +21,9 @@ from batchclf.datasets.labelled import LabelledSet
 from batchclf.datasets.mnist import Dataset
 from batchclf.model import card as cards
 from batchclf.model import device as devices
-from batchclf.model.calibration import apply_temperature, expected_calibration_error, fit_temperature
-from batchclf.model.metrics import summary
+from batchclf.model.calibration import apply_temperature, expected_calibration_error
 from batchclf.model.predictor import load_keras_model, sha256_file
-from batchclf.model.training import VALIDATION_SIZE, mix_in, save_atomic, training_stream
+from batchclf.model.training import VALIDATION_SIZE, calibrate_and_score, mix_in, save_atomic, training_stream
 from batchclf.scan.preprocess import mnist_to_input
 
 EPOCHS = 3
@@ -83,10 +82,7 @@ def fine_tune(
     seconds = time.perf_counter() - started
 
     x_val, y_val = mnist_to_input(data.x_train[validation]), data.y_train[validation]
-    val_probs = model.predict(x_val, batch_size=512, verbose=0)
-    temperature = fit_temperature(val_probs, y_val)
-    test_probs = apply_temperature(model.predict(mnist_to_input(data.x_test), batch_size=512, verbose=0), temperature)
-    test = summary(test_probs, data.y_test)
+    val_probs, temperature, _, test = calibrate_and_score(model, x_val, y_val, data)
 
     out = Path(out)
     save_atomic(model, out)

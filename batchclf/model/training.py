@@ -97,11 +97,7 @@ def train(
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=0, callbacks=callbacks)
     training_seconds = time.perf_counter() - started
 
-    val_probs = model.predict(x_val, batch_size=512, verbose=0)
-    temperature = fit_temperature(val_probs, y_val) if len(y_val) else 1.0
-    test_probs_raw = model.predict(mnist_to_input(data.x_test), batch_size=512, verbose=0)
-    test_probs = apply_temperature(test_probs_raw, temperature)
-    test_metrics = summary(test_probs, data.y_test)
+    val_probs, temperature, test_probs_raw, test_metrics = calibrate_and_score(model, x_val, y_val, data)
 
     out = Path(out)
     save_atomic(model, out)
@@ -154,6 +150,17 @@ def train(
     }
     cards.write(out, card)
     return card
+
+
+def calibrate_and_score(model, x_val, y_val, data: Dataset):
+    """Fit the temperature on held-out images, then score the MNIST test set with it.
+
+    Returns ``(validation probabilities, temperature, raw test probabilities, test metrics)``.
+    """
+    val_probs = model.predict(x_val, batch_size=512, verbose=0)
+    temperature = fit_temperature(val_probs, y_val) if len(y_val) else 1.0
+    test_probs_raw = model.predict(mnist_to_input(data.x_test), batch_size=512, verbose=0)
+    return val_probs, temperature, test_probs_raw, summary(apply_temperature(test_probs_raw, temperature), data.y_test)
 
 
 def training_stream(x, y, batch_size: int, seed: int, augment: bool):
