@@ -34,6 +34,7 @@ class ClassifyOptions:
     max_file_mb: int | None = None
     engine: str = "local"  # or "ray" (batchclf.engines.get_engine)
     input_scale: float | None = None
+    detector: Path | None = None  # the not-a-digit detector; None: none
     ray_address: str | None = None
     actors: int | None = None
     gpus_per_actor: float = 0.0
@@ -80,7 +81,7 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
     limits = Limits.from_options(options.max_pages, options.max_file_mb)
     settings = EngineSettings(
         model=options.model, device=options.device, batch_size=options.batch_size, review_below=options.review_below,
-        workers=options.workers, limits=limits, input_scale=options.input_scale, address=options.ray_address, actors=options.actors,
+        workers=options.workers, limits=limits, input_scale=options.input_scale, detector=options.detector, address=options.ray_address, actors=options.actors,
         gpus_per_actor=options.gpus_per_actor,
     )
     with get_engine(options.engine)(settings) as engine:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 HOME_ENV = "BATCHCLF_HOME"
 DEFAULT_MODEL_NAME = "default.keras"
+# The not-a-digit detector (batchclf.model.detector) sits apart from the classifiers, so `batchclf models` never lists it.
+DETECTOR_NAME = "detectors/not-a-digit.keras"
 IN_USE_NAME = "IN_USE"  # models/IN_USE names the model in use (batchclf models use NAME)
 PACKAGED_MODELS = Path(__file__).resolve().parent / "models"
 
@@ -67,6 +69,25 @@ def default_model(base: Path | None = None) -> Path:
         if candidate.is_file():
             return candidate
     return candidates[0]
+
+
+def default_detector(base: Path | None = None) -> Path | None:
+    """The not-a-digit detector used unless told otherwise: the home's, else the checkout's or the wheel's; None if none."""
+    candidates = [
+        models_dir(base) / DETECTOR_NAME,
+        Path(__file__).resolve().parent.parent / "models" / DETECTOR_NAME,
+        PACKAGED_MODELS / DETECTOR_NAME,
+    ]
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def detector(choice: str | Path | None, base: Path | None = None) -> Path | None:
+    """A ``--detector`` value as a file: ``off`` -> None, ``auto`` (or unset) -> :func:`default_detector`, else the path."""
+    if choice is None or str(choice) == "auto":
+        return default_detector(base)
+    if str(choice) == "off":
+        return None
+    return Path(choice)
 
 
 def card_path(model_path: Path) -> Path:

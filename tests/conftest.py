@@ -13,6 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_DIR = Path(os.environ.get("BATCHCLF_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
 SHIPPED_MODEL = ROOT / "models" / "default.keras"
+# Tests run without the shipped not-a-digit detector unless they ask for one (--detector, detector=):
+# their tiny models read drawn bars, which the detector rightly calls no digits.  The variable
+# reaches commands run as subprocesses; the fixture below covers "auto" inside this process.
+os.environ.setdefault("BATCHCLF_DETECTOR", "off")
+
+
+@pytest.fixture(autouse=True)
+def no_default_detector(monkeypatch):
+    from batchclf import paths
+
+    monkeypatch.setattr(paths, "default_detector", lambda base=None: None)
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +101,17 @@ def no_thread_leaks():
         thread.join(timeout=5)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"threads leaked: {still}"
+
+
+@pytest.fixture(scope="session")
+def ink_detector(tmp_path_factory) -> Path:
+    """A detector that flags an image with much ink (mean > 0.2): a blot, not a thin digit."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.layers[-1].set_weights([np.array([[60.0]], np.float32), np.array([-12.0], np.float32)])
+    path = tmp_path_factory.mktemp("detectors") / "blots.keras"
+    model.save(path)
+    path.with_suffix(".json").write_text(json.dumps({"kind": "not-a-digit detector", "flag_above": 0.5}))
+    return path

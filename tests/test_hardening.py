@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from batchclf.classify import ClassifyOptions, run
+from batchclf.model.predictor import Scores
 from batchclf.scan.discovery import Candidate, discover
 
 from .helpers import child_pids, ink_digit, is_alive, png_bytes, spawned_workers, tiff_bytes
@@ -40,10 +41,10 @@ def prepare_file(path: Path, **limits):
     return [item.row for item in prepare(candidate, Limits(**limits))]
 
 
-def label_everything(images: np.ndarray) -> np.ndarray:
+def label_everything(images: np.ndarray) -> Scores:
     out = np.zeros((len(images), 10), np.float32)
     out[:, 3] = 1.0
-    return out
+    return Scores(out)
 
 
 def partial_files(folder: Path) -> list[Path]:

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from batchclf.model.predictor import Scores
 from batchclf.scan.discovery import Candidate, discover, is_ignored
 from batchclf.engines.local import CHUNK_FILES, CHUNKS_IN_FLIGHT_PER_WORKER, classify_stream
 
@@ -29,7 +30,7 @@ def fake_predict(shapes):
         shapes.append(images.shape)
         out = np.zeros((len(images), 10), np.float32)
         out[:, 3] = 1.0
-        return out
+        return Scores(out)
 
     return predict
 

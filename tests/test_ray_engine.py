@@ -103,16 +103,16 @@ def mixed_corpus(root: Path, good: int = 240) -> int:
     return good
 
 
-def local_rows(root: Path, model: Path) -> list[dict]:
+def local_rows(root: Path, model: Path, detector: Path | None = None) -> list[dict]:
     """The local engine's rows for ``root``, straight from ``classify_stream``."""
     from batchclf.engines.local import classify_stream
     from batchclf.model import card as cards
     from batchclf.model.predictor import Predictor
     from batchclf.scan.discovery import discover
 
-    predictor = Predictor(model, device="cpu", batch_size=64)
+    predictor = Predictor(model, device="cpu", batch_size=64, detector=detector)
     review_below = cards.review_below(predictor.card)
-    return list(classify_stream(discover([root]), predictor.predict, predictor.batch_size, review_below, predictor.name, 2))
+    return list(classify_stream(discover([root]), predictor.score, predictor.batch_size, review_below, predictor.name, 2))
 
 
 def ray_engine(model: Path, **settings):
@@ -152,10 +152,10 @@ def is_loopback(address: str) -> bool:
     return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1") or host.startswith("::ffff:127.")
 
 
-def test_ray_rows_equal_local_rows_and_ray_listens_on_loopback_only(tmp_path, tiny_model):
+def test_ray_rows_equal_local_rows_and_ray_listens_on_loopback_only(tmp_path, tiny_model, ink_detector):
     root = tmp_path / "in"
     mixed_corpus(root)
-    engine = ray_engine(tiny_model)
+    engine = ray_engine(tiny_model, detector=ink_detector)  # the actors get the not-a-digit detector too
     try:
         from batchclf.scan.discovery import discover
 
@@ -171,8 +171,9 @@ def test_ray_rows_equal_local_rows_and_ray_listens_on_loopback_only(tmp_path, ti
     outward = [entry for entry in listeners if not is_loopback(entry[0])]
     assert not outward, f"Ray listens beyond loopback: {outward}"
 
-    expected = local_rows(root, tiny_model)
+    expected = local_rows(root, tiny_model, ink_detector)
     assert len(rows) == len(expected) > 250
+    assert meta["model"]["detector"]["file"] == ink_detector.name
     for ray_row, local_row in zip(rows, expected):
         assert {key: ray_row[key] for key in COMPARED} == {key: local_row[key] for key in COMPARED}
         for key in ("confidence", "second_confidence"):

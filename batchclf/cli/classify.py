@@ -8,7 +8,8 @@ from typing import Annotated, List, Optional
 import typer
 
 from batchclf.cli.common import (
-    BatchSize, Device, Home, InputScale, Model, ReviewBelow, Workers, command_line, friendly_errors, model_path,
+    BatchSize, Detector, Device, Home, InputScale, Model, ReviewBelow, Workers, command_line, detector_path, friendly_errors,
+    model_path,
 )
 
 
@@ -22,6 +23,7 @@ def classify(
     review_below: ReviewBelow = None,
     device: Device = "auto",
     input_scale: InputScale = None,
+    detector: Detector = "auto",
     max_pages: Annotated[
         Optional[int], typer.Option("--max-pages", min=1, help="Refuse files with more pages than this (default: 1000).")
     ] = None,
@@ -56,6 +58,7 @@ def classify(
         max_file_mb=max_file_mb,
         engine=engine,
         input_scale=input_scale,
+        detector=detector_path(detector, home),
         ray_address=ray_address,
         actors=actors,
         gpus_per_actor=gpus_per_actor,

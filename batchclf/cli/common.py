@@ -52,6 +52,11 @@ InputScale = Annotated[
     Optional[float],
     typer.Option("--input-scale", min=1.0, help="255 for a model trained on raw 0-255 pixels (default: the model card's, else 1)."),
 ]
+Detector = Annotated[
+    str,
+    typer.Option("--detector", envvar="BATCHCLF_DETECTOR", show_envvar=False,
+                 help="The not-a-digit detector: a .keras file, auto (models/detectors/not-a-digit.keras) or off [env BATCHCLF_DETECTOR]."),
+]
 AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object instead of tables.")]
 
 
@@ -82,3 +87,9 @@ def model_path(model: Optional[Path], home: Optional[Path]) -> Path:
     from batchclf import paths
 
     return model if model is not None else paths.default_model(home)
+
+
+def detector_path(choice: str, home: Optional[Path]) -> Optional[Path]:
+    from batchclf import paths
+
+    return paths.detector(choice, home)

@@ -7,7 +7,9 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from batchclf.cli.common import AsJson, Data, Device, Home, InputScale, Model, command_line, friendly_errors, model_path
+from batchclf.cli.common import (
+    AsJson, Data, Detector, Device, Home, InputScale, Model, command_line, detector_path, friendly_errors, model_path,
+)
 
 
 @friendly_errors
@@ -108,7 +110,10 @@ def _labelled(extra: list[Path], reviews: list[Path]):
 @friendly_errors
 def evaluate(
     model: Model = None,
-    data: Data = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Option("--data", help="MNIST (mnist.npz or IDX files; default: Keras download), or labelled scans as for --scans."),
+    ] = None,
     scans: Annotated[
         Optional[Path],
         typer.Option("--scans", help="Instead of MNIST: labelled scans (a folder of .../DIGIT/file, or a USPS file)."),
@@ -118,6 +123,7 @@ def evaluate(
     ] = None,
     engine: Annotated[str, typer.Option("--engine", help="How --scans files become rows: local or ray (as for classify).")] = "local",
     input_scale: InputScale = None,
+    detector: Detector = "auto",
     as_json: AsJson = False,
     device: Device = "auto",
     home: Home = None,
@@ -131,7 +137,11 @@ def evaluate(
 
     if scans is not None and not scans.exists():
         raise typer.BadParameter(f"{scans} does not exist", param_hint="--scans")
-    predictors = [Predictor(path, device=device, input_scale=input_scale) for path in (model_path(model, home), baseline) if path is not None]
+    if scans is None and data is not None and data.exists() and not datasets.is_mnist(data):
+        scans, data = data, None  # --data takes the labelled layouts too
+    found = detector_path(detector, home)
+    predictors = [Predictor(path, device=device, input_scale=input_scale, detector=found)
+                  for path in (model_path(model, home), baseline) if path is not None]
     dataset = datasets.load(data) if scans is None else None  # after the models: a broken model is the first error
 
     def score(predictor) -> dict:
@@ -159,6 +169,7 @@ def predict(
     demo: Annotated[bool, typer.Option("--demo", metavar="", help="Label the classic demo's hand-drawn dummy digit.")] = False,
     model: Model = None,
     input_scale: InputScale = None,
+    detector: Detector = "auto",
     as_json: AsJson = False,
     device: Device = "auto",
     home: Home = None,
@@ -175,7 +186,7 @@ def predict(
     from batchclf.model import evaluate as predicting
     from batchclf.model.predictor import Predictor
 
-    predictor = Predictor(model_path(model, home), device=device, input_scale=input_scale)
+    predictor = Predictor(model_path(model, home), device=device, input_scale=input_scale, detector=detector_path(detector, home))
     results = []
     if demo:
         digit = predicting.demo_digit()

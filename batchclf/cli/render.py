@@ -36,6 +36,11 @@ def print_evaluation(result: dict) -> None:
             f"ok rows (confidence >= {result['review_below']:.2f}) {result['ok_accuracy'] * 100:.2f}% right; "
             f"{result['review_share'] * 100:.1f}% sent to review", highlight=False,
         )
+    if result.get("not_digit_share") is not None:
+        console.print(
+            f"not-a-digit detector: {result['not_digit_share'] * 100:.2f}% flagged, "
+            f"{result['not_digit_extra_share'] * 100:.2f}% that confidence alone would have passed", highlight=False,
+        )
     if result.get("groups"):
         groups = Table("group", "accuracy", title="per writer (first folder)")
         for name, accuracy in result["groups"].items():
@@ -67,7 +72,8 @@ def print_predictions(results: list[dict]) -> None:
             table.add_row(r["file"], str(r["page"] or ""), r["status"], "", r.get("error") or "")
             continue
         top = ", ".join(f"{t['label']} {t['confidence']:.3f}" for t in r["top"])
-        table.add_row(r["file"], str(r["page"]), f"{r['label']} ({r['word']})", f"{r['confidence']:.4f}", top)
+        flag = f" - {r['error']}" if r.get("error") else ""
+        table.add_row(r["file"], str(r["page"]), f"{r['label']} ({r['word']}){flag}", f"{r['confidence']:.4f}", top)
     console.print(table)
 
 

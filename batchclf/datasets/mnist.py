@@ -28,6 +28,14 @@ IDX_UBYTE = 0x08
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+def is_mnist(path: Path) -> bool:
+    """Whether ``path`` holds MNIST (an ``.npz``, or a folder with IDX files) rather than labelled scans."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix == ".npz"
+    return any((path / name).exists() or (path / f"{name}.gz").exists() for name in IDX_NAMES.values())
+
+
 @dataclass(frozen=True)
 class Dataset:
     x_train: np.ndarray

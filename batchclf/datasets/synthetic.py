@@ -27,17 +27,20 @@ class ScanStyle:
 
 
 def render_scan(digit: np.ndarray, rng: np.random.Generator, style: ScanStyle = ScanStyle()) -> Image.Image:
-    """One MNIST digit (28x28 uint8, light on dark) -> an RGB 'scan' of dark ink on light paper."""
+    """One MNIST digit (28x28 uint8, light on dark; or a wider canvas) -> an RGB 'scan' of dark ink on light paper."""
     side = int(rng.integers(style.min_side, style.max_side + 1))
     page_w = int(side * rng.uniform(0.9, 1.4))
     page_h = int(side * rng.uniform(0.9, 1.4))
     digit_side = int(side * rng.uniform(0.45, 0.8))
-    glyph = Image.fromarray(digit).resize((digit_side, digit_side), Image.Resampling.BICUBIC)
+    # A wider canvas (two digits side by side) keeps its shape: it is as high as a digit, and the page widens.
+    glyph_w = digit_side * digit.shape[1] // digit.shape[0]
+    page_w = max(page_w, int(glyph_w * 1.1))
+    glyph = Image.fromarray(digit).resize((glyph_w, digit_side), Image.Resampling.BICUBIC)
     glyph = glyph.rotate(float(rng.uniform(-1, 1) * style.max_rotation_deg), resample=Image.Resampling.BICUBIC)
     ink = np.zeros((page_h, page_w), np.float32)
     top = int(rng.integers(0, max(1, page_h - digit_side)))
-    left = int(rng.integers(0, max(1, page_w - digit_side)))
-    ink[top : top + digit_side, left : left + digit_side] = np.asarray(glyph, np.float32)[
+    left = int(rng.integers(0, max(1, page_w - glyph_w)))
+    ink[top : top + digit_side, left : left + glyph_w] = np.asarray(glyph, np.float32)[
         : page_h - top, : page_w - left
     ] / 255.0
 

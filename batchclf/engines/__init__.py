@@ -44,6 +44,7 @@ class EngineSettings:
     workers: int | None = None  # decoding processes (local) / CPUs for decoding tasks of a local Ray; None: one per core
     limits: object | None = None  # batchclf.scan.decode.Limits, None: the defaults
     input_scale: float | None = None  # None: the model card's (1.0 without one); 255 for a model trained on raw pixels
+    detector: Path | None = None  # the not-a-digit detector (batchclf.model.detector); None: none
     # Ray only
     address: str | None = None  # None: start a private Ray on 127.0.0.1; "auto" or "ray://HOST:PORT": join a cluster
     actors: int | None = None  # labelling actors; None: 1 (local Ray) or one per GPU / per 4 CPUs of the cluster
@@ -82,7 +83,7 @@ class LocalEngine:
 
         self.settings = settings
         self.predictor = Predictor(settings.model, device=settings.device, batch_size=settings.batch_size,
-                                   input_scale=settings.input_scale)
+                                   input_scale=settings.input_scale, detector=settings.detector)
         self.predictor.warm_up()
         self.review_below = cards.review_below(self.predictor.card, settings.review_below)
         self.workers = default_workers() if settings.workers is None else settings.workers
@@ -98,7 +99,7 @@ class LocalEngine:
 
         extra = {} if self.settings.limits is None else {"limits": self.settings.limits}
         p = self.predictor
-        return classify_stream(candidates, p.predict, p.batch_size, self.review_below, p.name, self.workers, **extra)
+        return classify_stream(candidates, p.score, p.batch_size, self.review_below, p.name, self.workers, **extra)
 
     def describe(self) -> dict:
         return {

@@ -6,23 +6,31 @@ here, so a file gets the same row whichever path it took.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from batchclf.jobs.rows import labelled_rows, unlabelled
 from batchclf.scan.preprocess import mnist_to_input
 
+if TYPE_CHECKING:
+    from batchclf.model.predictor import Scores
+
 
 def label_rows(
-    bases: list[dict], images: list, predict: Callable[[np.ndarray], np.ndarray], review_below: float, model_name: str
+    bases: list[dict], images: list, score: Callable[[np.ndarray], "Scores"], review_below: float, model_name: str
 ) -> list[dict]:
-    """Rows in input order: those with a 28x28 image labelled in one model call, the others (blank, failed) finished as they are."""
+    """Rows in input order: those with a 28x28 image labelled in one model call, the others (blank, failed) finished as they are.
+
+    ``score`` is :meth:`batchclf.model.predictor.Predictor.score`: probabilities, and the not-a-digit detector's flags.
+    """
     need = [index for index, image in enumerate(images) if image is not None]
     out: list = [None] * len(bases)
     if need:
-        probabilities = predict(mnist_to_input(np.stack([images[index] for index in need])))
-        for index, row in zip(need, labelled_rows([bases[index] for index in need], probabilities, review_below, model_name)):
+        scores = score(mnist_to_input(np.stack([images[index] for index in need])))
+        finished = labelled_rows([bases[index] for index in need], scores.probabilities, review_below, model_name,
+                                 scores.flagged)
+        for index, row in zip(need, finished):
             out[index] = row
     for index, image in enumerate(images):
         if image is None:

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from batchclf.scan.decode import DEFAULT_LIMITS, Limits
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import Prepared, failed, prepare_many
 from batchclf.engines.labelling import label_rows
+
+if TYPE_CHECKING:
+    from batchclf.model.predictor import Scores
 
 CHUNK_FILES = 32  # files per worker task
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
@@ -193,7 +196,7 @@ class WorkerPool:
 
 def classify_stream(
     candidates: Iterable[Candidate],
-    predict: Callable[[np.ndarray], np.ndarray],
+    score: Callable[[np.ndarray], "Scores"],
     batch_size: int,
     review_below: float,
     model_name: str,
@@ -206,7 +209,7 @@ def classify_stream(
 
     def flush() -> list[dict]:
         nonlocal labelled_count
-        rows = label_rows([item.row for item in waiting], [item.image for item in waiting], predict, review_below, model_name)
+        rows = label_rows([item.row for item in waiting], [item.image for item in waiting], score, review_below, model_name)
         waiting.clear()
         labelled_count = 0
         return rows

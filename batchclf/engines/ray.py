@@ -104,10 +104,10 @@ def listing_blocks(candidates: Iterable, first: int = FIRST_BLOCK_FILES, largest
         yield table()
 
 
-def describe_model(path: Path, input_scale: float | None = None) -> dict:
+def describe_model(path: Path, input_scale: float | None = None, detector: Path | None = None) -> dict:
     """What :meth:`batchclf.model.predictor.Predictor.describe` records, without loading TensorFlow in the driver."""
     from batchclf.model import card as cards
-    from batchclf.model.predictor import sha256_file
+    from batchclf.model.predictor import describe_detector, sha256_file
 
     card = cards.read(path)
     return {
@@ -119,6 +119,7 @@ def describe_model(path: Path, input_scale: float | None = None) -> dict:
         "temperature": cards.temperature(card),
         "card": bool(card),
         "input_scale": float(input_scale if input_scale is not None else card.get("input_scale", 1.0)),
+        "detector": describe_detector(detector),
     }
 
 
@@ -148,12 +149,15 @@ class RayEngine:
         self.kind = "gpu" if gpus > 0 else "cpu"
         self.device = "/GPU:0" if gpus > 0 else "/CPU:0"  # each actor sees its own GPUs (CUDA_VISIBLE_DEVICES) as GPU:0
         self.batch_size = int(settings.batch_size or devices.DEFAULT_BATCH[self.kind])
-        self.model = describe_model(self.model_path, settings.input_scale)
+        self.model = describe_model(self.model_path, settings.input_scale, settings.detector)
         card = cards.read(self.model_path)
         self.review_below = cards.review_below(card, settings.review_below)
         self._model_bytes = self.model_path.read_bytes()  # shipped to the actors: no shared model folder needed
         card_file = card_path(self.model_path)
         self._card_bytes = card_file.read_bytes() if card_file.is_file() else None
+        detector = settings.detector
+        self._detector = None if detector is None else (Path(detector).name, Path(detector).read_bytes(),
+                                                        card_path(detector).read_bytes())
         self.address = settings.address or os.environ.get("RAY_ADDRESS") or None
         self.local = self.address is None
         self.ray = None
@@ -233,7 +237,7 @@ class RayEngine:
         if not refs:
             return
         token = uuid.uuid4().hex
-        model_ref = ray.put((self._model_bytes, self._card_bytes))
+        model_ref = ray.put((self._model_bytes, self._card_bytes, self._detector))
         # The memory reservation also keeps Ray Data from fusing decoding into the actors (it fuses a task map
         # into a following actor map when their remote options agree): fused, one actor would decode everything.
         labeller_resources = {"num_cpus": CPUS_PER_ACTOR, "memory": LABELLER_MEMORY_BYTES}
@@ -399,7 +403,7 @@ class Labeller:
         from batchclf.model.predictor import Predictor
         from batchclf.paths import card_path
 
-        model_bytes, card_bytes = ray.get(model[0])  # in a list: Ray hands it over as the reference, not its value
+        model_bytes, card_bytes, detector = ray.get(model[0])  # in a list: Ray hands it over as the reference, not its value
 
         folder = Path(tempfile.mkdtemp(prefix="batchclf-model-"))
         try:
@@ -407,7 +411,14 @@ class Labeller:
             model.write_bytes(model_bytes)
             if card_bytes is not None:
                 card_path(model).write_bytes(card_bytes)
-            self.predictor = Predictor(model, device=device, batch_size=batch_size, input_scale=input_scale)
+            detector_file = None
+            if detector is not None:  # (name, model bytes, card bytes)
+                detector_file = folder / "detector" / detector[0]
+                detector_file.parent.mkdir()
+                detector_file.write_bytes(detector[1])
+                card_path(detector_file).write_bytes(detector[2])
+            self.predictor = Predictor(model, device=device, batch_size=batch_size, input_scale=input_scale,
+                                       detector=detector_file)
             self.predictor.warm_up()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -422,5 +433,5 @@ class Labeller:
         rows = [json.loads(text) for text in table.column("row").to_pylist()]
         images = [None if image is None else np.frombuffer(image, np.uint8).reshape(28, 28)
                   for image in table.column("image").to_pylist()]
-        out = label_rows(rows, images, self.predictor.predict, self.review_below, self.model_name)
+        out = label_rows(rows, images, self.predictor.score, self.review_below, self.model_name)
         return pa.table({"seq": table.column("seq"), "row": pa.array([_row_text(row) for row in out], pa.string())})

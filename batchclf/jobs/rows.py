@@ -30,6 +30,8 @@ COLUMNS = (
 
 OK, REVIEW, BLANK, FAILED, DUPLICATE = "ok", "review", "blank", "failed", "duplicate"
 STATUSES = (OK, REVIEW, BLANK, FAILED, DUPLICATE)
+# The reason a row the not-a-digit detector flagged carries (batchclf.model.detector).
+NOT_A_DIGIT = "not a digit"
 
 # Spreadsheets run a cell starting with these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -48,9 +50,12 @@ def make_row(**fields) -> dict:
     return row
 
 
-def labelled_rows(bases: list[dict], probabilities, review_below: float, model: str) -> list[dict]:
+def labelled_rows(bases: list[dict], probabilities, review_below: float, model: str, not_digit=None) -> list[dict]:
     """Fill label, confidences and status of a batch's rows from their calibrated probabilities ``(N, 10)``.
 
+    ``not_digit`` is the not-a-digit detector's verdict per row (None: no
+    detector): a flagged row goes to ``review`` whatever its confidence, with
+    the reason in ``error`` (the column that says why a row is not ``ok``).
     One sort and one timestamp per batch (its rows were labelled together):
     this runs for every image, so nothing per row is done twice.
     """
@@ -59,16 +64,18 @@ def labelled_rows(bases: list[dict], probabilities, review_below: float, model: 
         return []
     top2 = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
     confidences = np.take_along_axis(probabilities, top2, axis=1).tolist()
+    flagged = [False] * len(bases) if not_digit is None else np.asarray(not_digit, bool).tolist()
     stamp = now_iso()
     rows = []
-    for base, (first, second), (confidence, runner_up) in zip(bases, top2.tolist(), confidences):
+    for base, (first, second), (confidence, runner_up), odd in zip(bases, top2.tolist(), confidences, flagged):
         rows.append({
             **base,
-            "status": OK if confidence >= review_below else REVIEW,
+            "status": REVIEW if odd or confidence < review_below else OK,
             "label": first,
             "confidence": round(confidence, 6),
             "second_label": second,
             "second_confidence": round(runner_up, 6),
+            "error": NOT_A_DIGIT if odd else base.get("error"),
             "model": model,
             "processed_at": stamp,
         })

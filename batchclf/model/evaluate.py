@@ -9,7 +9,7 @@ import numpy as np
 from batchclf import LABEL_WORDS
 from batchclf.datasets.labelled import label_from_path
 from batchclf.datasets.mnist import Dataset
-from batchclf.jobs.rows import BLANK, OK, REVIEW
+from batchclf.jobs.rows import BLANK, NOT_A_DIGIT, OK, REVIEW, make_row
 from batchclf.errors import EmptyInputError
 from batchclf.scan.discovery import Candidate, display_name
 from batchclf.model.metrics import confusion_matrix, summary
@@ -20,13 +20,24 @@ from batchclf.scan.preprocess import mnist_to_input
 def evaluate(predictor, data: Dataset) -> dict:
     from batchclf.model import card as cards
 
-    probabilities = predictor.predict(mnist_to_input(data.x_test))
+    scores = predictor.score(mnist_to_input(data.x_test))
+    probabilities = scores.probabilities
     review_below = cards.review_below(predictor.card)
-    ok = probabilities.max(1) >= review_below
+    flagged = np.zeros(len(probabilities), bool) if scores.flagged is None else scores.flagged
+    confident = probabilities.max(1) >= review_below
+    ok = confident & ~flagged
     correct = probabilities.argmax(1) == data.y_test
     selective = {"review_below": review_below, "ok_accuracy": float(correct[ok].mean()) if ok.any() else None,
-                 "review_share": float((~ok).mean())}
+                 "review_share": float((~ok).mean()), **_detector_figures(scores.flagged, confident)}
     return {"model": str(predictor.path), "data": data.source, **summary(probabilities, data.y_test), **selective}
+
+
+def _detector_figures(flagged, confident) -> dict:
+    """How many real digits the not-a-digit detector sent to review, and how many of those only it did."""
+    if flagged is None:
+        return {"not_digit_share": None, "not_digit_extra_share": None}
+    flagged, confident = np.asarray(flagged, bool), np.asarray(confident, bool)
+    return {"not_digit_share": float(flagged.mean()), "not_digit_extra_share": float((flagged & confident).mean())}
 
 
 def demo_digit() -> np.ndarray:
@@ -61,9 +72,10 @@ def predict_images(predictor, images: list[Path]) -> list[dict]:
             if item.needs_model:
                 waiting.append((entry, item.image))
     if waiting:
-        probabilities = predictor.predict(mnist_to_input(np.stack([image for _, image in waiting])))
-        for (entry, _), probs in zip(waiting, probabilities):
-            entry.update(prediction(probs), status="ok")
+        scores = predictor.score(mnist_to_input(np.stack([image for _, image in waiting])))
+        flagged = [False] * len(waiting) if scores.flagged is None else scores.flagged.tolist()
+        for (entry, _), probs, odd in zip(waiting, scores.probabilities, flagged):
+            entry.update(prediction(probs), status=REVIEW if odd else OK, error=NOT_A_DIGIT if odd else None)
     return results
 
 
@@ -86,10 +98,15 @@ def evaluate_folder(predictor, root: Path, workers: int = 0, engine: str = "loca
 
     root = Path(root)
     review_below = cards.review_below(predictor.card)
-    if root.is_file():
-        truths, guesses, statuses, groups = _usps_rows(predictor, root, review_below)
-    else:
-        truths, guesses, statuses, groups = _folder_rows(predictor, root, review_below, workers, engine)
+    rows = _usps_rows(predictor, root, review_below) if root.is_file() else _folder_rows(predictor, root, review_below, workers, engine)
+    truths, guesses, statuses, groups, flags, confident = [], [], [], [], [], []
+    for truth, group, row in rows:
+        truths.append(truth)
+        guesses.append(row["label"] if row["label"] is not None else -1)
+        statuses.append(row["status"])
+        groups.append(group)
+        flags.append(row["error"] == NOT_A_DIGIT)
+        confident.append(row["confidence"] is not None and row["confidence"] >= review_below)
     if not truths:  # an accuracy of 0% of 0 images would read as a result
         raise EmptyInputError(f"no labelled images in {root} (expected .../DIGIT/file, e.g. writer1/7/scan.png, or a USPS file)")
     truths_a, guesses_a, statuses_a = np.array(truths, int), np.array(guesses, int), np.array(statuses)
@@ -108,24 +125,20 @@ def evaluate_folder(predictor, root: Path, workers: int = 0, engine: str = "loca
         "review_below": review_below,
         "ok_accuracy": float(correct[ok].mean()) if ok.any() else None,
         "review_share": float((statuses_a == REVIEW).mean()),
+        **_detector_figures(flags if predictor.detector is not None else None, confident),
         "groups": {name: round(float(correct[groups_a == name].mean()), 4) for name in sorted(set(groups))},
     }
     return {"model": str(predictor.path), "data": str(root), **result}
 
 
 def _folder_rows(predictor, root: Path, review_below: float, workers: int, engine: str):
+    """``(truth, group, row)`` for every labelled file under ``root``; the group is its first folder (a writer)."""
     from batchclf.scan.discovery import discover
 
-    truths, guesses, statuses, groups = [], [], [], []
     for row in _engine_rows(predictor, discover([root]), review_below, workers, engine):
         truth = label_from_path(row["file"])
-        if truth is None:
-            continue
-        truths.append(truth)
-        guesses.append(row["label"] if row["label"] is not None else -1)
-        statuses.append(row["status"])
-        groups.append(row["file"].split("/")[0])
-    return truths, guesses, statuses, groups
+        if truth is not None:
+            yield truth, row["file"].split("/")[0], row
 
 
 def _engine_rows(predictor, candidates, review_below: float, workers: int, engine: str):
@@ -133,12 +146,12 @@ def _engine_rows(predictor, candidates, review_below: float, workers: int, engin
     if engine == "local":
         from batchclf.engines.local import classify_stream
 
-        yield from classify_stream(candidates, predictor.predict, predictor.batch_size, review_below, predictor.name, workers)
+        yield from classify_stream(candidates, predictor.score, predictor.batch_size, review_below, predictor.name, workers)
         return
     from batchclf.engines import EngineSettings, get_engine
 
     settings = EngineSettings(model=predictor.path, batch_size=predictor.batch_size, review_below=review_below, workers=workers,
-                              input_scale=predictor.input_scale)
+                              input_scale=predictor.input_scale, detector=predictor.detector_path)
     with get_engine(engine)(settings) as chosen:
         yield from chosen.rows(candidates)
 
@@ -146,15 +159,12 @@ def _engine_rows(predictor, candidates, review_below: float, workers: int, engin
 def _usps_rows(predictor, path: Path, review_below: float):
     """A USPS file has no files to decode: its digits take the normalisation ``prepare`` applies after decoding."""
     from batchclf.datasets.usps import read_usps
+    from batchclf.engines.labelling import label_rows
     from batchclf.scan.preprocess import normalize_to_bytes
 
     raw, labels = read_usps(path)
     images = [normalize_to_bytes(gray) for gray in raw]
-    kept = [i for i, image in enumerate(images) if image is not None]
-    guesses = np.full(len(raw), -1)
-    statuses = np.full(len(raw), BLANK, dtype=object)
-    if kept:
-        probabilities = predictor.predict(mnist_to_input(np.stack([images[i] for i in kept])))
-        guesses[kept] = probabilities.argmax(1)
-        statuses[kept] = np.where(probabilities.max(1) >= review_below, OK, REVIEW)
-    return labels.tolist(), guesses.tolist(), statuses.tolist(), [path.name] * len(raw)
+    bases = [make_row(file=f"{path.name}:{i + 1}", page=1) if image is not None else
+             make_row(file=f"{path.name}:{i + 1}", page=1, status=BLANK) for i, image in enumerate(images)]
+    rows = label_rows(bases, images, predictor.score, review_below, predictor.name)
+    return [(int(label), path.name, row) for label, row in zip(labels, rows)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,19 @@ def load_keras_model(path: Path):
         raise ModelLoadError(f"cannot load model {path}: {exc.__class__.__name__}: {exc}") from exc
 
 
+def describe_detector(path: Path | None, card: dict | None = None) -> dict | None:
+    """The not-a-digit detector as job metadata records it (None: no detector), read without TensorFlow."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"detector file not found: {path}")
+    card = cards.read(path) if card is None else card
+    if "flag_above" not in card:
+        raise ModelLoadError(f"{path}: a detector needs its card ({path.with_suffix('.json').name}) with flag_above")
+    return {"file": path.name, "path": str(path), "sha256": sha256_file(path), "flag_above": float(card["flag_above"])}
+
+
 SUPPORTED_INPUTS = ((28, 28, 1), (28, 28), (784,))
 
 
@@ -52,14 +66,30 @@ def model_input_shape(model, path: Path) -> tuple[int, ...]:
     return shape
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What one batch of inputs got: calibrated class probabilities, and the not-a-digit detector's say."""
+
+    probabilities: np.ndarray  # (N, 10)
+    not_digit: np.ndarray | None = None  # (N,) the detector's probability that an input is not one digit; None: no detector
+    flag_above: float = 1.0  # the detector card's threshold
+
+    @property
+    def flagged(self) -> np.ndarray | None:
+        return None if self.not_digit is None else self.not_digit > self.flag_above
+
+
 class Predictor:
     """A model plus its card, predicting calibrated probabilities in fixed-size batches.
 
     The prediction function is traced once for ``(batch_size, 28, 28, 1)``; the
-    last, short batch is padded, so no batch ever triggers a retrace.
+    last, short batch is padded, so no batch ever triggers a retrace.  With a
+    ``detector`` (:mod:`batchclf.model.detector`) the same call also gives its
+    not-a-digit probabilities: one compiled function, one pass over the batch.
     """
 
-    def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None, input_scale: float | None = None):
+    def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None, input_scale: float | None = None,
+                 detector: Path | None = None):
         tf = devices.tensorflow()
 
         self.path = Path(model_path)
@@ -67,6 +97,10 @@ class Predictor:
         self.device = devices.select(device)
         with tf.device(self.device):
             self.model = load_keras_model(self.path)
+            self.detector = load_keras_model(Path(detector)) if detector is not None else None
+        self.detector_path = Path(detector) if detector is not None else None
+        self.detector_info = describe_detector(detector)
+        self.flag_above = self.detector_info["flag_above"] if self.detector_info else 1.0
         self.card = cards.read(self.path)
         self.temperature = cards.temperature(self.card)
         self.sha256 = sha256_file(self.path)
@@ -76,11 +110,15 @@ class Predictor:
         self.input_shape = model_input_shape(self.model, self.path)
         spec = tf.TensorSpec([self.batch_size, 28, 28, 1], tf.float32)
         model, shape, scale = self.model, (self.batch_size, *self.input_shape), self.input_scale
+        detector = self.detector
 
         @tf.function(input_signature=[spec], reduce_retracing=False)
         def forward(images):
             # The one adapter between our 28x28x1 inputs and what the model takes (784, 28x28 or 28x28x1).
-            return model(tf.reshape(images * scale, shape), training=False)
+            probabilities = model(tf.reshape(images * scale, shape), training=False)
+            if detector is None:
+                return probabilities, tf.zeros([0])
+            return probabilities, tf.reshape(detector(images, training=False), [-1])
 
         self._forward = forward
 
@@ -99,6 +137,7 @@ class Predictor:
             "temperature": self.temperature,
             "card": bool(self.card),  # a model trained elsewhere: temperature 1 and the default review threshold
             "input_scale": self.input_scale,
+            "detector": self.detector_info,
         }
 
     def warm_up(self) -> None:
@@ -106,20 +145,28 @@ class Predictor:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities ``(N, 10)`` for model inputs ``(N, 28, 28, 1)``."""
+        return self.score(images).probabilities
+
+    def score(self, images: np.ndarray) -> Scores:
+        """Calibrated class probabilities and (with a detector) not-a-digit probabilities for inputs ``(N, 28, 28, 1)``."""
         import tensorflow as tf
 
         images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)
-        outputs = []
+        outputs, flags = [], []
         with tf.device(self.device):
             for start in range(0, len(images), self.batch_size):
                 chunk = images[start : start + self.batch_size]
                 real = len(chunk)
                 if real < self.batch_size:
                     chunk = np.concatenate([chunk, np.zeros((self.batch_size - real, 28, 28, 1), np.float32)])
-                outputs.append(self._forward(tf.constant(chunk)).numpy()[:real])
+                probabilities, not_digit = self._forward(tf.constant(chunk))
+                outputs.append(probabilities.numpy()[:real])
+                flags.append(not_digit.numpy()[:real])
         if not outputs:
-            return np.zeros((0, 10), np.float32)
-        return apply_temperature(np.concatenate(outputs), self.temperature)
+            return Scores(np.zeros((0, 10), np.float32), None if self.detector is None else np.zeros(0, np.float32),
+                          self.flag_above)
+        probabilities = apply_temperature(np.concatenate(outputs), self.temperature)
+        return Scores(probabilities, None if self.detector is None else np.concatenate(flags), self.flag_above)
 
     def traces(self) -> int:
         """How many times the prediction function was traced (1 once warmed up)."""

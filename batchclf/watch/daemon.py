@@ -19,6 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from batchclf import paths
 from batchclf.engines.local import CHUNK_FILES, WorkerPool, default_workers
 from batchclf.errors import InboxLockedError, WatchFolderError
 from batchclf.jobs import folder as job_folder
@@ -151,7 +152,7 @@ class Daemon:
             # Compiled for the daemon's own batch size: a 64-file batch never pays for 256 padded images.
             self.predictor = Predictor(
                 self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch,
-                input_scale=self.options.input_scale,
+                input_scale=self.options.input_scale, detector=paths.detector(self.options.detector),
             )
         self.predictor.warm_up()
         from batchclf.model import card as cards

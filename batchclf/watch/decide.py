@@ -44,7 +44,7 @@ def decide(batch: list[Taken], journal: Journal, predictor, review_below: float,
     """``(rows, records)``: every page's row with its day, and one journal record per file."""
     duplicates = duplicates_in(batch, journal, day)
     fresh = [item for t in batch if t.relative not in duplicates for item in t.prepared]
-    labelled = iter(label_rows([item.row for item in fresh], [item.image for item in fresh], predictor.predict,
+    labelled = iter(label_rows([item.row for item in fresh], [item.image for item in fresh], predictor.score,
                                review_below, predictor.name))
     rows, records = [], []
     for taken in batch:

@@ -75,6 +75,9 @@ class WatchOptions:
     batch_size: int | None = None
     input_scale: float | None = setting(None, minimum=1.0,
                                         help="255 for a model trained on raw 0-255 pixels (unset: the model card's, else 1).")
+    detector: str = setting("auto", help="The not-a-digit detector: a .keras file, auto or off.",
+                            derive=lambda home, _: str(paths.default_detector(home) or "off"),
+                            derived="<home>/models/detectors/not-a-digit.keras, else the shipped one, else off")
     review_below: float | None = setting(None, minimum=0.0, maximum=1.0,
                                          help="Mark rows below this confidence 'review' (unset: the model card's).")
     processed_dir: Path | None = setting(None, name="processed", help="Where reported files go.",
@@ -202,7 +205,8 @@ def resolve(flags: Mapping[str, object] | None = None, *, home: Path | None = No
         elif s.name in from_file:
             values[s.field] = Value(from_file[s.name], CONFIG)
         elif s.derive is not None:
-            values[s.field] = Value(_absolute(s.derive(home_dir, chosen)), DEFAULT)
+            derived = s.derive(home_dir, chosen)
+            values[s.field] = Value(_absolute(derived) if s.type is Path else derived, DEFAULT)
         else:
             values[s.field] = Value(s.default, DEFAULT)
         chosen[s.field] = values[s.field].value
