@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from batchclf.bench.common import sample_digits
+from batchclf.bench.common import sample_digits, write_bench_scans
 from batchclf.bench.stages import StageTable
 
 
@@ -88,7 +88,6 @@ def run_all(
     from batchclf.bench import stages as stage_costs
     from batchclf.model import card as cards
     from batchclf.model.predictor import Predictor
-    from batchclf.datasets.synthetic import ScanStyle, write_scans
 
     images, labels = sample_digits(n, data)
     predictor = Predictor(model_path, batch_size=batch_size)
@@ -110,7 +109,7 @@ def run_all(
         case("3. classify, 28x28 PNGs", small, STAGE_SAMPLE_SMALL)
         large = Path(tmp) / "large"
         large_n = max(1, n // 5)
-        write_scans(images[:large_n], labels[:large_n], large, seed=1, style=ScanStyle(min_side=size, max_side=size))
+        write_bench_scans(images[:large_n], labels[:large_n], large, size)
         case(f"4. classify, ~{size}px scans", large, STAGE_SAMPLE_LARGE)
     return run
 

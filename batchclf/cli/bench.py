@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -41,11 +42,24 @@ def bench(
     print_bench(rows, machine(), stages)
 
 
+class BenchFiles(str, Enum):
+    digits = "digits"
+    scans = "scans"
+
+
 @friendly_errors
 def bench_watch(
-    trickle: Annotated[int, typer.Option("--trickle", min=10, help="Files dropped one by one at --rate.")] = 400,
+    trickle: Annotated[int, typer.Option("--trickle", min=0, help="Files dropped one by one at --rate (0: no trickle).")] = 400,
     rate: Annotated[float, typer.Option("--rate", min=0.1, help="Files per second in the trickle.")] = 20.0,
     burst: Annotated[int, typer.Option("--burst", min=10, help="Files dropped at once.")] = 5000,
+    files: Annotated[
+        BenchFiles,
+        typer.Option("--files", help="digits (28x28 MNIST PNGs) or scans (the ~--size px JPEG/PNG scans of `batchclf bench`)."),
+    ] = BenchFiles.digits,
+    size: Annotated[int, typer.Option("--size", min=32, help="Side of the scans in pixels (with --files scans).")] = 300,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="Bursts, each after classify on the same files: classify, daemon, classify, daemon...")
+    ] = 1,
     settle: Annotated[float, typer.Option("--settle", min=0.0, help="The daemon's --settle.")] = 1.0,
     max_latency: Annotated[float, typer.Option("--max-latency", min=0.0, help="The daemon's --max-latency.")] = 0.5,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="The daemon's --max-batch.")] = 64,
@@ -54,7 +68,7 @@ def bench_watch(
     workers: Workers = None,
     home: Home = None,
 ):
-    """Measure the daemon: file-to-row latency (p50/p95/p99) at a trickle, and burst files/s."""
+    """Measure the daemon: file-to-row latency (p50/p95/p99) at a trickle, and burst files/s against classify on the same files."""
     import json
     import logging
 
@@ -62,7 +76,8 @@ def bench_watch(
     from batchclf.bench.daemon import run
 
     logging.basicConfig(level=logging.WARNING)
-    result = run(model_path(model, home), trickle, rate, burst, settle, max_latency, max_batch, data, workers)
+    result = run(model_path(model, home), trickle, rate, burst, settle, max_latency, max_batch, data, workers,
+                 files=files.value, size=size, rounds=rounds)
     typer.echo(json.dumps({"machine": machine(), "command": command_line(), **result}, indent=2))
 
 
