@@ -62,7 +62,7 @@ def bench_watch(
     ] = 1,
     settle: Annotated[float, typer.Option("--settle", min=0.0, help="The daemon's --settle.")] = 1.0,
     max_latency: Annotated[float, typer.Option("--max-latency", min=0.0, help="The daemon's --max-latency.")] = 0.5,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="The daemon's --max-batch.")] = 64,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="The daemon's --max-batch.")] = 32,
     model: Model = None,
     data: BenchData = None,
     workers: Workers = None,

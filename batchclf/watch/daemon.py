@@ -149,7 +149,7 @@ class Daemon:
         if self.predictor is None:
             from batchclf.model.predictor import Predictor
 
-            # Compiled for the daemon's own batch size: a 64-file batch never pays for 256 padded images.
+            # Compiled for the daemon's own batch size: a 32-file batch never pays for 256 padded images.
             self.predictor = Predictor(
                 self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch,
                 input_scale=self.options.input_scale, detector=paths.detector(self.options.detector),
