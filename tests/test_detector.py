@@ -110,6 +110,11 @@ def test_a_missing_or_cardless_detector_is_one_error_line(tmp_path, tiny_model, 
     cardless.write_bytes(ink_detector.read_bytes())
     result = invoke("classify", tmp_path / "in", "--model", tiny_model, "--detector", cardless)
     assert result.exit_code == 1 and "flag_above" in result.output
+    classifier = tmp_path / "classifier.keras"  # ten outputs: a classifier given as the detector
+    classifier.write_bytes(tiny_model.read_bytes())
+    classifier.with_suffix(".json").write_text(json.dumps({"flag_above": 0.5}))
+    result = invoke("classify", tmp_path / "in", "--model", tiny_model, "--detector", classifier)
+    assert result.exit_code == 1 and result.output.count("Error:") == 1 and "gives (1,)" in result.output, result.output
 
 
 def test_evaluate_and_predict_report_the_detector(tmp_path, tiny_model, ink_detector):

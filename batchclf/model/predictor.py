@@ -66,6 +66,14 @@ def model_input_shape(model, path: Path) -> tuple[int, ...]:
     return shape
 
 
+def check_detector_shape(model, path: Path) -> None:
+    """A detector takes the classifier's (28, 28, 1) inputs and gives one probability each."""
+    if isinstance(model.input_shape, list) or tuple(model.input_shape[1:]) != (28, 28, 1) or \
+            isinstance(model.output_shape, list) or tuple(model.output_shape[1:]) != (1,):
+        raise ModelLoadError(f"{path}: a not-a-digit detector takes (28, 28, 1) and gives (1,); this one takes "
+                             f"{model.input_shape} and gives {model.output_shape}")
+
+
 @dataclass(frozen=True)
 class Scores:
     """What one batch of inputs got: calibrated class probabilities, and the not-a-digit detector's say."""
@@ -100,6 +108,8 @@ class Predictor:
             self.detector = load_keras_model(Path(detector)) if detector is not None else None
         self.detector_path = Path(detector) if detector is not None else None
         self.detector_info = describe_detector(detector)
+        if self.detector is not None:
+            check_detector_shape(self.detector, self.detector_path)
         self.flag_above = self.detector_info["flag_above"] if self.detector_info else 1.0
         self.card = cards.read(self.path)
         self.temperature = cards.temperature(self.card)
