@@ -24,22 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+from batchclf import paths
 from batchclf.datasets import nondigits
 from batchclf.model import card as cards
 from batchclf.model.training import save_atomic
 
-DETECTOR_FOLDER = "detectors"
-DETECTOR_FILE = "not-a-digit.keras"
-REASON = "not a digit"
 # Share of held-out real digits the threshold may flag; the rest of the budget is left for real scans.
 VALIDATION_FLAG_RATE = 0.005
 EPOCHS = 8
 CONTINENTAL_ONES = 0.4  # the share of ones given the up-stroke, as in the classifier's training (batchclf train)
 BATCH = 128
-
-
-def default_path(models_dir: Path) -> Path:
-    return Path(models_dir) / DETECTOR_FOLDER / DETECTOR_FILE
 
 
 def build():
@@ -116,16 +110,6 @@ def build_split(digits: np.ndarray, labels: np.ndarray, extra_digits: list[np.nd
     return Split(x, y)
 
 
-def usps_digits(path: Path) -> np.ndarray:
-    """USPS digits brought to MNIST form through the prediction path (they are dark ink on white, 16x16)."""
-    from batchclf.datasets.usps import read_usps
-    from batchclf.scan.preprocess import normalize_to_bytes
-
-    images, _ = read_usps(path)
-    out = [normalize_to_bytes(image) for image in images]
-    return np.stack([image for image in out if image is not None])
-
-
 def threshold_for(scores: np.ndarray, rate: float) -> float:
     """The score above which ``rate`` of these real digits' scores lie."""
     return float(np.quantile(scores, 1.0 - rate))
@@ -134,6 +118,7 @@ def threshold_for(scores: np.ndarray, rate: float) -> float:
 def train(mnist: Path, out: Path, usps: Path | None = None, seed: int = 0, epochs: int = EPOCHS,
           n_negative: int = 60_000, processes: int = 2, log=print) -> dict:
     """Train, set the threshold on the held-out split, save the detector and its card; returns the card."""
+    from batchclf.datasets.labelled import read_labelled
     from batchclf.datasets.mnist import load
     from batchclf.model import device as devices
 
@@ -146,7 +131,8 @@ def train(mnist: Path, out: Path, usps: Path | None = None, seed: int = 0, epoch
     training_fonts, _ = nondigits.font_split(nondigits.installed_fonts())
     if not training_fonts:
         raise SystemExit("no fonts found for drawing letters (install fonts-dejavu)")
-    extra = [usps_digits(usps)] if usps else []
+    # USPS digits through the same normalisation as prediction (and a clear error for a file that is not one).
+    extra = [read_labelled([usps]).images] if usps else []
     log(f"drawing {n_negative} non-digits and the scanned digits ...")
     fit = build_split(data.x_train[:50_000], data.y_train[:50_000], extra, training_fonts, n_negative,
                       n_negative // 2, seed, processes)
@@ -204,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the not-a-digit detector.")
     parser.add_argument("--data", type=Path, required=True, help="MNIST folder or mnist.npz")
     parser.add_argument("--usps", type=Path, help="USPS zip.train(.gz): more real digits (never zip.test)")
-    parser.add_argument("--out", type=Path, default=default_path(Path("models")))
+    parser.add_argument("--out", type=Path, default=Path("models") / paths.DETECTOR_NAME)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--negatives", type=int, default=60_000)

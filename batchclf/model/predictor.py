@@ -36,14 +36,14 @@ def load_keras_model(path: Path):
         raise ModelLoadError(f"cannot load model {path}: {exc.__class__.__name__}: {exc}") from exc
 
 
-def describe_detector(path: Path | None, card: dict | None = None) -> dict | None:
+def describe_detector(path: Path | None) -> dict | None:
     """The not-a-digit detector as job metadata records it (None: no detector), read without TensorFlow."""
     if path is None:
         return None
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"detector file not found: {path}")
-    card = cards.read(path) if card is None else card
+    card = cards.read(path)
     if "flag_above" not in card:
         raise ModelLoadError(f"{path}: a detector needs its card ({path.with_suffix('.json').name}) with flag_above")
     return {"file": path.name, "path": str(path), "sha256": sha256_file(path), "flag_above": float(card["flag_above"])}
@@ -103,11 +103,11 @@ class Predictor:
         self.path = Path(model_path)
         self.model = None
         self.device = devices.select(device)
+        self.detector_path = Path(detector) if detector is not None else None
+        self.detector_info = describe_detector(detector)  # a missing file or card fails here, before TensorFlow loads anything
         with tf.device(self.device):
             self.model = load_keras_model(self.path)
-            self.detector = load_keras_model(Path(detector)) if detector is not None else None
-        self.detector_path = Path(detector) if detector is not None else None
-        self.detector_info = describe_detector(detector)
+            self.detector = load_keras_model(self.detector_path) if detector is not None else None
         if self.detector is not None:
             check_detector_shape(self.detector, self.detector_path)
         self.flag_above = self.detector_info["flag_above"] if self.detector_info else 1.0
