@@ -67,14 +67,20 @@ def normalize(gray: np.ndarray) -> np.ndarray | None:
         # Averaging over larger boxes fades a fine, faint pen: before a page is called
         # blank it is looked at once more at the finer size, as a whole.
         digit = _normalize_at(gray, fit_factor, fit_factor)
+    if digit is None:
+        # A bold digit cut tight to its cell (USPS's 16x16 digits, a form's cell) can touch
+        # the frame the paper level is read from, and its anti-aliased edges, which lie on
+        # the paper side of the ink/paper split, pass for paper noise as strong as the ink.
+        # Before such a page is called blank it is looked at once more as cut tight.
+        digit = _normalize_at(gray, fit_factor, fit_factor, cut_tight=True)
     return digit
 
 
-def _normalize_at(gray: np.ndarray, work_factor: int, fit_factor: int) -> np.ndarray | None:
+def _normalize_at(gray: np.ndarray, work_factor: int, fit_factor: int, cut_tight: bool = False) -> np.ndarray | None:
     """Analyse ``gray`` averaged over ``work_factor`` boxes; fit the digit from ``fit_factor`` boxes."""
     sums = _box_sum(gray, work_factor)
     levels = (sums, 1.0 / (255 * work_factor * work_factor)) if sums.dtype != np.float32 else None
-    found = _ink_map(_unit(sums, work_factor), levels)
+    found = _ink_map(_unit(sums, work_factor), levels, cut_tight)
     if found is None:
         return None
     ink, level = found
@@ -176,30 +182,37 @@ class _Level:
         return np.clip((signal - background - half) * np.float32(1.0 / max(self.peak - half, 1e-6)), 0.0, 1.0)
 
 
-def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, _Level] | None:
+def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
+             cut_tight: bool = False) -> tuple[np.ndarray, _Level] | None:
     """Ink strength in [0, 1] per pixel after polarity and uneven-background correction; None if no ink.
 
     ``levels``: the same image as integers (box sums of a uint8 page) and the scale that
     makes them ``gray``; its quantiles then come from one count of its levels, not a sort.
+    ``cut_tight``: read the paper level off the outermost pixel ring only, and the paper
+    noise off paper pixels away from any ink (see :func:`normalize`).
     """
+    band = 1 if cut_tight else None
     if levels is not None:
         sums, scale = levels
         darkest, lightest = (v * scale for v in _level_quantiles(sums.ravel(), (0.5, 99.5)))
-        paper = _level_quantiles(_frame(sums), (50.0,))[0] * scale
+        paper = _level_quantiles(_frame(sums, band), (50.0,))[0] * scale
     else:
         darkest, lightest = _quantiles(gray.ravel(), (0.5, 99.5))  # one partition pass
-        paper = _median(_frame(gray))
+        paper = _median(_frame(gray, band))
     # The paper level is read off the image's frame, not the whole image: a bold digit cut
     # tight to its edges can be more than half ink, which would flip the polarity.
     dark_ink = (paper - darkest) >= (lightest - paper)
     signal = (1.0 - gray) if dark_ink else gray
-    coefficients = _background_surface(signal)
+    # A cell cut tight is too small and too inky for a surface through its paper: its paper is one level.
+    coefficients = _paper_level(signal) if cut_tight else _background_surface(signal)
     background = _surface(coefficients, signal.shape, signal.shape) if coefficients.ndim else coefficients
     residual = signal - background
     # Paper noise from paper pixels only (below the ink/paper split): a spread over every
     # pixel grows with the share of ink, and would call a bold, tightly cropped digit noise.
     flat = residual.ravel()
     below = flat < _otsu_threshold(flat)
+    if cut_tight:
+        below = _away_from_ink(below.reshape(residual.shape)).ravel()
     paper_residual = flat[below]
     if paper_residual.size == 0:
         paper_residual = flat
@@ -266,10 +279,26 @@ def _median(values: np.ndarray) -> float:
     return value
 
 
-def _frame(gray: np.ndarray) -> np.ndarray:
-    """The outer band (an eighth of the shorter side, at least 1 px; the whole image if that is all): mostly paper."""
+def _paper_level(signal: np.ndarray) -> np.ndarray:
+    """The paper's one level (a 0-d array, like a surface too small to fit): the median on the paper side."""
+    flat = signal.ravel()
+    paper = flat[flat < _otsu_threshold(flat)]
+    return np.asarray(_median(paper if paper.size else flat), np.float32)
+
+
+def _away_from_ink(paper: np.ndarray) -> np.ndarray:
+    """The paper pixels whose 3x3 neighbourhood is all paper: no anti-aliased stroke edge among them."""
+    from scipy import ndimage
+
+    inner = ndimage.binary_erosion(paper, np.ones((3, 3), bool), border_value=1)
+    return inner if np.count_nonzero(inner) >= 8 else paper
+
+
+def _frame(gray: np.ndarray, band: int | None = None) -> np.ndarray:
+    """The outer band (an eighth of the shorter side, at least 1 px, unless ``band`` says; the whole image
+    if that is all): mostly paper."""
     h, w = gray.shape
-    band = max(1, min(h, w) // 8)
+    band = band or max(1, min(h, w) // 8)
     if 2 * band >= min(h, w):
         return gray.ravel()
     return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
