@@ -26,6 +26,21 @@ def centre_of_mass(image):
     return (ys * image).sum() / total, (xs * image).sum() / total
 
 
+def assert_the_ring(out, atol=1.0, sides=True):
+    """Fixed properties of :func:`paper_with_ink`'s 80x40 ring (stroke 12) in MNIST form, known in advance:
+    20 px tall and 10 wide, centred by mass, a dark hole down the middle inside a bright ring."""
+    assert out is not None and out.shape == (28, 28)
+    rows = np.flatnonzero(out.max(axis=1) > 0.05)
+    cols = np.flatnonzero(out.max(axis=0) > 0.05)
+    assert 19 <= rows[-1] - rows[0] + 1 <= 21 and 9 <= cols[-1] - cols[0] + 1 <= 12
+    cy, cx = centre_of_mass(out)
+    assert abs(cy - 13.5) <= atol and abs(cx - 13.5) <= atol
+    assert out[9:19, 13:15].max() < 0.3  # the hole
+    if sides:  # a stroke 3/20 of the ring's height: 1.5 px after the fit, on columns 10-11 and 16-17
+        assert out[9:19, 10:12].min() > 0.6 and out[9:19, 16:18].min() > 0.6
+    assert out[0].max() == 0 and out[:, 0].max() == 0  # black background
+
+
 def test_output_is_mnist_form():
     out = preprocess.normalize(paper_with_ink())
     assert out.shape == (28, 28) and out.dtype == np.float32
@@ -47,12 +62,15 @@ def test_fits_20px_box_keeping_aspect_and_centres_by_mass():
 def test_off_centre_digit_lands_in_the_middle():
     centred = preprocess.normalize(paper_with_ink(h=300, w=300, box=(120, 180, 130, 170)))
     corner = preprocess.normalize(paper_with_ink(h=300, w=300, box=(5, 65, 240, 280)))
+    assert_the_ring(preprocess.normalize(paper_with_ink(h=300, w=300, box=(120, 200, 130, 170))))
+    assert_the_ring(preprocess.normalize(paper_with_ink(h=300, w=300, box=(5, 85, 240, 280))))
     assert np.abs(centred - corner).mean() < 0.02
 
 
 def test_polarity_light_ink_on_dark_matches_dark_on_light():
     dark_on_light = paper_with_ink()
     light_on_dark = 1.0 - dark_on_light
+    assert_the_ring(preprocess.normalize(light_on_dark))
     np.testing.assert_allclose(preprocess.normalize(dark_on_light), preprocess.normalize(light_on_dark), atol=0.02)
 
 
@@ -62,6 +80,7 @@ def test_uneven_lighting_and_noise_are_removed():
     gradient = np.linspace(0.0, 0.35, gray.shape[1])[None, :]
     noisy = np.clip(gray - gradient + rng.normal(0, 0.03, gray.shape), 0, 1).astype(np.float32)
     clean = preprocess.normalize(gray)
+    assert_the_ring(preprocess.normalize(noisy))
     assert np.abs(preprocess.normalize(noisy) - clean).mean() < 0.05
 
 
@@ -69,12 +88,14 @@ def test_specks_are_ignored_for_the_bounding_box():
     gray = paper_with_ink()
     gray[5:7, 5:7] = 0.0  # a speck of dust far from the digit
     gray[190:192, 150:152] = 0.0
+    assert_the_ring(preprocess.normalize(gray))
     np.testing.assert_allclose(preprocess.normalize(gray), preprocess.normalize(paper_with_ink()), atol=0.02)
 
 
 def test_grid_line_at_the_edge_is_ignored():
     gray = paper_with_ink()
     gray[:, 0:2] = 0.2  # a ruled line left by cutting the cell
+    assert_the_ring(preprocess.normalize(gray))
     np.testing.assert_allclose(preprocess.normalize(gray), preprocess.normalize(paper_with_ink()), atol=0.03)
 
 
@@ -126,6 +147,7 @@ def reference():
     global REFERENCE
     if REFERENCE is None:
         REFERENCE = preprocess.normalize(paper_with_ink())
+    assert_the_ring(REFERENCE)  # anchored to known properties, so "alike" cannot mean "alike and wrong"
     return REFERENCE
 
 
@@ -165,7 +187,7 @@ def test_transparent_background_is_white():
 def test_palette_with_transparency():
     image = ring_image("RGB").convert("P")
     data = encode(image, "PNG", transparency=0)
-    assert preprocess.normalize(decode.decode_bytes(data)[0].gray) is not None
+    assert_the_ring(preprocess.normalize(decode.decode_bytes(data)[0].gray))
 
 
 def test_multipage_tiff_yields_each_page():
@@ -174,7 +196,7 @@ def test_multipage_tiff_yields_each_page():
     first.save(buffer, "TIFF", save_all=True, append_images=[second])
     pages = decode.decode_bytes(buffer.getvalue())
     assert [p.index for p in pages] == [0, 1]
-    assert preprocess.normalize(pages[0].gray) is not None
+    assert_the_ring(preprocess.normalize(pages[0].gray))
     assert preprocess.normalize(pages[1].gray) is None
 
 
@@ -223,7 +245,11 @@ def fine_faint_one(side=420, width=2, contrast=0.3, seed=0):
 def test_fine_faint_pen_on_a_large_page_is_not_blank():
     # Box-averaged to the small working size the line fades below the ink threshold;
     # the page is looked at again at the finer size before it is called blank.
-    assert preprocess.normalize(fine_faint_one()) is not None
+    out = preprocess.normalize(fine_faint_one())
+    assert out is not None
+    rows = np.flatnonzero(out.max(axis=1) > 0.05)
+    assert 19 <= rows[-1] - rows[0] + 1 <= 21  # the stroke fills the box's height: a "1", not a speck
+    assert np.count_nonzero(out > 0.3) >= 20
 
 
 def test_small_working_size_matches_the_analysis_at_the_fit_size(monkeypatch):
@@ -232,6 +258,8 @@ def test_small_working_size_matches_the_analysis_at_the_fit_size(monkeypatch):
     monkeypatch.setattr(preprocess, "WORK_MIN_SIDE", preprocess.FIT_MAX_SIDE)
     fine = preprocess.normalize(page)
     assert preprocess._work_factor(page.shape) == 2  # now analysed whole at 200 x 160 px
+    assert_the_ring(small, sides=False)  # a thinner ring (stroke 12 of 160 px) than the default one
+    assert_the_ring(fine, sides=False)
     assert np.abs(small - fine).mean() < 0.02
 
 
