@@ -57,3 +57,15 @@ def test_same_seed_same_split_and_weights_start(tmp_path, synthetic_dataset):
     b = train(synthetic_dataset, tmp_path / "b.keras", arch="seed", epochs=1, batch_size=64, seed=3, progress=False)
     assert a["calibration"]["validation_size"] == b["calibration"]["validation_size"]
     assert a["mnist_test"]["accuracy"] == pytest.approx(b["mnist_test"]["accuracy"], abs=0.05)
+
+
+@pytest.mark.parametrize("arch", ["seed", "default"])
+def test_same_seed_builds_the_same_initial_weights_and_another_seed_does_not(arch):
+    from batchclf.model.architectures import build
+
+    first, again, other = (build(arch, seed=seed).get_weights() for seed in (3, 3, 4))
+    assert len(first) == len(again) == len(other) > 0
+    for x, y in zip(first, again):
+        np.testing.assert_array_equal(x, y)
+    kernels = [i for i, w in enumerate(first) if w.ndim >= 2]  # biases start at zero whatever the seed
+    assert kernels and all(not np.array_equal(first[i], other[i]) for i in kernels)

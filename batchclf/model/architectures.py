@@ -32,7 +32,7 @@ def _seed_model(seed: int):
     import keras
     from keras import layers
 
-    init = keras.initializers.GlorotUniform(seed=1)
+    init = keras.initializers.GlorotUniform(seed=seed)
     model = keras.Sequential(
         [
             keras.Input((28, 28, 1)),
