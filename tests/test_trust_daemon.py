@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import stat
 import threading
 import time
@@ -115,6 +116,33 @@ def test_a_fifo_that_cannot_be_moved_is_reported_once_and_logged_once(home, tiny
     assert moves_logged(caplog.text) == (0, 0)
 
 
+@pytest.mark.timeout(120)  # copying /dev/zero would never end
+def test_across_filesystems_a_link_moves_as_a_link_and_a_device_is_never_copied(home, tiny_model, caplog):
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(home).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test's temp folder")
+    inbox, jobs = home / "inbox", home / "jobs"
+    failed_dir = Path(os.path.join(other, f"batchclf-test-{os.getpid()}-{home.name}"))
+    (inbox / "zero-link.png").symlink_to("/dev/zero")
+    try:
+        os.mknod(inbox / "zero-device.png", 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero's own numbers
+    except PermissionError:
+        pytest.skip("cannot make a device node here")
+    try:
+        with caplog.at_level(logging.INFO, logger="batchclf.watch"):
+            assert oneshot(inbox, jobs, tiny_model, failed_dir=failed_dir) == 0
+        rows = {row["file"]: row for row in report_rows(jobs)}
+        assert sorted(rows) == ["zero-device.png", "zero-link.png"]
+        assert all(row["status"] == "failed" and "not a regular file" in row["error"] for row in rows.values())
+        moved = failed_dir / only_day(home) / "zero-link.png"
+        assert moved.is_symlink() and os.readlink(moved) == "/dev/zero" and not os.path.lexists(inbox / "zero-link.png")
+        assert stat.S_ISCHR(os.lstat(inbox / "zero-device.png").st_mode)  # left, never read: logged once
+        assert caplog.text.count("cannot move zero-device.png") == 1
+        assert moves_logged(caplog.text) == (1, 1)
+    finally:
+        shutil.rmtree(failed_dir, ignore_errors=True)
+
+
 # -- point 8: slow writers -----------------------------------------------------------------------------------------
 
 
@@ -218,3 +246,43 @@ def test_holding_a_file_is_bounded(tmp_path):
     assert arrivals.verdict("y.png", (1, 1, 1), truncated) == REPORT  # unchanged through its hold: broken
     refused = [failed("z.png", "not a regular file (a FIFO)")]
     assert arrivals.verdict("z.png", (0, 0, 0), refused) == REPORT  # decided at intake, never held
+
+
+def test_a_hold_outlasts_events_that_change_nothing_and_ends_at_a_change():
+    from batchclf.watch.stability import StabilityTracker
+
+    from .test_watch_units import FakeClock, FakeFiles
+
+    clock, files = FakeClock(), FakeFiles()
+    tracker = StabilityTracker(0.5, clock, stat=files)
+    files.write("x.png", 10, 1)
+    tracker.hold("x.png", 5.0)
+    clock.advance(1.0)
+    tracker.seen("x.png")  # the writer closing the file: nothing changed
+    clock.advance(1.0)
+    assert tracker.due() == []  # still held, not failed after a mere settle
+    files.write("x.png", 20, 2)  # the writer resumed
+    tracker.seen("x.png")
+    clock.advance(0.6)
+    assert tracker.due() == [(Path("x.png"), 20, 2)]  # read again after the usual settle
+
+
+def test_a_file_changing_for_long_is_named_once_and_fifos_are_tracked():
+    import stat as stat_module
+
+    from batchclf.watch.stability import StabilityTracker
+
+    from .test_watch_units import FakeClock, FakeFiles
+
+    clock, files = FakeClock(), FakeFiles()
+    tracker = StabilityTracker(0.5, clock, stat=files)
+    for size in range(1, 40):
+        files.write("busy.png", size, size)
+        tracker.seen("busy.png")
+        clock.advance(0.25)
+    assert tracker.newly_busy(after=5.0) == [(Path("busy.png"), pytest.approx(9.5))]
+    assert tracker.newly_busy(after=5.0) == []  # once
+    files.files["pipe.png"] = (0, 7, stat_module.S_IFIFO | 0o644, 0.0)
+    tracker.seen("pipe.png")
+    clock.advance(1.0)
+    assert (Path("pipe.png"), 0, 7) in tracker.due()  # handed to intake, which refuses it with a row
