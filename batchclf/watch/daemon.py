@@ -41,6 +41,7 @@ from batchclf.watch.stability import StabilityTracker
 log = logging.getLogger("batchclf.watch")
 
 INBOX_CHECK_EVERY = 1.0  # seconds between looks at whether the inbox folder is still the one watched
+BUSY_CHECK_EVERY = 1.0  # seconds between looks for files a writer keeps changing
 
 
 class Daemon:
@@ -166,7 +167,7 @@ class Daemon:
             log.info("reports in %s; reported files go to %s, broken ones to %s", self.out_dir, self.processed_dir, self.failed_dir)
 
     def _loop(self, workers: int) -> None:
-        last_rescan = last_status = last_ping = last_move_retry = last_inbox_check = self.clock()
+        last_rescan = last_status = last_ping = last_move_retry = last_inbox_check = last_busy_check = self.clock()
         ping_every = self.notifier.watchdog_interval() or 1.0
         in_flight_limit = max(1, workers) * 8
         while not self.stopping:
@@ -195,6 +196,9 @@ class Daemon:
                 self.notifier.send(STATUS=self._status_text())
                 log.info("counts: %s", self._status_text())
                 last_status = now
+            if now - last_busy_check >= BUSY_CHECK_EVERY:
+                self._log_busy()
+                last_busy_check = now
             if self.watch is not None and now - last_inbox_check >= INBOX_CHECK_EVERY:
                 self._check_watch()
                 last_inbox_check = now
@@ -203,6 +207,12 @@ class Daemon:
                 last_rescan = now
             if self.options.oneshot and not (len(self.tracker) or self.dispatcher.chunks_in_flight or len(self.batcher)):
                 break
+
+    def _log_busy(self) -> None:
+        """Say once which files a writer has kept changing for longer than a hold, so a silent inbox is explained."""
+        for path, seconds in self.tracker.newly_busy(self.intake.arrivals.hold):
+            log.info("waiting for %s: still being written (changing for %.0fs); taken once it is still for %gs",
+                     self.intake.relative(path) or path, seconds, self.options.settle)
 
     def _check_watch(self) -> None:
         """An inbox deleted or replaced under the daemon: say so, wait for it, then watch and scan the new folder."""
@@ -261,7 +271,7 @@ class Daemon:
                 continue
             if kind == "gone":
                 touched.pop(raw, None)
-                self.tracker.forget(Path(raw))
+                self.intake.forget(raw)
             elif is_dir:
                 self.intake.scan(Path(raw))
             elif relative not in self.intake.in_progress:
@@ -271,7 +281,8 @@ class Daemon:
 
     def _batch_up(self, chunk: list[Taken]) -> None:
         for taken in chunk:
-            self.batcher.add(taken, arrived=taken.taken_at)
+            if not self.intake.hold_if_arriving(taken):  # a file still being written waits; the rest go on
+                self.batcher.add(taken, arrived=taken.taken_at)
 
     def _drain(self) -> None:
         """On stop: wait for taken files to be prepared, then report them all."""

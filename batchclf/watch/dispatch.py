@@ -38,7 +38,8 @@ class Dispatcher:
     def submit(self, taken: list[Taken]) -> None:
         for start in range(0, len(taken), CHUNK_FILES):
             chunk = taken[start : start + CHUNK_FILES]
-            candidates = [Candidate(self.inbox, t.path, escaped=t.escaped) for t in chunk]
+            # A refusal made at intake travels as the candidate's reason: prepare reports it and opens nothing.
+            candidates = [Candidate(self.inbox, t.path, escaped=t.escaped, unreadable=t.refused) for t in chunk]
             if self.pool is None:
                 self._prepared(chunk, self.prepare(candidates))
                 continue

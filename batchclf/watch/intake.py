@@ -6,17 +6,30 @@ happens in later stages.  "New" is decided by identity and ctime (see
 :class:`~batchclf.watch.journal.Known`): a known identity under a new ctime
 is taken, and :meth:`Intake.partition_unchanged` drops it once its sha256
 shows the same bytes.
+
+Two decisions are made here, once for every entry, so that later stages
+only ever see a file to read or a refusal to report:
+
+- at taking, an entry that must not be read is marked with why: a symlink
+  leading outside the inbox, or anything that is not a regular file (a FIFO,
+  a socket, a device, a link to one).  It goes the usual way (one ``failed``
+  row, moved to ``failed/``) but is never opened;
+- after preparing, a file that failed the way a file still being written
+  fails is held and watched again (:mod:`batchclf.watch.arrival`) instead
+  of being reported.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchclf.scan.discovery import display_name, is_ignored
 from batchclf.scan.prepare import Prepared
+from batchclf.watch.arrival import HOLD, Arrivals
 from batchclf.watch.journal import Journal, Known
 from batchclf.watch.lock import LOCK_NAME
 from batchclf.watch.stability import StabilityTracker, StableFile
@@ -34,6 +47,7 @@ class Taken:
     mtime_ns: int
     taken_at: float
     escaped: bool = False  # a symlink leading outside the inbox: reported, never read
+    refused: str | None = None  # why it is not read at all (not a regular file): reported with this reason
     source: bytes | None = None  # the real inbox-relative name, when ``relative`` had to escape bytes
     ctime_ns: int | None = None  # looked up before the bytes are read: a change after it shows as a newer ctime
     previous: Known | None = None  # the journal's record of this identity, under another ctime
@@ -51,6 +65,7 @@ class Intake:
         self._real_inbox = os.path.realpath(inbox)
         self._own_dirs = tuple(os.fspath(p) for p in own_dirs)
         self.in_progress: set[str] = set()
+        self.arrivals = Arrivals(tracker.settle)
 
     def relative(self, path) -> str | None:
         """The inbox-relative name of a candidate input as reports show it, or None for clutter and our own files.
@@ -114,21 +129,52 @@ class Intake:
         candidates = []
         for path, size, mtime_ns in stable:
             relative = self.relative(path)
-            ctime_ns = self._ctime_if_unchanged(path, size, mtime_ns) if relative is not None else None
-            if ctime_ns is not None:
-                candidates.append(((relative, size, mtime_ns), ctime_ns, path))
+            info = self._stat_if_unchanged(path, size, mtime_ns) if relative is not None else None
+            if info is not None:
+                candidates.append(((relative, size, mtime_ns), info, path))
         latest = self.journal.latest_of([identity for identity, _, _ in candidates])
         taken, now = [], self.clock()
-        for (relative, size, mtime_ns), ctime_ns, path in candidates:
+        for (relative, size, mtime_ns), info, path in candidates:
             previous = latest.get((relative, size, mtime_ns))
-            if _same_file(previous, ctime_ns):
+            if _same_file(previous, info.st_ctime_ns):
                 continue
             self.in_progress.add(relative)
+            refused = not_regular(info.st_mode)
             taken.append(
-                Taken(relative, Path(path), size, mtime_ns, now, escaped=self._escapes(path), source=self._source(path, relative),
-                      ctime_ns=ctime_ns, previous=previous)
+                Taken(relative, Path(path), size, mtime_ns, now, escaped=refused is None and self._escapes(path),
+                      refused=refused, source=self._source(path, relative), ctime_ns=info.st_ctime_ns, previous=previous)
             )
         return taken
+
+    def hold_if_arriving(self, taken: Taken) -> bool:
+        """Whether a prepared file is held as still arriving (then it is watched again, not reported).
+
+        See :mod:`batchclf.watch.arrival`.  Events for a file in progress are
+        not heeded, so a file that changed while it was read is looked at
+        again after the usual settle; one that did not must stay still for
+        the whole hold.
+        """
+        identity = (taken.size, taken.mtime_ns, taken.ctime_ns)
+        if self.arrivals.verdict(taken.relative, identity, taken.prepared) != HOLD:
+            return False
+        self.in_progress.discard(taken.relative)
+        if self._stat_if_unchanged(taken.path, taken.size, taken.mtime_ns, taken.ctime_ns) is not None:
+            self.tracker.hold(taken.path, self.arrivals.hold)
+        elif not os.path.lexists(taken.path):
+            self.arrivals.forget(taken.relative)
+            log.info("%s: gone before it was complete; not reported", taken.relative)
+            return True
+        reason = next(p.row["error"] for p in taken.prepared if p.row.get("error"))
+        log.info("waiting for %s: %s (still being written?); read again once it changes and is still for %gs, "
+                 "reported as failed if it stays as it is for %gs", taken.relative, reason, self.tracker.settle, self.arrivals.hold)
+        return True
+
+    def forget(self, path) -> None:
+        """``path`` left the inbox (deleted, or moved away): stop watching it and holding it."""
+        self.tracker.forget(Path(path))
+        relative = self.relative(path)
+        if relative is not None:
+            self.arrivals.forget(relative)
 
     def partition_unchanged(self, batch: list[Taken]) -> tuple[list[Taken], list[Taken]]:
         """``(new, unchanged)``: unchanged files hold the bytes the journal has for their identity (rewritten or touched)."""
@@ -142,21 +188,21 @@ class Intake:
         for taken in batch:
             self.in_progress.discard(taken.relative)
 
-    def _ctime_if_unchanged(self, path, size: int, mtime_ns: int) -> int | None:
-        """The file's ctime, or None when it is gone or changed since it was judged stable (then it is watched again).
+    def _stat_if_unchanged(self, path, size: int, mtime_ns: int, ctime_ns: int | None = None) -> os.stat_result | None:
+        """The file's stat, or None when it is gone or changed since it was judged stable (then it is watched again).
 
         The tracker's stable files carry size and mtime only, so this is one
         more look; it comes before the bytes are read, which is what makes
-        the ctime safe to trust later.
+        the ctime safe to trust later.  Never opens the file: a FIFO is safe.
         """
         try:
             info = os.stat(path)  # follows a file link, like the scan: its target is what gets read
         except OSError:
             return None
-        if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+        if (info.st_size, info.st_mtime_ns) != (size, mtime_ns) or ctime_ns not in (None, info.st_ctime_ns):
             self.tracker.seen(Path(path))
             return None
-        return info.st_ctime_ns
+        return info
 
     def _escapes(self, path) -> bool:
         """A symlink whose target is outside the inbox: the same rule as ``classify`` (reported, never read)."""
@@ -164,6 +210,15 @@ class Intake:
             return False
         target = os.path.realpath(path)
         return os.path.commonpath([self._real_inbox, target]) != self._real_inbox
+
+
+def not_regular(mode: int) -> str | None:
+    """Why an entry that is not a regular file is not read (what a link leads to, for a link); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}.get(
+        stat.S_IFMT(mode), "not a file")
+    return f"not a regular file ({kind}); not read"
 
 
 def _same_file(known: Known | None, ctime_ns: int) -> bool:

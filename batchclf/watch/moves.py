@@ -6,6 +6,11 @@ The target folder is chosen when the move happens, from the daemon's
 current options, so fixing ``--processed`` after a failure is enough.
 A file is moved only if it is still the file that was classified (same
 size, mtime and ctime): a new file under the same name is left for the daemon.
+
+What moves is the inbox entry itself, whatever it is: a symlink is moved as
+a link (never its target), a FIFO or a device node as itself (never opened).
+The log counts only files that really moved; a decided file found gone or
+replaced is named, not counted.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from batchclf.atomic import write_text_atomic
@@ -23,6 +29,8 @@ from batchclf.watch.journal import FAILED_MOVE, Journal, PendingMove
 log = logging.getLogger("batchclf.watch")
 
 RETRY_EVERY = 30.0  # seconds between retries of failed moves while no batch comes
+
+GONE, REPLACED = "gone", "replaced"  # why a decided file was not moved (and never will be)
 
 
 class Mover:
@@ -37,26 +45,35 @@ class Mover:
         return len(self._failing)
 
     def move_decided(self) -> None:
-        moved, to_failed = [], 0
+        done, moved, to_failed = [], 0, 0
         for pending in self.journal.pending_moves():
             outcome = self._move(pending)
             if outcome is False:
                 continue
             self._failing.discard(pending.id)
-            moved.append((pending.id, outcome))
-            if outcome and pending.kind == FAILED_MOVE:
-                to_failed += 1
+            if outcome in (GONE, REPLACED):
+                done.append((pending.id, None))
+                if outcome == REPLACED:
+                    log.info("%s: not moved: the file there is not the one reported (changed or replaced since)", pending.path)
+                continue
+            done.append((pending.id, outcome))
+            moved += 1
+            to_failed += pending.kind == FAILED_MOVE
+        if done:
+            self.journal.mark_moved(done)
         if moved:
-            self.journal.mark_moved(moved)
-            log.info("moved %d files (%d of them to %s)", len(moved), to_failed, self.failed_dir)
+            log.info("moved %d files (%d of them to %s)", moved, to_failed, self.failed_dir)
 
-    def _move(self, pending: PendingMove) -> str | None | bool:
-        """Where the file went; None when it is gone already; False when the move failed (retried later)."""
+    def _move(self, pending: PendingMove) -> str | bool:
+        """Where the file went; GONE or REPLACED when it is not there to move; False when the move failed (retried later)."""
         source = os.path.join(self.inbox, pending.real_path)
         try:
-            info = os.lstat(source)
+            entry = os.lstat(source)
+            # A link was judged by what it leads to (intake follows it); the link is what moves.
+            info = os.stat(source) if stat.S_ISLNK(entry.st_mode) else entry
         except FileNotFoundError:
-            return None  # moved before a crash, or removed by the user
+            # Moved before a crash, or removed by the user; a link whose target went is no longer the entry reported.
+            return REPLACED if os.path.lexists(source) else GONE
         except OSError as exc:
             return self._failed(pending, f"cannot look at {source}: {exc.strerror}")
         if (info.st_size, info.st_mtime_ns) != (pending.size, pending.mtime_ns) or (
@@ -64,7 +81,7 @@ class Mover:
         ):
             # Moved before a crash, and a new file arrived under the same name (even with the same
             # size and mtime: its ctime, which no one can set, differs): not ours to move.
-            return None
+            return REPLACED
         target = self._target(pending)
         try:
             final = unique_path(target)
@@ -73,11 +90,11 @@ class Mover:
                 make_dirs(parent)
                 self._made_dirs.add(parent)
             try:
-                os.rename(source, final)
+                os.rename(source, final)  # renames the entry: a link stays a link, a FIFO is never opened
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-                shutil.move(source, final)  # processed/ on another filesystem
+                move_across(source, final, entry.st_mode)  # processed/ on another filesystem
         except OSError as exc:
             self._made_dirs.discard(os.path.dirname(target))
             return self._failed(pending, f"cannot move {pending.path} to {target}: {exc.strerror or exc}")
@@ -108,6 +125,17 @@ class Mover:
             )
         except OSError as exc:
             log.warning("cannot write the reason file beside %s: %s", moved_to, exc.strerror or exc)
+
+
+def move_across(source: str, final: str, mode: int) -> None:
+    """Move to another filesystem: a copy, so only what can be copied without reading a FIFO or a device.
+
+    ``shutil.move`` copies a link as a link and a regular file's bytes; it
+    would read a device node for ever (``/dev/zero``), so those stay.
+    """
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise OSError(errno.EXDEV, "not a regular file, so not copied to another filesystem")
+    shutil.move(source, final)
 
 
 def make_dirs(path: str) -> None:
