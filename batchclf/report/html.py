@@ -98,7 +98,7 @@ def write_review_sheet(path: Path, jobs: list[Job], summaries: list[dict]) -> in
     style, script = _source(STYLE), _source(SCRIPT)
     context = {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "csp": content_security_policy(style, script),
+        "csp": markupsafe.Markup(content_security_policy(style, script)),  # quotes and base64 only; readable in the source
         "style": markupsafe.Markup(style),  # our own files, verbatim: the CSP hashes exactly these bytes
         "script": markupsafe.Markup(script),
         "sheet_key": sheet_key([section.id for section in sections]),
