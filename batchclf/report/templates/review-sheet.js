@@ -190,6 +190,7 @@
     }
     state.view = view;
     state.current = item ? item.id : null;
+    persist(); // every move and decision: a reload or a crash resumes exactly here
     const pages = Math.max(1, Math.ceil(list.length / PAGE));
     pager.textContent = list.length ? "item " + (current + 1).toLocaleString("en") + " of " + list.length.toLocaleString("en") + " · page " + (page + 1) + " of " + pages : "";
     announce();
@@ -252,7 +253,6 @@
       current = list.length - 1;
       say("That was the last item of this view");
     }
-    persist();
     show();
   };
   const acceptGroup = () => {
@@ -271,7 +271,6 @@
     say("Accepted " + group.length + " of label " + item.label);
     const next = list.findIndex((other, k) => k > current && other.label !== item.label);
     current = next >= 0 ? next : current;
-    persist();
     show();
   };
   const undo = () => {
@@ -289,7 +288,6 @@
     state.unsaved = Math.max(0, state.unsaved - last.ids.length);
     const back = list.findIndex((item) => item.id === last.ids[0]);
     if (back >= 0) current = back;
-    persist();
     show();
   };
 
@@ -391,7 +389,6 @@
   const setView = (name) => {
     view = name;
     rebuild(list[current] && list[current].id);
-    persist();
   };
   viewButtons.forEach((button) =>
     button.addEventListener("click", () => {
