@@ -16,9 +16,9 @@ LISTED = 10  # unmatched decisions named on the terminal (verified.json lists th
 @app.command("apply")
 @friendly_errors
 def apply(
-    job: Annotated[str, typer.Argument(help="A job folder, job id or daemon day (watch-2026-11-25 or 2026-11-25).", show_default=False)],
+    job: Annotated[str, typer.Argument(metavar="JOB", help="A job folder, job id or daemon day (watch-2026-11-25 or 2026-11-25).", show_default=False)],
     corrections: Annotated[
-        List[Path], typer.Argument(help="corrections.csv files saved from the review sheet (later decisions win).", show_default=False)
+        List[Path], typer.Argument(metavar="CORRECTIONS.csv...", help="corrections.csv files saved from the review sheet (a newer decision for a row wins).", show_default=False)
     ],
     jobs_dir: Annotated[Optional[Path], typer.Option("--jobs", help="Folder holding the job folders (default: jobs/).")] = None,
     home: Home = None,
