@@ -311,6 +311,21 @@ def test_a_changed_file_is_flagged_and_a_vanished_page_is_a_placeholder(tmp_path
     assert vanished["note"] == "page 4 is not in the file now"
 
 
+def test_a_confidence_that_is_not_a_number_does_not_break_the_cards_data(fixture, tmp_path):
+    rows = [review("digit.png", confidence=float("nan")), review("digit.png", page=2, confidence=float("inf"))]
+    job = read_job(write_job(tmp_path / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(fixture.scans)]}))
+    finite = read_job(write_job(tmp_path / "finite" / CLASSIFY_ID, [review("digit.png"), review("digit.png", page=2)], job.meta))
+    path = tmp_path / "nan.html"
+    write_review_sheet(path, [job], [summarise(finite)])  # the summary of such a job is another matter (report/summary.py)
+    blocks = re.findall(r'<script type="application/json" class="items" data-job="[^"]*">(.*?)</script>', path.read_text(encoding="utf-8"), re.S)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    data = json.loads(blocks[0], parse_constant=refuse)  # what JSON.parse in the browser accepts
+    assert [(item["conf"], item["confidence"]) for item in data] == [(None, None), (None, None)]
+
+
 def test_nothing_to_review(fixture, tmp_path):
     folder = write_job(tmp_path / "20261126T010000Z-00aa", [other("ok.png", "ok")], {"kind": "classify", "inputs": []})
     job = read_job(folder)

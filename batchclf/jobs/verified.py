@@ -11,8 +11,9 @@ columns (:data:`EXTRA_COLUMNS`):
 - ``decision``: ``accepted`` (the model's label confirmed), ``corrected`` (another digit),
   ``not-a-digit`` or ``blank`` (``status`` says the same, ``label`` is empty); empty for the model's rows.
 
-Readers: :func:`verified_rows` (typed rows, streamed) and :func:`person_counts`
-(how many rows a person confirmed, corrected, ... ; None without a ``verified.csv``).
+Readers: :func:`verified_rows` (typed rows, streamed), :func:`person_counts`
+(how many rows a person confirmed, corrected, ... ; None without a ``verified.csv``)
+and :func:`person_labels` (the digits a person gave, for training).
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ def person_counts(folder: Path) -> dict | None:
             counts["person"] += 1
             counts[COUNT_KEYS[row["decision"]]] += 1
     return counts
+
+
+def person_labels(folder: Path) -> Iterator[tuple[str, int | None, int]]:
+    """``(file, page, label)`` of every row a person gave a digit (accepted or corrected): training data.
+
+    Rows a person called not a digit or blank have no label and are left out.
+    """
+    for row in verified_rows(folder):
+        if row["decided_by"] == PERSON and row["decision"] in (ACCEPTED, CORRECTED):
+            yield row["file"], row["page"], row["label"]
 
 
 def _typed(record: list[str], path: Path, line: int) -> dict:

@@ -58,6 +58,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
 import os
 import tempfile
 import unicodedata
@@ -212,7 +213,7 @@ def _item(number: int, row: dict, locate, pages: _PageCache, review_below: float
         "status": row["status"],
         "kind": _kind(row),
         "label": row["label"],
-        "conf": row["confidence"],
+        "conf": _finite(row["confidence"]),  # JSON has no NaN: one such row would lose the whole block
         "confidence": _percent(row["confidence"]),
         "second_label": row["second_label"],
         "second_confidence": _percent(row["second_confidence"]),
@@ -284,7 +285,11 @@ def _reason(row: dict, review_below: float | None) -> str:
 
 
 def _percent(value: float | None) -> str | None:
-    return None if value is None else f"{value:.1%}"
+    return None if _finite(value) is None else f"{value:.1%}"
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _job_view(job: Job, summary: dict) -> dict:

@@ -12,9 +12,16 @@
   const DECISION_TEXT = { accepted: "accepted", corrected: "corrected", "not-a-digit": "not a digit", blank: "blank" };
 
   const items = [];
+  const unreadable = [];
   document.querySelectorAll("script.items").forEach((block) => {
     const job = block.dataset.job;
-    for (const item of JSON.parse(block.textContent)) {
+    let data = [];
+    try {
+      data = JSON.parse(block.textContent);
+    } catch (error) {
+      unreadable.push(job); // said in the message line; the other jobs still work
+    }
+    for (const item of data) {
       item.job = job;
       item.id = job + "#" + item.row; // results.csv only grows: a row number stays the row's
       item.order = items.length;
@@ -410,5 +417,6 @@
   });
 
   rebuild(state.current, false); // opened: the summary on top, the current card marked
+  if (unreadable.length) message.textContent = "The cards of " + unreadable.join(", ") + " could not be read";
   grid.dataset.ready = "true"; // for tests and tools: the first page is drawn
 })();
