@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from batchclf.cli import app
 from batchclf.errors import DataFileError
-from batchclf.jobs.verified import VERIFIED_COLUMNS, person_counts, verified_rows
+from batchclf.jobs.verified import VERIFIED_COLUMNS, person_counts, person_labels, verified_blocks, verified_rows
 from batchclf.review.apply import apply_reviews
 from batchclf.review.decisions import MAX_BYTES, read_decisions
 from tests.test_report_html import other, review, write_job
@@ -82,6 +82,13 @@ def test_every_row_with_the_final_label_and_results_csv_untouched(job, tmp_path)
     assert [row["file"] for row in document["rows"]] == ["a.png", "b.png", "pages.tif", "ok.png", "bad.png", "=formula.png"]
     assert person_counts(job) == {"rows": 6, "person": 5, "confirmed": 1, "corrected": 2, "not_a_digit": 1, "blank": 1}
     assert done.output.splitlines()[-1] == str(job / "verified.csv")
+    # What report and training read back.
+    assert list(person_labels(job)) == [("a.png", 1, 3), ("b.png", 1, 6), ("=formula.png", 1, 1)]
+    (block,) = list(verified_blocks(job))
+    assert [(cells[0], cells[2], cells[3]) for cells in block] == [
+        ("a.png", "ok", "3"), ("b.png", "ok", "6"), ("pages.tif", "not-a-digit", ""), ("ok.png", "ok", "1"),
+        ("bad.png", "blank", ""), ("'=formula.png", "ok", "1"),
+    ]
 
 
 def test_an_old_file_without_the_new_columns_still_applies(job, tmp_path):
@@ -163,6 +170,12 @@ def test_bad_corrections_are_one_error_line_and_nothing_is_written(job, tmp_path
     lines = done.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: ") and message in lines[0], done.output
     assert not (job / "verified.csv").exists() and not (job / "verified.json").exists()
+
+
+def test_a_damaged_verified_csv_is_one_error_line(job, tmp_path):
+    (job / "verified.csv").write_text("file,page\r\na.png,1\r\n", encoding="utf-8")
+    done = run(job, corrections(tmp_path / "c.csv", HEADER))
+    assert done.exit_code == 1 and done.output.startswith(f"Error: {job / 'verified.csv'}: not a batchclf verified file")
 
 
 def test_size_cap_fifo_and_repeated_lines(tmp_path):

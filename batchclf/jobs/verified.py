@@ -11,7 +11,8 @@ columns (:data:`EXTRA_COLUMNS`):
 - ``decision``: ``accepted`` (the model's label confirmed), ``corrected`` (another digit),
   ``not-a-digit`` or ``blank`` (``status`` says the same, ``label`` is empty); empty for the model's rows.
 
-Readers: :func:`verified_rows` (typed rows, streamed), :func:`person_counts`
+Readers: :func:`verified_rows` (typed rows, streamed), :func:`verified_blocks` (raw
+records in blocks, like ``Job.blocks``, for the report's column-wise pass), :func:`person_counts`
 (how many rows a person confirmed, corrected, ... ; None without a ``verified.csv``)
 and :func:`person_labels` (the digits a person gave, for training).
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from batchclf.errors import JobCorruptError
-from batchclf.jobs.folder import row_from_cells
+from batchclf.jobs.folder import BLOCK_ROWS, row_from_cells
 from batchclf.jobs.rows import COLUMNS
 
 VERIFIED_CSV = "verified.csv"
@@ -45,6 +46,26 @@ def has_verified(folder: Path) -> bool:
 def verified_rows(folder: Path) -> Iterator[dict]:
     """The rows of ``folder/verified.csv`` as typed dicts (the row schema plus :data:`EXTRA_COLUMNS`)."""
     path = Path(folder) / VERIFIED_CSV
+    for line, record in _records(path):
+        yield _typed(record, path, line)
+
+
+def verified_blocks(folder: Path, size: int = BLOCK_ROWS) -> Iterator[list[list[str]]]:
+    """The raw records of ``folder/verified.csv`` cut to :data:`COLUMNS`, in lists of ``size``: a drop-in for
+    :meth:`batchclf.jobs.folder.Job.blocks` (``status`` may also be ``not-a-digit`` here)."""
+    block = []
+    width = len(COLUMNS)
+    for _, record in _records(Path(folder) / VERIFIED_CSV):
+        block.append(record[:width])
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, record)`` of a verified.csv, every record checked for its width; damage is a JobCorruptError."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle, strict=True)
@@ -55,7 +76,7 @@ def verified_rows(folder: Path) -> Iterator[dict]:
             for record in reader:
                 if len(record) != width:
                     raise JobCorruptError(f"{path}: line {reader.line_num}: {len(record)} fields, expected {width}")
-                yield _typed(record, path, reader.line_num)
+                yield reader.line_num, record
     except FileNotFoundError:
         raise JobCorruptError(f"{path}: missing") from None
     except csv.Error as exc:
