@@ -417,6 +417,12 @@ def test_in_headless_chromium(fixture, sheet, tmp_path):
             assert page.locator(".reason bdi").nth(order.index(("bad.png", None))).text_content() == HOSTILE_REASON
             assert page.locator("article.card.current").count() == 1
             assert page.locator("#progress").text_content() == f"Done 0 · to do {shown - 3}"
+            if os.environ.get("BATCHCLF_ARTIFACTS"):  # a picture of the sheet for CI's artefacts
+                artefacts = Path(os.environ["BATCHCLF_ARTIFACTS"])
+                artefacts.mkdir(parents=True, exist_ok=True)
+                screenshot = tmp_path / "review-sheet.png"
+                page.screenshot(path=str(screenshot), full_page=True)
+                shutil.copy(screenshot, artefacts / "test_report_html-review-sheet.png")
         finally:
             browser.close()
     assert not browser.problems, browser.problems

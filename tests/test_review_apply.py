@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from batchclf.cli import app
 from batchclf.errors import DataFileError
 from batchclf.jobs.verified import VERIFIED_COLUMNS, person_counts, person_labels, verified_blocks, verified_rows
-from batchclf.review.apply import apply_reviews
 from batchclf.review.decisions import MAX_BYTES, read_decisions
 from tests.test_report_html import other, review, write_job
 

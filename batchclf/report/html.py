@@ -48,8 +48,10 @@ reload or a closed tab loses nothing; "Save corrections.csv" (or
 - ``job``: the id of the job the row belongs to.
 
 The first three columns are the original format: a reader that looks
-columns up by name reads the new file, and ``batchclf review apply`` reads
-old files (without the new columns: every label is a correction).  UTF-8
+columns up by name reads the new file (skipping the ``not-a-digit`` and
+``blank`` rows, which have no label), and ``batchclf review apply`` reads
+old files (without the new columns: a label is accepted or corrected by
+comparison with the model's).  UTF-8
 without a byte order mark, CRLF line ends, RFC 4180 quoting.
 """
 
