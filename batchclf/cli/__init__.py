@@ -1,7 +1,7 @@
 """The command line: each command translates flags into one library call.
 
 One module per command group (``model``, ``classify``, ``watch``,
-``report``, ``models``, ``service``, ``bench``); options they share are declared once in ``common``.  Library
+``report``, ``models``, ``service``, ``bench``, ``review``); options they share are declared once in ``common``.  Library
 failures arrive as :class:`batchclf.errors.BatchclfError` and leave as one
 ``Error: ...`` line on stderr with a non-zero exit code.  Nothing here
 imports TensorFlow at module level, so ``--help`` and ``report`` stay fast.
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from batchclf.cli import bench, classify, model, models, report, service, watch
+from batchclf.cli import bench, classify, model, models, report, review, service, watch
 
 app = typer.Typer(
     help="Classify folders of scanned handwritten digits into CSV/JSON reports.",
@@ -51,6 +51,7 @@ app.command("bench-watch")(bench.bench_watch)
 app.command("bench-report")(bench.bench_report)
 app.add_typer(models.app, name="models")
 app.add_typer(service.app, name="service")
+app.add_typer(review.app, name="review")
 
 
 def main() -> None:
