@@ -32,6 +32,14 @@ EXTRA_SHARE = 0.3  # of every epoch's images
 REPLAY = 30_000  # MNIST training images replayed per epoch (fewer if the set is smaller)
 
 
+def with_national_styles(images: np.ndarray, labels: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """MNIST-form uint8 digits with ``share`` of the sevens crossed and of the ones given a foot (:mod:`styles`)."""
+    from batchclf.model.styles import national_styles
+
+    styled = national_styles(images.astype(np.float32)[..., None] / 255.0, labels, share, rng)
+    return (styled[..., 0] * 255).round().astype(np.uint8)
+
+
 def fine_tune(
     base: Path,
     extra: LabelledSet,
@@ -47,6 +55,7 @@ def fine_tune(
     origin: dict | None = None,
     progress: bool = True,
     augment: bool = True,
+    styles: float = 0.0,
 ) -> dict:
     """Fine-tune ``base`` on ``extra`` plus replayed MNIST; save ``out`` and its card; return the card."""
     if not len(extra):
@@ -67,7 +76,10 @@ def fine_tune(
     held_out = min(VALIDATION_SIZE, len(order) // 5)  # for the temperature; the rest may be replayed
     validation, pool = order[:held_out], order[held_out:]
     replayed = rng.choice(pool, size=min(replay, len(pool)), replace=False)
-    x, y, repeats = mix_in(data.x_train[replayed], data.y_train[replayed], extra.images, extra.labels, extra_share)
+    replay_x = data.x_train[replayed]
+    if styles:
+        replay_x = with_national_styles(replay_x, data.y_train[replayed], styles, rng)
+    x, y, repeats = mix_in(replay_x, data.y_train[replayed], extra.images, extra.labels, extra_share)
 
     steps_per_epoch = max(1, len(x) // batch_size)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy")
@@ -111,6 +123,7 @@ def fine_tune(
             "extra_share": extra_share,
             "replay_mnist": int(len(replayed)),
             "augmentation": augment,
+            "national_styles": styles,
             **(origin or {}),
             "epochs": epochs,
             "learning_rate": learning_rate,

@@ -1,0 +1,192 @@
+"""Leave-writers-out: what the models do on writers they never saw, measured by training without them.
+
+The writers of a labelled folder (``WRITER/DIGIT/*.png``) are split into
+folds; for each fold the classifier and the not-a-digit detector are
+fine-tuned on every other writer (plus the extra sets, e.g. USPS
+``zip.train``) and score the fold's writers.  Every writer is scored once,
+by models that never saw them.  The pooled scores give the unseen figures
+(mean and worst writer, ``ok`` rows right, review share), the error-vs-
+coverage curve a review threshold is chosen from, and the detector
+threshold that flags a given share of unseen writers' digits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from batchclf.datasets.labelled import LabelledSet, concatenate, read_labelled
+from batchclf.datasets.mnist import load as load_mnist
+from batchclf.model import card as cards
+from batchclf.model import detector_tuning
+from batchclf.model.calibration import apply_temperature
+from batchclf.model.finetune import fine_tune
+from batchclf.model.predictor import load_keras_model
+from batchclf.model.second_look import SHIFTS, shifted
+from batchclf.scan.preprocess import mnist_to_input
+
+
+def writer_folds(groups: np.ndarray, n: int) -> list[list[str]]:
+    """The writers, sorted, cut into ``n`` contiguous folds (10 writers, 5 folds: 0001-0002, 0003-0004, ...)."""
+    writers = sorted(set(groups.tolist()))
+    if n < 2 or n > len(writers):
+        from batchclf.errors import DataFileError
+
+        raise DataFileError(f"{n} folds need between 2 and {len(writers)} writers' folders; found {len(writers)}")
+    return [[str(w) for w in part] for part in np.array_split(np.array(writers), n)]
+
+
+def score_classifier(model, temperature: float, images: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities ``(len(SHIFTS), N, 10)``: the image as it is first, then each shifted copy."""
+    inputs = mnist_to_input(images)
+    return np.stack([apply_temperature(model.predict(shifted(inputs, dy, dx), batch_size=512, verbose=0), temperature)
+                     for dy, dx in SHIFTS])
+
+
+def train_pair(base: Path, detector_base: Path, extra: LabelledSet, data, sides, out: Path, epochs: int, seed: int,
+               styles: float = 0.0):
+    """Fine-tune the classifier and the detector on ``extra``; save both under ``out``; return (classifier, T, detector)."""
+    out.mkdir(parents=True, exist_ok=True)
+    card = fine_tune(base, extra, data, out / "classifier.keras", epochs=epochs, seed=seed, progress=False, styles=styles)
+    detector = detector_tuning.fine_tune_detector(detector_base, sides[0], extra.images, sides[1], seed=seed)
+    from batchclf.model.training import save_atomic
+
+    save_atomic(detector, out / "detector.keras")
+    return load_keras_model(out / "classifier.keras"), cards.temperature(card), detector
+
+
+def run(mnist: Path, writers_dir: Path, extra_sets: list[Path], base: Path, detector_base: Path, out: Path,
+        folds: int = 5, epochs: int = 3, seed: int = 1, final: bool = True, styles: float = 0.0, log=print) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    data = load_mnist(mnist)
+    writers = read_labelled([writers_dir])
+    others = read_labelled(extra_sets) if extra_sets else concatenate([])
+    log(f"{len(writers)} writer digits, {len(others)} extra, {time.monotonic() - started:.0f} s")
+    sides_file = out / "sides.npz"
+    if sides_file.is_file():
+        with np.load(sides_file) as saved:
+            sides = (saved["digits"], saved["non_digits"])
+    else:
+        sides = detector_tuning.training_sides(data.x_train[:50_000], data.y_train[:50_000], 20_000, 10_000, seed)
+        np.savez_compressed(sides_file, digits=sides[0], non_digits=sides[1])
+    if styles:
+        # The detector must take the styled digits for digits too: the styled sevens and ones, all of them.
+        from batchclf.model.finetune import with_national_styles
+
+        chosen = np.flatnonzero(np.isin(data.y_train[:50_000], (1, 7)))
+        styled = with_national_styles(data.x_train[chosen], data.y_train[chosen], 1.0, np.random.default_rng(seed))
+        sides = (np.concatenate([sides[0], styled]), sides[1])
+    log(f"detector sides: {len(sides[0])} digits, {len(sides[1])} non-digits, {time.monotonic() - started:.0f} s")
+    split = writer_folds(writers.groups, folds)
+    (out / "folds.json").write_text(json.dumps({"folds": split, "extra": [str(p) for p in extra_sets],
+                                                "epochs": epochs, "seed": seed, "styles": styles, "base": str(base),
+                                                "detector_base": str(detector_base)}, indent=1))
+    for index, held_writers in enumerate(split):
+        fold_dir = out / f"fold-{index}"
+        if (fold_dir / "scores.npz").is_file():
+            continue
+        held = np.isin(writers.groups, held_writers)
+        model, temperature, detector = train_pair(base, detector_base, concatenate([others, writers.select(~held)]),
+                                                  data, sides, fold_dir, epochs, seed + index, styles)
+        np.savez_compressed(fold_dir / "scores.npz", index=np.flatnonzero(held), labels=writers.labels[held],
+                            groups=writers.groups[held], probs=score_classifier(model, temperature, writers.images[held]),
+                            not_digit=detector_tuning.scores(detector, writers.images[held]))
+        log(f"fold {index} ({', '.join(held_writers)}) done, {time.monotonic() - started:.0f} s")
+    if final:
+        train_pair(base, detector_base, concatenate([others, writers]), data, sides, out / "final", epochs, seed, styles)
+        log(f"final models trained on every writer, {time.monotonic() - started:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Leave-writers-out fine-tuning of the classifier and the detector.")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--writers", type=Path, required=True)
+    parser.add_argument("--extra", type=Path, action="append", default=[])
+    parser.add_argument("--base", type=Path, default=Path("models/default.keras"))
+    parser.add_argument("--detector", type=Path, default=Path("models/detectors/not-a-digit.keras"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--no-final", action="store_true")
+    parser.add_argument("--styles", type=float, default=0.0, help="share of MNIST sevens crossed and ones given a foot")
+    args = parser.parse_args(argv)
+    run(args.data, args.writers, args.extra, args.base, args.detector, args.out, args.folds, args.epochs,
+        final=not args.no_final, styles=args.styles, log=lambda text: print(time.strftime("%H:%M:%S"), text, flush=True))
+
+
+if __name__ == "__main__":
+    main()
+
+
+def pooled(out: Path) -> dict[str, np.ndarray]:
+    """Every fold's scores in one set: each writer's digits scored by the models that never saw that writer."""
+    parts = []
+    for scores in sorted(Path(out).glob("fold-*/scores.npz")):
+        with np.load(scores) as saved:
+            parts.append({key: saved[key] for key in saved.files})
+    if not parts:
+        from batchclf.errors import DataFileError
+
+        raise DataFileError(f"{out}: no fold has finished yet")
+    return {key: np.concatenate([part[key] for part in parts], axis=1 if key == "probs" else 0) for key in parts[0]}
+
+
+def detector_threshold(not_digit: np.ndarray, rate: float) -> float:
+    """The detector score above which ``rate`` of these (unseen writers') digits lie."""
+    return float(np.quantile(not_digit, 1.0 - rate))
+
+
+def second_look_probabilities(probs: np.ndarray) -> np.ndarray:
+    """The second look's probabilities: the mean over the image and its shifted copies (``probs``: (shifts, N, 10))."""
+    return probs.mean(axis=0)
+
+
+def figures(pool: dict[str, np.ndarray], review_below: float, flag_above: float, second_look: bool) -> dict:
+    """Unseen-writer figures at one review threshold: accuracy per writer, ``ok`` rows right, review share."""
+    first = pool["probs"][0]
+    probs = first
+    if second_look:
+        doubtful = first.max(axis=1) < review_below
+        probs = first.copy()
+        probs[doubtful] = second_look_probabilities(pool["probs"][:, doubtful])
+    labels = pool["labels"]
+    predicted = probs.argmax(axis=1)
+    correct = predicted == labels
+    flagged = pool["not_digit"] > flag_above
+    ok = (probs.max(axis=1) >= review_below) & ~flagged
+    per_writer = {str(w): float(correct[pool["groups"] == w].mean()) for w in sorted(set(pool["groups"].tolist()))}
+    return {
+        "digits": int(len(labels)),
+        "accuracy": float(correct.mean()),
+        "writers_mean": float(np.mean(list(per_writer.values()))),
+        "worst_writer": min(per_writer.items(), key=lambda item: item[1]),
+        "per_writer": per_writer,
+        "flagged": float(flagged.mean()),
+        "review_share": float(1 - ok.mean()),
+        "ok_right": float(correct[ok].mean()) if ok.any() else None,
+        "ok_wrong": int((ok & ~correct).sum()),
+    }
+
+
+def selective_curve(pool: dict[str, np.ndarray], flag_above: float, second_look: bool = True) -> list[dict]:
+    """Coverage and error among accepted unseen-writer digits at every candidate threshold, as classify decides."""
+    from batchclf.model import selective
+
+    first = pool["probs"][0]
+    looked = second_look_probabilities(pool["probs"])
+    confidence, correct = [], []
+    for threshold in selective.THRESHOLDS:
+        probs = first
+        if second_look:
+            probs = first.copy()
+            doubtful = first.max(axis=1) < threshold
+            probs[doubtful] = looked[doubtful]
+        confidence.append(probs.max(axis=1))
+        correct.append(probs.argmax(axis=1) == pool["labels"])
+    return selective.curve(np.stack(confidence), np.stack(correct), pool["not_digit"] > flag_above)
