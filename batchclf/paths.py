@@ -69,7 +69,8 @@ def default_model(base: Path | None = None) -> Path:
     """
     chosen = model_in_use(models_dir(base))
     if chosen.name != DEFAULT_MODEL_NAME or chosen.is_file():
-        return chosen  # put in use on purpose: if it is gone, say so rather than fall back to another model
+        # Another model put in use on purpose: if it is gone, say so rather than fall back to another model.
+        return chosen
     return shipped_default_model() or chosen
 
 

@@ -237,41 +237,41 @@ class RayEngine:
         if not refs:
             return
         token = uuid.uuid4().hex
-        ledger = new_ledger_folder()
-        model_ref = ray.put((self._model_bytes, self._card_bytes, self._detector))
-        # The memory reservation also keeps Ray Data from fusing decoding into the actors (it fuses a task map
-        # into a following actor map when their remote options agree): fused, one actor would decode everything.
-        labeller_resources = {"num_cpus": CPUS_PER_ACTOR, "memory": LABELLER_MEMORY_BYTES}
-        if self.gpus_per_actor > 0:
-            labeller_resources["num_gpus"] = self.gpus_per_actor
-        dataset = (
-            ray.data.from_arrow_refs(refs)
-            .map_batches(
-                prepare_block,
-                batch_format="pyarrow",
-                batch_size=None,  # one task per listing block
-                fn_kwargs={"limits": self.settings.limits, "token": token, "ledger": ledger},
-                num_cpus=1,  # Ray retries a task whose worker died (Ray Data's default: without limit)
-            )
-            .map_batches(
-                Labeller,
-                batch_format="pyarrow",
-                batch_size=self.batch_size,
-                compute=ActorPoolStrategy(size=self.actors),
-                fn_constructor_kwargs={
-                    "model_name": self.model_path.name,
-                    # By reference, held here for the whole job: an actor restarted late still finds its model.
-                    "model": [model_ref],
-                    "device": self.kind,
-                    "batch_size": self.batch_size,
-                    "review_below": self.review_below,
-                    "input_scale": self.settings.input_scale,
-                },
-                **labeller_resources,
-            )
-        )
-        del refs  # the dataset holds them now
+        ledger = new_ledger_folder()  # the job's private crash-ledger folder (see _CrashLedger), removed with the job
         try:
+            model_ref = ray.put((self._model_bytes, self._card_bytes, self._detector))
+            # The memory reservation also keeps Ray Data from fusing decoding into the actors (it fuses a task map
+            # into a following actor map when their remote options agree): fused, one actor would decode everything.
+            labeller_resources = {"num_cpus": CPUS_PER_ACTOR, "memory": LABELLER_MEMORY_BYTES}
+            if self.gpus_per_actor > 0:
+                labeller_resources["num_gpus"] = self.gpus_per_actor
+            dataset = (
+                ray.data.from_arrow_refs(refs)
+                .map_batches(
+                    prepare_block,
+                    batch_format="pyarrow",
+                    batch_size=None,  # one task per listing block
+                    fn_kwargs={"limits": self.settings.limits, "token": token, "ledger": ledger},
+                    num_cpus=1,  # Ray retries a task whose worker died (Ray Data's default: without limit)
+                )
+                .map_batches(
+                    Labeller,
+                    batch_format="pyarrow",
+                    batch_size=self.batch_size,
+                    compute=ActorPoolStrategy(size=self.actors),
+                    fn_constructor_kwargs={
+                        "model_name": self.model_path.name,
+                        # By reference, held here for the whole job: an actor restarted late still finds its model.
+                        "model": [model_ref],
+                        "device": self.kind,
+                        "batch_size": self.batch_size,
+                        "review_below": self.review_below,
+                        "input_scale": self.settings.input_scale,
+                    },
+                    **labeller_resources,
+                )
+            )
+            del refs  # the dataset holds them now
             for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
                 for text in batch.column("row").to_pylist():
                     yield json.loads(text)

@@ -29,7 +29,7 @@ def load_keras_model(path: Path):
     Before TensorFlow starts: the file must be a Keras model file and the
     installed Keras must have every known safe-mode fix (:mod:`batchclf.model.trust`).
     Then safe mode is on (no Lambda or other code from the file), and a
-    refusal is one line: Keras's first line, never the layer config it appends.
+    refusal is one line (:func:`batchclf.model.trust.load_failure`), never the layer config Keras appends.
     """
     path = Path(path)
     trust.check_before_load(path)
