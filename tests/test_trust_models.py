@@ -98,6 +98,16 @@ def test_a_keras_older_than_the_floor_is_refused_before_any_load(monkeypatch, ti
     assert "\n" not in message and f"Keras {version}" in message and "keras>=3.13.2" in message
 
 
+def test_an_old_keras_module_shadowing_the_installed_one_is_refused_too(monkeypatch, tiny_model):
+    import keras
+
+    from batchclf.model import predictor
+
+    monkeypatch.setattr(keras, "__version__", "3.11.2")  # metadata says 3.15, the module imported is older
+    with pytest.raises(ModelLoadError, match="Keras 3.11.2"):
+        predictor.load_keras_model(tiny_model)
+
+
 def test_every_model_load_goes_through_the_keras_check(monkeypatch, tiny_model, ink_detector):
     """Classifier, detector, a fine-tune's base and the Ray engine all refuse an old Keras, each in one line."""
     from batchclf.engines import EngineSettings

@@ -36,6 +36,7 @@ def load_keras_model(path: Path):
     devices.tensorflow()
     import keras
 
+    trust.require_safe_keras(keras.__version__)  # the module really imported, in case another copy shadows the installed one
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...

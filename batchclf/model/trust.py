@@ -53,9 +53,14 @@ def version_key(version: str) -> tuple[int, ...]:
     return (*release, 1 if final else 0)
 
 
-def require_safe_keras() -> None:
-    """Refuse, in one line, to load any model with a Keras older than :data:`SAFE_KERAS` (or none at all)."""
-    version = installed_keras_version()
+def require_safe_keras(version: str | None = None) -> None:
+    """Refuse, in one line, to load any model with a Keras older than :data:`SAFE_KERAS` (or none at all).
+
+    ``version``: the imported module's ``keras.__version__``, checked again once
+    imported (an older copy may shadow the installed one on ``sys.path``);
+    by default the installed distribution's, read before anything is imported.
+    """
+    version = version or installed_keras_version()
     if version is None:
         raise ModelLoadError(f"Keras is not installed; batchclf needs keras>={SAFE_KERAS_TEXT} to load models")
     if version_key(version) < (*SAFE_KERAS, 1):
