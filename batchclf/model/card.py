@@ -44,17 +44,18 @@ def read(model_path: Path, detector: bool = False) -> dict:
     """
     path = card_path(model_path)
     try:
-        info = path.stat()
+        # O_NONBLOCK: a FIFO put where the card should be is opened without waiting for a writer, then refused.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         if detector:
             raise ModelLoadError(f"{model_path}: a detector needs its card ({path.name}) with flag_above") from None
         return {}
     except OSError as exc:
         raise ModelLoadError(f"cannot read model card {path}: {exc.strerror or exc}") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise ModelLoadError(f"model card {path} is not a regular file")
     try:
-        with open(path, "rb") as handle:
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise card_schema.CardError("not a regular file")
             raw = handle.read(card_schema.MAX_BYTES + 1)
         if len(raw) > card_schema.MAX_BYTES:
             raise card_schema.CardError(f"larger than {card_schema.MAX_BYTES:,} bytes")
