@@ -16,7 +16,8 @@ DEFAULT_MODEL_NAME = "default.keras"
 # The not-a-digit detector (batchclf.model.detector) sits apart from the classifiers, so `batchclf models` never lists it.
 DETECTOR_NAME = "detectors/not-a-digit.keras"
 IN_USE_NAME = "IN_USE"  # models/IN_USE names the model in use (batchclf models use NAME)
-PACKAGED_MODELS = Path(__file__).resolve().parent / "models"
+PACKAGED_MODELS = Path(__file__).resolve().parent / "models"  # a wheel's package data
+CHECKOUT_MODELS = Path(__file__).resolve().parent.parent / "models"  # a source checkout's models/
 
 
 def home(explicit: Path | None = None) -> Path:
@@ -50,6 +51,15 @@ def model_in_use(folder: Path) -> Path:
     return Path(folder) / DEFAULT_MODEL_NAME
 
 
+def shipped_default_model() -> Path | None:
+    """The model batchclf ships: the checkout's ``models/default.keras``, else the wheel's package data; None if neither."""
+    candidates = [
+        CHECKOUT_MODELS / DEFAULT_MODEL_NAME,
+        PACKAGED_MODELS / DEFAULT_MODEL_NAME,
+    ]
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
 def default_model(base: Path | None = None) -> Path:
     """The model used when ``--model`` is absent.
 
@@ -58,24 +68,17 @@ def default_model(base: Path | None = None) -> Path:
     as package data under ``batchclf/models/``.
     """
     chosen = model_in_use(models_dir(base))
-    if chosen.name != DEFAULT_MODEL_NAME:
-        return chosen  # put in use on purpose: if it is gone, say so rather than fall back to another model
-    candidates = [
-        chosen,
-        Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME,
-        PACKAGED_MODELS / DEFAULT_MODEL_NAME,
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return candidates[0]
+    if chosen.name != DEFAULT_MODEL_NAME or chosen.is_file():
+        # Another model put in use on purpose: if it is gone, say so rather than fall back to another model.
+        return chosen
+    return shipped_default_model() or chosen
 
 
 def default_detector(base: Path | None = None) -> Path | None:
     """The not-a-digit detector used unless told otherwise: the home's, else the checkout's or the wheel's; None if none."""
     candidates = [
         models_dir(base) / DETECTOR_NAME,
-        Path(__file__).resolve().parent.parent / "models" / DETECTOR_NAME,
+        CHECKOUT_MODELS / DETECTOR_NAME,
         PACKAGED_MODELS / DETECTOR_NAME,
     ]
     return next((candidate for candidate in candidates if candidate.is_file()), None)

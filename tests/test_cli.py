@@ -102,7 +102,7 @@ def test_predict_demo_and_images(tmp_path, tiny_model):
     image.write_bytes(png_bytes(ink_digit()))
     (tmp_path / "bad.png").write_bytes(b"nope")
     result = invoke("predict", "--demo", image, tmp_path / "bad.png", "--model", tiny_model, "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # every row printed, then non-zero for the unread file (issue 23)
     rows = json.loads(result.stdout)
     assert [r["file"] for r in rows] == ["<demo>", str(image), str(tmp_path / "bad.png")]
     assert len(rows[0]["top"]) == 3 and rows[0]["word"] in ("zero one two three four five six seven eight nine".split())

@@ -55,18 +55,18 @@ def test_ray_engine_without_ray_is_one_clear_line(monkeypatch):
 def test_crash_ledger_fails_a_file_only_when_it_killed_its_decoder_twice(tmp_path, monkeypatch):
     from batchclf.engines.ray import _CrashLedger
 
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    first = _CrashLedger("job", 100)
+    folder = str(tmp_path / "ledger")  # the job's private folder (the engine makes it with mkdtemp)
+    first = _CrashLedger(folder, "job", 100)
     first.begin(100)
     first.begin(101)  # ... and the worker dies here (no done())
-    second = _CrashLedger("job", 100)  # the retry: 101 died once, so it is tried again
+    second = _CrashLedger(folder, "job", 100)  # the retry: 101 died once, so it is tried again
     assert not second.culprit(100) and not second.culprit(101)
     second.begin(100)
     second.begin(101)  # dies again on 101
-    third = _CrashLedger("job", 100)
+    third = _CrashLedger(folder, "job", 100)
     assert third.culprit(101) and not third.culprit(100) and not third.culprit(102)
     third.done()
-    assert not list((tmp_path / "batchclf-ray-ledger").iterdir())
+    assert not list((tmp_path / "ledger").iterdir())
 
 
 # --- Ray -------------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ def train(
         return
     architectures.recipe(arch)
     fine_tuning = base is not None or bool(from_reviews)
+    # Both replay MNIST: without --data and offline, say so now, not after TensorFlow's start-up.
+    datasets.require_available(data, "fine-tuning (its MNIST replay)" if fine_tuning else "training")
     base = base or (paths.default_model(home) if fine_tuning else None)
     target = out or new_model_path(paths.models_dir(home), f"{base.stem}-tuned" if fine_tuning else arch)
     if target.suffix != ".keras":
@@ -200,3 +202,18 @@ def predict(
         typer.echo(json.dumps(results))
     else:
         print_predictions(results)
+    _fail_on_unread(results)
+
+
+def _fail_on_unread(results: list[dict]) -> None:
+    """Every row is shown first; then an input that gave no prediction (not an image, unreadable) makes the exit non-zero."""
+    from batchclf.jobs.rows import FAILED
+
+    failed = [r for r in results if r["status"] == FAILED]
+    if failed:
+        from batchclf.cli.render import printable
+        from batchclf.errors import FailedRowsError
+
+        first = failed[0]
+        raise FailedRowsError(f"{len(failed)} of {len(results)} inputs could not be read, "
+                              f"first {printable(first['file'])}: {printable(first.get('error') or 'failed')}")

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
+from batchclf.scan.discovery import display_name
+
 console = Console()
+
+# C0 and C1 controls, DEL, and the bidi/zero-width format characters that reorder or hide what a terminal shows.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(value) -> str:
+    """Text from a file handed to us (a card field, a model's name) as the terminal may show it.
+
+    Undecodable bytes become ``\\xNN`` as in the reports (:func:`batchclf.scan.discovery.display_name`),
+    and so do control characters (``\\x1b``, ``\\x07``...; ``\\u202e`` above 0xff): nothing from a card can
+    clear the screen, set the title or overwrite lines.
+    """
+    text = display_name(str(value))
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
 
 
 def print_comparison(result: dict, baseline: dict) -> None:
     """The same set scored by two models: the headline figures side by side, then per writer."""
-    table = Table("", Text(Path(baseline["model"]).name), Text(Path(result["model"]).name), "change", title=f"on {result['data']}")
+    # Headers given as Text must be Columns (rich's Table takes only str or Column positionally).
+    names = [Column(header=Text(printable(Path(r["model"]).name))) for r in (baseline, result)]
+    table = Table("", *names, "change", title=Text(f"on {printable(result['data'])}"))
     for key, title in (("accuracy", "accuracy"), ("ok_accuracy", "ok rows right"), ("review_share", "sent to review")):
         old, new = baseline.get(key), result.get(key)
         if old is None or new is None:
@@ -23,7 +43,7 @@ def print_comparison(result: dict, baseline: dict) -> None:
     for name, new in (result.get("groups") or {}).items():
         old = baseline["groups"].get(name)
         if old is not None:
-            table.add_row(Text(name), f"{old * 100:.2f}%", f"{new * 100:.2f}%", f"{(new - old) * 100:+.2f}")
+            table.add_row(Text(printable(name)), f"{old * 100:.2f}%", f"{new * 100:.2f}%", f"{(new - old) * 100:+.2f}")
     console.print(table)
 
 
@@ -115,42 +135,45 @@ def print_bench(rows: list[dict], machine: str, stages: list[dict] | None = None
 
 
 def print_card(model_path: Path, card: dict) -> None:
-    test = card.get("mnist_test", {})
-    console.print(f"[bold]{model_path}[/bold]")
+    """A card's main fields; every text from the card is shown through :func:`printable` (numbers are schema-checked)."""
+    test = card.get("mnist_test") or {}
+    say = functools.partial(console.print, highlight=False, markup=False)
+    say(Text(printable(model_path), style="bold"))
     if not card:
-        console.print("no model card")
+        say("no model card")
         return
     parameters = f"{card['parameters']:,}" if card.get("parameters") else "?"
     flops = f"{card['flops_per_image'] / 1e6:.1f} M" if card.get("flops_per_image") else "?"
-    console.print(f"architecture {card.get('architecture')}  parameters {parameters}  FLOPs/image {flops}", markup=False)
+    say(f"architecture {printable(card.get('architecture'))}  parameters {parameters}  FLOPs/image {flops}")
     for key in ("created", "parent"):
         if card.get(key):
-            console.print(f"{key} {card[key]}", highlight=False, markup=False)
-    if test:
-        console.print(f"MNIST test accuracy {test['accuracy'] * 100:.2f}% on {test.get('n', '?')} images")
-    calibration = card.get("calibration", {})
+            say(f"{key} {printable(card[key])}")
+    if test.get("accuracy") is not None:
+        say(f"MNIST test accuracy {test['accuracy'] * 100:.2f}% on {test.get('n') or '?'} images")
+    calibration = card.get("calibration") or {}
     if "temperature" in calibration:
         before = calibration.get("test_ece_before")
         after = calibration.get("test_ece_after")
         ece = f"  test ECE {before:.4f} -> {after:.4f}" if before is not None and after is not None else (
             f"  test ECE {after:.4f}" if after is not None else "")
-        console.print(f"temperature {calibration['temperature']:.3f}{ece}")
+        say(f"temperature {calibration['temperature']:.3f}{ece}")
     if card.get("parent_mnist_test_accuracy") is not None and test:
-        console.print(f"parent {card.get('parent')} MNIST test accuracy {card['parent_mnist_test_accuracy'] * 100:.2f}%", markup=False)
+        say(f"parent {printable(card.get('parent'))} MNIST test accuracy {card['parent_mnist_test_accuracy'] * 100:.2f}%")
 
 
 def print_models(entries, folder: Path) -> None:
     if not entries:
-        console.print(f"no models in {folder}", highlight=False, markup=False)
+        console.print(f"no models in {printable(folder)}", highlight=False, markup=False)
         return
-    table = Table("", "model", "architecture", "MNIST test", "trained", "parent", title=f"models in {folder}")
+    table = Table("", "model", "architecture", "MNIST test", "trained", "parent", title=Text(f"models in {printable(folder)}"))
     for entry in entries:
         card = entry.card
-        accuracy = card.get("mnist_test", {}).get("accuracy")
+        accuracy = (card.get("mnist_test") or {}).get("accuracy")
         table.add_row(
-            "*" if entry.in_use else "", Text(entry.name), Text(str(card.get("architecture") or card.get("error") or "?")),
-            f"{accuracy * 100:.2f}%" if accuracy else "-", Text(str(card.get("created") or "-")[:19]),
-            Text(str(card.get("parent") or "-")),
+            "*" if entry.in_use else "", Text(printable(entry.name)),
+            Text(printable(card.get("architecture") or card.get("error") or "?")),
+            f"{accuracy * 100:.2f}%" if accuracy else "-", Text(printable(card.get("created") or "-")[:19]),
+            Text(printable(card.get("parent") or "-")),
         )
     console.print(table)
     console.print("* in use (batchclf models use NAME switches it)", highlight=False, markup=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -138,6 +139,55 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> Dataset:
         y_test=np.asarray(arrays["y_test"], dtype=np.int64),
         source=source,
     )
+
+
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"  # what keras.datasets.mnist fetches
+PROBE_SECONDS = 5
+
+
+def keras_cache() -> Path:
+    """Where Keras keeps its downloads (``$KERAS_HOME``, else ``~/.keras``)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def cached_download() -> Path | None:
+    """Keras's cached ``mnist.npz``, if an earlier download left one (Keras falls back to /tmp/.keras when its home is read-only)."""
+    for home in (keras_cache(), Path("/tmp/.keras")):
+        if (home / "datasets" / "mnist.npz").is_file():
+            return home / "datasets" / "mnist.npz"
+    return None
+
+
+def require_available(path: Path | None, purpose: str) -> None:
+    """Before TensorFlow starts: say now, in one line, when ``purpose`` will find no MNIST.
+
+    ``--data`` must exist; without it, Keras needs a cached copy or a download
+    that answers (a HEAD request, a few seconds at most), else the user would
+    learn it only after TensorFlow's start-up and a failed fetch.
+    """
+    if path is not None:
+        if not Path(path).exists():
+            raise DataFileError(f"data path not found: {path}")
+        return
+    if cached_download() is not None:
+        return
+    problem = _download_problem()
+    if problem is not None:
+        raise DataDownloadError(
+            f"{purpose} needs MNIST: pass --data PATH (a mnist.npz or a folder of IDX files); "
+            f"no copy is cached in {keras_cache() / 'datasets'} and the download is not reachable ({problem})"
+        )
+
+
+def _download_problem() -> str | None:
+    """None when MNIST's download URL answers; else why not."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(MNIST_URL, method="HEAD"), timeout=PROBE_SECONDS):
+            return None
+    except (OSError, ValueError) as exc:  # URLError, timeouts, HTTP errors are OSErrors
+        return " ".join(str(getattr(exc, "reason", None) or exc).split())[:200] or exc.__class__.__name__
 
 
 def _load_keras_download() -> Dataset:

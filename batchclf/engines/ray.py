@@ -118,7 +118,7 @@ def describe_model(path: Path, input_scale: float | None = None, detector: Path 
         "card_accuracy": card.get("mnist_test", {}).get("accuracy"),
         "temperature": cards.temperature(card),
         "card": bool(card),
-        "input_scale": float(input_scale if input_scale is not None else card.get("input_scale", 1.0)),
+        "input_scale": cards.input_scale(card, input_scale),
         "detector": describe_detector(detector),
     }
 
@@ -129,15 +129,15 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, settings: EngineSettings):
-        from batchclf.errors import DeviceError, ModelNotFoundError
+        from batchclf.errors import DeviceError
         from batchclf.model import card as cards
         from batchclf.model import device as devices
+        from batchclf.model import trust
         from batchclf.paths import card_path
 
         self.settings = settings
         self.model_path = Path(settings.model)
-        if not self.model_path.is_file():
-            raise ModelNotFoundError(f"model file not found: {self.model_path}")
+        trust.check_before_load(self.model_path)  # in the driver, in one line: the actors would only fail one by one
         gpus = float(settings.gpus_per_actor or 0)
         if settings.device == "gpu" and gpus == 0:
             gpus = 1.0
@@ -237,42 +237,46 @@ class RayEngine:
         if not refs:
             return
         token = uuid.uuid4().hex
-        model_ref = ray.put((self._model_bytes, self._card_bytes, self._detector))
-        # The memory reservation also keeps Ray Data from fusing decoding into the actors (it fuses a task map
-        # into a following actor map when their remote options agree): fused, one actor would decode everything.
-        labeller_resources = {"num_cpus": CPUS_PER_ACTOR, "memory": LABELLER_MEMORY_BYTES}
-        if self.gpus_per_actor > 0:
-            labeller_resources["num_gpus"] = self.gpus_per_actor
-        dataset = (
-            ray.data.from_arrow_refs(refs)
-            .map_batches(
-                prepare_block,
-                batch_format="pyarrow",
-                batch_size=None,  # one task per listing block
-                fn_kwargs={"limits": self.settings.limits, "token": token},
-                num_cpus=1,  # Ray retries a task whose worker died (Ray Data's default: without limit)
+        ledger = new_ledger_folder()  # the job's private crash-ledger folder (see _CrashLedger), removed with the job
+        try:
+            model_ref = ray.put((self._model_bytes, self._card_bytes, self._detector))
+            # The memory reservation also keeps Ray Data from fusing decoding into the actors (it fuses a task map
+            # into a following actor map when their remote options agree): fused, one actor would decode everything.
+            labeller_resources = {"num_cpus": CPUS_PER_ACTOR, "memory": LABELLER_MEMORY_BYTES}
+            if self.gpus_per_actor > 0:
+                labeller_resources["num_gpus"] = self.gpus_per_actor
+            dataset = (
+                ray.data.from_arrow_refs(refs)
+                .map_batches(
+                    prepare_block,
+                    batch_format="pyarrow",
+                    batch_size=None,  # one task per listing block
+                    fn_kwargs={"limits": self.settings.limits, "token": token, "ledger": ledger},
+                    num_cpus=1,  # Ray retries a task whose worker died (Ray Data's default: without limit)
+                )
+                .map_batches(
+                    Labeller,
+                    batch_format="pyarrow",
+                    batch_size=self.batch_size,
+                    compute=ActorPoolStrategy(size=self.actors),
+                    fn_constructor_kwargs={
+                        "model_name": self.model_path.name,
+                        # By reference, held here for the whole job: an actor restarted late still finds its model.
+                        "model": [model_ref],
+                        "device": self.kind,
+                        "batch_size": self.batch_size,
+                        "review_below": self.review_below,
+                        "input_scale": self.settings.input_scale,
+                    },
+                    **labeller_resources,
+                )
             )
-            .map_batches(
-                Labeller,
-                batch_format="pyarrow",
-                batch_size=self.batch_size,
-                compute=ActorPoolStrategy(size=self.actors),
-                fn_constructor_kwargs={
-                    "model_name": self.model_path.name,
-                    # By reference, held here for the whole job: an actor restarted late still finds its model.
-                    "model": [model_ref],
-                    "device": self.kind,
-                    "batch_size": self.batch_size,
-                    "review_below": self.review_below,
-                    "input_scale": self.settings.input_scale,
-                },
-                **labeller_resources,
-            )
-        )
-        del refs  # the dataset holds them now
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
-            for text in batch.column("row").to_pylist():
-                yield json.loads(text)
+            del refs  # the dataset holds them now
+            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+                for text in batch.column("row").to_pylist():
+                    yield json.loads(text)
+        finally:
+            shutil.rmtree(ledger, ignore_errors=True)  # this node's; another node's empty folder stays in its temp folder
 
     def describe(self) -> dict:
         ray_version = getattr(self.ray, "__version__", None) or package_version("ray")
@@ -322,29 +326,81 @@ def _nice_once() -> None:
         _niced = True
 
 
+class LedgerFolderError(RuntimeError):
+    """The crash ledger's folder is not this user's private folder: never written into, the block fails instead."""
+
+
+def new_ledger_folder() -> str:
+    """A fresh private folder for one job's crash ledgers (``mkdtemp``: a random name, mode 0700, created atomically)."""
+    return tempfile.mkdtemp(prefix="batchclf-ray-ledger-")
+
+
+def _open_private_folder(folder: str) -> int:
+    """A descriptor of ``folder``, created here (0700) if this node lacks it; refused unless it is our own private folder.
+
+    On the driver's node the folder is the driver's ``mkdtemp``; on another
+    node of a cluster the first task creates it.  Either way it is opened
+    without following a symlink and checked through the open descriptor
+    (no window between check and use): a folder another local user created,
+    or one others may write into, is refused, never written into.
+    """
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise LedgerFolderError(f"crash ledger folder {folder} cannot be created: {exc}") from None
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LedgerFolderError(f"crash ledger folder {folder} cannot be opened safely (a symlink?): {exc}") from None
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        os.close(fd)
+        raise LedgerFolderError(
+            f"crash ledger folder {folder} is not private (owner uid {info.st_uid}, mode {info.st_mode & 0o777:o}): refused"
+        )
+    return fd
+
+
 class _CrashLedger:
     """Which file a decoding task was on when its worker died, kept where the retry finds it.
 
-    Before each file the task writes ``seq deaths`` into a small file in this
-    node's temp folder (no fsync: the kernel keeps it when the process dies).
-    A retry reads it: the file in progress has now killed a worker once more.
-    The first death retries the file normally (the kill may have had another
-    cause); a file in progress at a second death is not read again but becomes
-    a ``failed`` row, as the local engine treats a file that kills a worker
-    when tried alone.  The ledger is removed when the block is done.
+    Before each file the task writes ``seq deaths`` into a small file in the
+    job's private ledger folder (:func:`new_ledger_folder`; no fsync: the
+    kernel keeps it when the process dies).  A retry reads it: the file in
+    progress has now killed a worker once more.  The first death retries the
+    file normally (the kill may have had another cause); a file in progress
+    at a second death is not read again but becomes a ``failed`` row, as the
+    local engine treats a file that kills a worker when tried alone.  The
+    ledger is removed when the block is done.
+
+    Files are opened relative to the folder's descriptor, never through a
+    symlink (``O_NOFOLLOW``), and created only when new (``O_EXCL``).
     """
 
-    def __init__(self, token: str, first_seq: int):
-        folder = Path(tempfile.gettempdir()) / "batchclf-ray-ledger"
-        folder.mkdir(exist_ok=True)
-        self.path = folder / f"{token}-{first_seq}"
+    def __init__(self, folder: str, token: str, first_seq: int):
+        self.dir_fd = _open_private_folder(folder)
+        self.name = f"{token}-{first_seq}"
         self.suspect, self.deaths = -1, 0
         try:
-            seq, deaths = self.path.read_text().split()
+            seq, deaths = self._previous().split()
             self.suspect, self.deaths = int(seq), int(deaths) + 1
         except (OSError, ValueError):
             pass
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.unlink(self.name, dir_fd=self.dir_fd)  # the retry's record starts anew, as a file of its own
+        except FileNotFoundError:
+            pass
+        self.fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=self.dir_fd)
+
+    def _previous(self) -> str:
+        fd = os.open(self.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dir_fd)
+        try:
+            return os.read(fd, 64).decode("ascii")
+        finally:
+            os.close(fd)
 
     def culprit(self, seq: int) -> bool:
         return seq == self.suspect and self.deaths >= 2
@@ -356,13 +412,30 @@ class _CrashLedger:
     def done(self) -> None:
         os.close(self.fd)
         try:
-            os.unlink(self.path)
+            os.unlink(self.name, dir_fd=self.dir_fd)
         except OSError:
             pass
+        os.close(self.dir_fd)
 
 
-def prepare_block(table, limits=None, token: str = "") -> "object":
-    """A Ray Data task: a block of ``(seq, candidate)`` -> ``(seq, row, image)``, one row per prepared page."""
+class _NoLedger:
+    """Without a ledger folder (a direct call): no crash bookkeeping, nothing written anywhere."""
+
+    def culprit(self, seq: int) -> bool:
+        return False
+
+    def begin(self, seq: int) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+
+def prepare_block(table, limits=None, token: str = "", ledger: str | None = None) -> "object":
+    """A Ray Data task: a block of ``(seq, candidate)`` -> ``(seq, row, image)``, one row per prepared page.
+
+    ``ledger``: the job's private crash-ledger folder (:func:`new_ledger_folder`); None keeps no ledger.
+    """
     import pyarrow as pa
 
     from batchclf.scan.prepare import failed, prepare_many
@@ -372,20 +445,19 @@ def prepare_block(table, limits=None, token: str = "") -> "object":
     blobs = table.column("candidate").to_pylist()
     extra = {} if limits is None else {"limits": limits}
     out_seq, out_row, out_image = [], [], []
-    ledger = _CrashLedger(token, seqs[0]) if seqs else None
+    record = _CrashLedger(ledger, token, seqs[0]) if ledger is not None and seqs else _NoLedger()
     for seq, blob in zip(seqs, blobs):
         candidate = pickle.loads(blob)
-        if ledger.culprit(seq):
+        if record.culprit(seq):
             items = [failed(candidate.relative, CRASH_REASON)]
         else:
-            ledger.begin(seq)
+            record.begin(seq)
             items = prepare_many([candidate], **extra)
         for item in items:
             out_seq.append(seq)
             out_row.append(_row_text(item.row))
             out_image.append(None if item.image is None else np.ascontiguousarray(item.image, np.uint8).tobytes())
-    if ledger is not None:
-        ledger.done()
+    record.done()
     return pa.table({
         "seq": pa.array(out_seq, pa.int64()),
         "row": pa.array(out_row, pa.string()),

@@ -10,6 +10,7 @@ import numpy as np
 
 from batchclf.model import card as cards
 from batchclf.model import device as devices
+from batchclf.model import trust
 from batchclf.model.calibration import apply_temperature
 from batchclf.errors import ModelLoadError, ModelNotFoundError
 
@@ -23,17 +24,23 @@ def sha256_file(path: Path) -> str:
 
 
 def load_keras_model(path: Path):
-    """Load a ``.keras`` file with safe mode on (no lambda or arbitrary code from the file), or a Keras 2 ``.h5``."""
+    """The one door every model load goes through (classifier, detector, a fine-tune's base, Ray actors, ``train --model``).
+
+    Before TensorFlow starts: the file must be a Keras model file and the
+    installed Keras must have every known safe-mode fix (:mod:`batchclf.model.trust`).
+    Then safe mode is on (no Lambda or other code from the file), and a
+    refusal is one line (:func:`batchclf.model.trust.load_failure`), never the layer config Keras appends.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ModelNotFoundError(f"model file not found: {path}")
+    trust.check_before_load(path)
     devices.tensorflow()
     import keras
 
+    trust.require_safe_keras(keras.__version__)  # the module really imported, in case another copy shadows the installed one
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
-        raise ModelLoadError(f"cannot load model {path}: {exc.__class__.__name__}: {exc}") from exc
+        raise trust.load_failure(path, exc) from exc
 
 
 def describe_detector(path: Path | None) -> dict | None:
@@ -41,11 +48,10 @@ def describe_detector(path: Path | None) -> dict | None:
     if path is None:
         return None
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelNotFoundError(f"detector file not found: {path}")
-    card = cards.read(path)
-    if "flag_above" not in card:
-        raise ModelLoadError(f"{path}: a detector needs its card ({path.with_suffix('.json').name}) with flag_above")
+    trust.check_model_file(path)
+    card = cards.read(path, detector=True)  # checks flag_above is there, a number in [0, 1]
     return {"file": path.name, "path": str(path), "sha256": sha256_file(path), "flag_above": float(card["flag_above"])}
 
 
@@ -98,25 +104,26 @@ class Predictor:
 
     def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None, input_scale: float | None = None,
                  detector: Path | None = None):
-        tf = devices.tensorflow()
-
         self.path = Path(model_path)
+        # A bad model file, card, detector or Keras fails here, in one line, before TensorFlow starts.
+        trust.check_before_load(self.path)
+        self.card = cards.read(self.path)
+        self.detector_path = Path(detector) if detector is not None else None
+        self.detector_info = describe_detector(detector)
+        tf = devices.tensorflow()
         self.model = None
         self.device = devices.select(device)
-        self.detector_path = Path(detector) if detector is not None else None
-        self.detector_info = describe_detector(detector)  # a missing file or card fails here, before TensorFlow loads anything
         with tf.device(self.device):
             self.model = load_keras_model(self.path)
             self.detector = load_keras_model(self.detector_path) if detector is not None else None
         if self.detector is not None:
             check_detector_shape(self.detector, self.detector_path)
         self.flag_above = self.detector_info["flag_above"] if self.detector_info else 1.0
-        self.card = cards.read(self.path)
         self.temperature = cards.temperature(self.card)
         self.sha256 = sha256_file(self.path)
         self.batch_size = int(batch_size or devices.DEFAULT_BATCH[devices.kind(self.device)])
         # Pixels in [0, 1] unless the user or the card says the model was trained on raw 0-255 values.
-        self.input_scale = float(input_scale if input_scale is not None else self.card.get("input_scale", 1.0))
+        self.input_scale = cards.input_scale(self.card, input_scale)
         self.input_shape = model_input_shape(self.model, self.path)
         spec = tf.TensorSpec([self.batch_size, 28, 28, 1], tf.float32)
         model, shape, scale = self.model, (self.batch_size, *self.input_shape), self.input_scale

@@ -11,7 +11,6 @@ accident.  Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from batchclf import paths
 from batchclf.atomic import write_text_atomic
 from batchclf.errors import ModelLoadError, ModelNotFoundError
 from batchclf.model import card as cards
-
+from batchclf.model import trust
 
 
 @dataclass(frozen=True)
@@ -31,49 +30,48 @@ class ModelEntry:
 
 
 def list_models(models_dir: Path) -> list[ModelEntry]:
+    """The ``.keras`` files in ``models_dir``, and the shipped model as ``default`` when the folder has no ``default.keras``."""
     models_dir = Path(models_dir)
-    if not models_dir.is_dir():
-        return []
+    found = sorted(models_dir.glob("*.keras")) if models_dir.is_dir() else []
+    shipped = paths.shipped_default_model()
+    if shipped is not None and not any(path.name == paths.DEFAULT_MODEL_NAME for path in found):
+        found = sorted([*found, shipped], key=lambda path: path.name)
     current = paths.model_in_use(models_dir).name
-    return [
-        ModelEntry(path.stem, path, _card_or_note(path), path.name == current)
-        for path in sorted(models_dir.glob("*.keras"))
-    ]
+    return [ModelEntry(path.stem, path, _card_or_note(path), path.name == current) for path in found]
 
 
 def find(name: str, models_dir: Path) -> Path:
-    """A model given by name (``default``), file name (``default.keras``) or path."""
+    """A model given by name (``default``), file name (``default.keras``) or path.
+
+    ``default`` is always found: the folder's ``default.keras``, else the
+    shipped one (the checkout's, or the installed package's).
+    """
     given = Path(name)
     candidates = [given] if given.suffix == ".keras" and given.parent != Path(".") else []
     stem = given.name[: -len(".keras")] if given.name.endswith(".keras") else given.name
     candidates.append(Path(models_dir) / f"{stem}.keras")
+    if f"{stem}.keras" == paths.DEFAULT_MODEL_NAME and given.parent == Path("."):
+        candidates.append(paths.shipped_default_model())
     for candidate in candidates:
-        if candidate.is_file():
+        if candidate is not None and candidate.is_file():
             return candidate
     known = ", ".join(entry.name for entry in list_models(models_dir)) or "none"
     raise ModelNotFoundError(f"no model {name} in {models_dir} (models there: {known})")
 
 
 def use(name: str, models_dir: Path) -> tuple[Path, Path]:
-    """Put a model of ``models_dir`` in use; returns ``(previous, now)``."""
+    """Put a model of ``models_dir`` (or the shipped default) in use; returns ``(previous, now)``."""
     models_dir = Path(models_dir)
     target = find(name, models_dir)
-    if target.resolve().parent != models_dir.resolve():
+    shipped = target == paths.shipped_default_model()
+    if not shipped and target.resolve().parent != models_dir.resolve():
         raise ModelLoadError(f"{target} is not in {models_dir}: copy it there (with its .json card) first")
-    _check_archive(target)
+    trust.check_model_file(target)  # a .keras zip with config.json, before anything is in use
     previous = paths.model_in_use(models_dir)
+    # The shipped default is named like a file of the folder: paths.default_model falls back to the shipped one.
+    models_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(models_dir / paths.IN_USE_NAME, target.name + "\n")
     return previous, target
-
-
-def _check_archive(path: Path) -> None:
-    """A ``.keras`` file is a zip holding ``config.json``: refuse anything else before it is in use."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if "config.json" not in archive.namelist():
-                raise ModelLoadError(f"{path} is not a Keras model (no config.json inside)")
-    except zipfile.BadZipFile:
-        raise ModelLoadError(f"{path} is not a Keras model (not a .keras archive)") from None
 
 
 def _card_or_note(path: Path) -> dict:

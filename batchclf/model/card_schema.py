@@ -1,0 +1,161 @@
+"""What a model card may hold: checked once, when :func:`batchclf.model.card.read` reads it.
+
+A card is a file handed to us like any other, and some of its fields decide
+rows: ``calibration.temperature`` divides the logits, ``input_scale``
+multiplies the pixels, ``review_below`` and a detector's ``flag_above`` send
+rows to review.  A zero, negative, infinite or NaN value there silently turns
+review off or inverts the ranking, so every field we read has a type and a
+range here.  Cards also carry many informational fields (per-class figures,
+the training command, hardware...) and new ones get added: keys not listed
+here are allowed, but every number anywhere must be finite, and the whole
+card is bounded in size and depth.
+
+No jsonschema: the rules are a dozen fields, one table and a walk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BYTES = 1 << 20  # a real card is ~5 kB
+MAX_DEPTH = 32  # a real card nests 4 deep
+MAX_INT = 2**53  # larger integers lose precision as floats (and 10**400 cannot become one)
+
+
+class CardError(ValueError):
+    """A card breaks a rule; the message names the field (``calibration.temperature``)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str  # "text", "count", "number", "object"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the low bound itself is refused
+    nullable: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "text":
+            return "a string"
+        if self.kind == "object":
+            return "an object"
+        if self.kind == "count":
+            return f"a whole number from 0 to {MAX_INT}"
+        low = "" if self.low is None else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
+        high = "" if self.high is None else f"<= {self.high:g}"
+        bounds = " and ".join(part for part in (low, high) if part)
+        return "a finite number" + (f" {bounds}" if bounds else "")
+
+
+SHARE = Rule("number", 0.0, 1.0, nullable=True)  # an accuracy, an ECE: a fraction, or null when not measured
+TEXT = Rule("text", nullable=True)
+
+# Fields batchclf reads (to decide rows or to print them): their type and range.
+RULES: dict[tuple[str, ...], Rule] = {
+    ("name",): TEXT,
+    ("file",): TEXT,
+    ("kind",): TEXT,
+    ("architecture",): TEXT,
+    ("architecture_description",): TEXT,
+    ("created",): TEXT,
+    ("parent",): TEXT,
+    ("parent_sha256",): TEXT,
+    ("parameters",): Rule("count", nullable=True),
+    ("flops_per_image",): Rule("count", nullable=True),
+    ("mnist_test",): Rule("object"),
+    ("mnist_test", "accuracy"): SHARE,
+    ("mnist_test", "n"): Rule("count", nullable=True),
+    ("parent_mnist_test_accuracy",): SHARE,
+    ("calibration",): Rule("object"),
+    # Probabilities are softmax(logits / T): T <= 0 gives NaN or an inverted ranking; T huge, uniform guesses.
+    ("calibration", "temperature"): Rule("number", 0.0, 100.0, low_open=True),
+    ("calibration", "test_ece_before"): SHARE,
+    ("calibration", "test_ece_after"): SHARE,
+    ("calibration", "validation_ece_before"): SHARE,
+    ("calibration", "validation_ece_after"): SHARE,
+    # Below this calibrated confidence a row goes to review: 0 would send nothing there.
+    ("review_below",): Rule("number", 0.0, 1.0, low_open=True),
+    # Pixels are multiplied by this (255 for a model trained on raw 0-255 pixels): 0 makes every input the same.
+    ("input_scale",): Rule("number", 0.0, 65535.0, low_open=True),
+    # A detector flags inputs whose not-a-digit probability is above this.
+    ("flag_above",): Rule("number", 0.0, 1.0),
+}
+
+
+def dotted(path: tuple) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def validate(card: Any, detector: bool = False) -> dict:
+    """``card`` if it keeps every rule; else :class:`CardError` naming the first field that does not."""
+    if not isinstance(card, dict):
+        raise CardError(f"the card must be a JSON object, not {_kind_of(card)}")
+    _check_shape(card)
+    for path, rule in RULES.items():
+        found, value = _lookup(card, path)
+        if found:
+            _check_rule(path, rule, value)
+    if detector and "flag_above" not in card:
+        raise CardError("flag_above is missing (a not-a-digit detector's card needs its threshold)")
+    return card
+
+
+def _check_shape(card: dict) -> None:
+    """Every number finite and representable, nothing nested deeper than MAX_DEPTH (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, tuple, int]] = [(card, (), 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise CardError(f"{dotted(path)} is nested deeper than {MAX_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((item, (*path, key), depth + 1) for key, item in items)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise CardError(f"{dotted(path)} is {value}, not a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise CardError(f"{dotted(path)} is a number too large ({len(str(abs(value)))} digits)")
+
+
+def _lookup(card: dict, path: tuple) -> tuple[bool, Any]:
+    value: Any = card
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return False, None
+        value = value[key]
+    return True, value
+
+
+def _check_rule(path: tuple, rule: Rule, value: Any) -> None:
+    if value is None and rule.nullable:
+        return
+    if rule.kind == "text":
+        ok = isinstance(value, str)
+    elif rule.kind == "object":
+        ok = isinstance(value, dict)
+    elif rule.kind == "count":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and _in_range(rule, value)
+    if not ok:
+        raise CardError(f"{dotted(path)} must be {rule.describe()}, not {_shown(value)}")
+
+
+def _in_range(rule: Rule, value: float) -> bool:
+    if rule.low is not None and (value < rule.low or (rule.low_open and value == rule.low)):
+        return False
+    return rule.high is None or value <= rule.high
+
+
+def _kind_of(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return _kind_of(value)
+    text = json.dumps(value)  # as the card spells it; ASCII with escapes, so a hostile value cannot reach the terminal raw
+    return text if len(text) <= 40 else text[:37] + "..."
