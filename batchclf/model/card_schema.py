@@ -31,7 +31,7 @@ class CardError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # "text", "count", "number", "object"
+    kind: str  # "text", "count", "number", "object", "flag"
     low: float | None = None
     high: float | None = None
     low_open: bool = False  # the low bound itself is refused
@@ -42,6 +42,8 @@ class Rule:
             return "a string"
         if self.kind == "object":
             return "an object"
+        if self.kind == "flag":
+            return "true or false"
         if self.kind == "count":
             return f"a whole number from 0 to {MAX_INT}"
         low = "" if self.low is None else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
@@ -82,7 +84,18 @@ RULES: dict[tuple[str, ...], Rule] = {
     ("input_scale",): Rule("number", 0.0, 65535.0, low_open=True),
     # A detector flags inputs whose not-a-digit probability is above this.
     ("flag_above",): Rule("number", 0.0, 1.0),
+    # Doubtful rows get the second look (batchclf.model.second_look) unless the card says false.
+    ("second_look",): Rule("flag"),
+    ("selective",): Rule("object"),
 }
+# The error-vs-coverage curve (batchclf.model.selective) picks the review threshold for --target-error:
+# each point's fields, checked point by point.
+CURVE_POINT: dict[str, Rule] = {
+    "review_below": Rule("number", 0.0, 1.0, low_open=True),
+    "coverage": Rule("number", 0.0, 1.0),
+    "error": Rule("number", 0.0, 1.0),
+}
+MAX_CURVE_POINTS = 1000
 
 
 def dotted(path: tuple) -> str:
@@ -98,6 +111,9 @@ def validate(card: Any, detector: bool = False) -> dict:
         found, value = _lookup(card, path)
         if found:
             _check_rule(path, rule, value)
+    found, curve = _lookup(card, ("selective", "curve"))
+    if found:
+        _check_curve(curve)
     if detector and "flag_above" not in card:
         raise CardError("flag_above is missing (a not-a-digit detector's card needs its threshold)")
     return card
@@ -119,6 +135,18 @@ def _check_shape(card: dict) -> None:
             raise CardError(f"{dotted(path)} is a number too large ({len(str(abs(value)))} digits)")
 
 
+def _check_curve(curve: Any) -> None:
+    if not isinstance(curve, list) or not 1 <= len(curve) <= MAX_CURVE_POINTS:
+        raise CardError(f"selective.curve must be a list of 1 to {MAX_CURVE_POINTS} points, not {_shown(curve)}")
+    for index, point in enumerate(curve):
+        if not isinstance(point, dict):
+            raise CardError(f"selective.curve.{index} must be an object, not {_shown(point)}")
+        for key, rule in CURVE_POINT.items():
+            if key not in point:
+                raise CardError(f"selective.curve.{index}.{key} is missing")
+            _check_rule(("selective", "curve", index, key), rule, point[key])
+
+
 def _lookup(card: dict, path: tuple) -> tuple[bool, Any]:
     value: Any = card
     for key in path:
@@ -135,6 +163,8 @@ def _check_rule(path: tuple, rule: Rule, value: Any) -> None:
         ok = isinstance(value, str)
     elif rule.kind == "object":
         ok = isinstance(value, dict)
+    elif rule.kind == "flag":
+        ok = isinstance(value, bool)
     elif rule.kind == "count":
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
     else:

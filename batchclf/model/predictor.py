@@ -10,6 +10,7 @@ import numpy as np
 
 from batchclf.model import card as cards
 from batchclf.model import device as devices
+from batchclf.model import second_look
 from batchclf.model import trust
 from batchclf.model.calibration import apply_temperature
 from batchclf.errors import ModelLoadError, ModelNotFoundError
@@ -87,6 +88,7 @@ class Scores:
     probabilities: np.ndarray  # (N, 10)
     not_digit: np.ndarray | None = None  # (N,) the detector's probability that an input is not one digit; None: no detector
     flag_above: float = 1.0  # the detector card's threshold
+    looked_again: np.ndarray | None = None  # (N,) rows the second look reconsidered; None: no second look asked
 
     @property
     def flagged(self) -> np.ndarray | None:
@@ -103,7 +105,7 @@ class Predictor:
     """
 
     def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None, input_scale: float | None = None,
-                 detector: Path | None = None):
+                 detector: Path | None = None, second_look: bool | None = None):
         self.path = Path(model_path)
         # A bad model file, card, detector or Keras fails here, in one line, before TensorFlow starts.
         trust.check_before_load(self.path)
@@ -125,6 +127,8 @@ class Predictor:
         # Pixels in [0, 1] unless the user or the card says the model was trained on raw 0-255 values.
         self.input_scale = cards.input_scale(self.card, input_scale)
         self.input_shape = model_input_shape(self.model, self.path)
+        # The second look (model.second_look) as the card says (the shipped card measured its curve with it), unless told.
+        self.second_look = bool(self.card.get("second_look", False) if second_look is None else second_look)
         spec = tf.TensorSpec([self.batch_size, 28, 28, 1], tf.float32)
         model, shape, scale = self.model, (self.batch_size, *self.input_shape), self.input_scale
         detector = self.detector
@@ -137,7 +141,13 @@ class Predictor:
                 return probabilities, tf.zeros([0])
             return probabilities, tf.reshape(detector(images, training=False), [-1])
 
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)], reduce_retracing=True)
+        def classify_only(images):
+            # The second look's shifted copies: the classifier alone, on as many rows as there are doubtful ones.
+            return model(tf.reshape(images * scale, (-1, *shape[1:])), training=False)
+
         self._forward = forward
+        self._classify_only = classify_only
 
     @property
     def name(self) -> str:
@@ -155,6 +165,7 @@ class Predictor:
             "card": bool(self.card),  # a model trained elsewhere: temperature 1 and the default review threshold
             "input_scale": self.input_scale,
             "detector": self.detector_info,
+            "second_look": self.second_look,
         }
 
     def warm_up(self) -> None:
@@ -164,8 +175,12 @@ class Predictor:
         """Calibrated class probabilities ``(N, 10)`` for model inputs ``(N, 28, 28, 1)``."""
         return self.score(images).probabilities
 
-    def score(self, images: np.ndarray) -> Scores:
-        """Calibrated class probabilities and (with a detector) not-a-digit probabilities for inputs ``(N, 28, 28, 1)``."""
+    def score(self, images: np.ndarray, review_below: float | None = None) -> Scores:
+        """Calibrated class probabilities and (with a detector) not-a-digit probabilities for inputs ``(N, 28, 28, 1)``.
+
+        With ``review_below`` and the second look on, the rows below it that the detector did not flag
+        are shown again shifted a pixel each way, and get the mean of the five looks.
+        """
         import tensorflow as tf
 
         images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)
@@ -183,7 +198,18 @@ class Predictor:
             return Scores(np.zeros((0, 10), np.float32), None if self.detector is None else np.zeros(0, np.float32),
                           self.flag_above)
         probabilities = apply_temperature(np.concatenate(outputs), self.temperature)
-        return Scores(probabilities, None if self.detector is None else np.concatenate(flags), self.flag_above)
+        scores = Scores(probabilities, None if self.detector is None else np.concatenate(flags), self.flag_above)
+        if not self.second_look or review_below is None:
+            return scores
+        rows = second_look.doubtful(probabilities, review_below, scores.flagged)
+        looked = second_look.reconsider(probabilities, images, rows, self._looked_again)
+        return Scores(looked, scores.not_digit, self.flag_above, rows)
+
+    def _looked_again(self, copies: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        with tf.device(self.device):
+            return apply_temperature(self._classify_only(tf.constant(copies)).numpy(), self.temperature)
 
     def traces(self) -> int:
         """How many times the prediction function was traced (1 once warmed up)."""
