@@ -61,6 +61,8 @@ def print_evaluation(result: dict) -> None:
             f"not-a-digit detector: {result['not_digit_share'] * 100:.2f}% flagged, "
             f"{result['not_digit_extra_share'] * 100:.2f}% that confidence alone would have passed", highlight=False,
         )
+    if result.get("curve"):
+        print_curve(result["curve"])
     if result.get("groups"):
         groups = Table("group", "accuracy", title="per writer (first folder)")
         for name, accuracy in result["groups"].items():
@@ -76,6 +78,21 @@ def print_evaluation(result: dict) -> None:
             str(label), *[f"[bold]{n}[/bold]" if k == label else (str(n) if n else "[dim]0[/dim]") for k, n in enumerate(counts)]
         )
     console.print(confusion)
+
+
+# The thresholds a reader compares at a glance; the JSON output has every point.
+CURVE_SHOWN = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999)
+
+
+def print_curve(points: list[dict]) -> None:
+    """Error among accepted digits against the share accepted: what each review threshold would give."""
+    table = Table("review below", "accepted", "error among accepted", "wrong / accepted",
+                  title="error vs coverage (choose with --target-error or --review-below)")
+    for point in points:
+        if round(point["review_below"], 4) in CURVE_SHOWN:
+            table.add_row(f"{point['review_below']:g}", f"{point['coverage'] * 100:.1f}%", f"{point['error'] * 100:.2f}%",
+                          f"{point.get('wrong', '')} / {point.get('accepted', '')}")
+    console.print(table)
 
 
 def print_digit(digit: np.ndarray) -> None:

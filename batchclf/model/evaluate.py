@@ -20,16 +20,27 @@ from batchclf.scan.preprocess import mnist_to_input
 def evaluate(predictor, data: Dataset) -> dict:
     from batchclf.model import card as cards
 
-    scores = predictor.score(mnist_to_input(data.x_test))
-    probabilities = scores.probabilities
     review_below = cards.review_below(predictor.card)
+    scores = predictor.score(mnist_to_input(data.x_test), review_below)
+    probabilities = scores.probabilities
     flagged = np.zeros(len(probabilities), bool) if scores.flagged is None else scores.flagged
     confident = probabilities.max(1) >= review_below
     ok = confident & ~flagged
     correct = probabilities.argmax(1) == data.y_test
     selective = {"review_below": review_below, "ok_accuracy": float(correct[ok].mean()) if ok.any() else None,
-                 "review_share": float((~ok).mean()), **_detector_figures(scores.flagged, confident)}
+                 "review_share": float((~ok).mean()), **_detector_figures(scores.flagged, confident),
+                 "curve": _curve(probabilities.max(1), correct, flagged)}
     return {"model": str(predictor.path), "data": data.source, **summary(probabilities, data.y_test), **selective}
+
+
+def _curve(confidence, correct, refused) -> list[dict]:
+    """Coverage and error among accepted digits had the review threshold been each candidate (model.selective).
+
+    The second look, where the card asks for it, was taken at the card's threshold.
+    """
+    from batchclf.model.selective import curve
+
+    return curve(confidence, correct, refused)
 
 
 def _detector_figures(flagged, confident) -> dict:
@@ -99,7 +110,7 @@ def evaluate_folder(predictor, root: Path, workers: int = 0, engine: str = "loca
     root = Path(root)
     review_below = cards.review_below(predictor.card)
     rows = _usps_rows(predictor, root, review_below) if root.is_file() else _folder_rows(predictor, root, review_below, workers, engine)
-    truths, guesses, statuses, groups, flags, confident = [], [], [], [], [], []
+    truths, guesses, statuses, groups, flags, confident, confidences = [], [], [], [], [], [], []
     for truth, group, row in rows:
         truths.append(truth)
         guesses.append(row["label"] if row["label"] is not None else -1)
@@ -107,6 +118,7 @@ def evaluate_folder(predictor, root: Path, workers: int = 0, engine: str = "loca
         groups.append(group)
         flags.append(row["error"] == NOT_A_DIGIT)
         confident.append(row["confidence"] is not None and row["confidence"] >= review_below)
+        confidences.append(row["confidence"] if row["confidence"] is not None else 0.0)
     if not truths:  # an accuracy of 0% of 0 images would read as a result
         raise EmptyInputError(f"no labelled images in {root} (expected .../DIGIT/file, e.g. writer1/7/scan.png, or a USPS file)")
     truths_a, guesses_a, statuses_a = np.array(truths, int), np.array(guesses, int), np.array(statuses)
@@ -127,6 +139,8 @@ def evaluate_folder(predictor, root: Path, workers: int = 0, engine: str = "loca
         "review_share": float((statuses_a == REVIEW).mean()),
         **_detector_figures(flags if predictor.detector is not None else None, confident),
         "groups": {name: round(float(correct[groups_a == name].mean()), 4) for name in sorted(set(groups))},
+        # Blank, failed and flagged rows go to a person whatever the threshold.
+        "curve": _curve(np.array(confidences), correct, ~np.isin(statuses_a, (OK, REVIEW)) | np.array(flags, bool)),
     }
     return {"model": str(predictor.path), "data": str(root), **result}
 
