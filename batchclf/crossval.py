@@ -28,6 +28,10 @@ from batchclf.model.predictor import load_keras_model
 from batchclf.model.second_look import SHIFTS, shifted
 from batchclf.scan.preprocess import mnist_to_input
 
+# The detector's training sides, drawn once per run: drawn non-digits, and MNIST digits rendered as scans.
+NEGATIVES = 20_000
+SCANNED_DIGITS = 10_000
+
 
 def writer_folds(groups: np.ndarray, n: int) -> list[list[str]]:
     """The writers, sorted, cut into ``n`` contiguous folds (10 writers, 5 folds: 0001-0002, 0003-0004, ...)."""
@@ -62,7 +66,7 @@ def run(mnist: Path, writers_dir: Path, extra_sets: list[Path], base: Path, dete
         folds: int = 5, epochs: int = 3, seed: int = 1, final: bool = True, styles: float = 0.0, log=print) -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    data = load_mnist(mnist)
+    data = load_mnist(mnist) if isinstance(mnist, (str, Path)) or mnist is None else mnist
     writers = read_labelled([writers_dir])
     others = read_labelled(extra_sets) if extra_sets else concatenate([])
     log(f"{len(writers)} writer digits, {len(others)} extra, {time.monotonic() - started:.0f} s")
@@ -71,7 +75,7 @@ def run(mnist: Path, writers_dir: Path, extra_sets: list[Path], base: Path, dete
         with np.load(sides_file) as saved:
             sides = (saved["digits"], saved["non_digits"])
     else:
-        sides = detector_tuning.training_sides(data.x_train[:50_000], data.y_train[:50_000], 20_000, 10_000, seed)
+        sides = detector_tuning.training_sides(data.x_train[:50_000], data.y_train[:50_000], NEGATIVES, SCANNED_DIGITS, seed)
         np.savez_compressed(sides_file, digits=sides[0], non_digits=sides[1])
     if styles:
         # The detector must take the styled digits for digits too: the styled sevens and ones, all of them.
@@ -190,3 +194,79 @@ def selective_curve(pool: dict[str, np.ndarray], flag_above: float, second_look:
         confidence.append(probs.max(axis=1))
         correct.append(probs.argmax(axis=1) == pool["labels"])
     return selective.curve(np.stack(confidence), np.stack(correct), pool["not_digit"] > flag_above)
+
+
+FLAG_RATE = 0.01  # of unseen writers' digits the detector may flag (the issue's budget)
+
+
+def unseen_figures(out: Path, review_below: float, flag_rate: float = FLAG_RATE, second_look: bool = True) -> dict:
+    """What a finished run measured on unseen writers, for the cards and the README."""
+    pool = pooled(out)
+    flag_above = detector_threshold(pool["not_digit"], flag_rate)
+    split = json.loads((Path(out) / "folds.json").read_text())
+    return {
+        "flag_above": flag_above,
+        "at_review_below": {"review_below": review_below, "second_look": second_look,
+                            **figures(pool, review_below, flag_above, second_look)},
+        "curve": selective_curve(pool, flag_above, second_look),
+        "folds": split["folds"],
+        "recipe": {key: split[key] for key in ("extra", "epochs", "seed", "styles") if key in split},
+    }
+
+
+def write_cards(out: Path, review_below: float, command: str, when: str, flag_rate: float = FLAG_RATE) -> dict:
+    """Cards for the models trained on every writer (``out/final``), with the unseen figures of the folds."""
+    measured = unseen_figures(out, review_below, flag_rate)
+    final = Path(out) / "final"
+    lwo = {
+        "method": "leave-writers-out: each fold's writers scored by a classifier and a detector fine-tuned without them",
+        "folds": measured["folds"],
+        "recipe": measured["recipe"],
+        "command": command,
+        "date": when,
+    }
+    classifier = cards.read(final / "classifier.keras")
+    classifier.update({
+        "name": "default",
+        "file": "default.keras",
+        "review_below": review_below,
+        "second_look": True,
+        "leave_writers_out": {**lwo, **measured["at_review_below"]},
+        "selective": {
+            "measured_on": "unseen writers (leave-writers-out), with the not-a-digit detector at its flag_above "
+                           "and the second look, as classify decides",
+            "digits": measured["at_review_below"]["digits"],
+            "curve": measured["curve"],
+        },
+    })
+    cards.write(final / "classifier.keras", classifier)
+    detector = cards.read(Path(json.loads((Path(out) / "folds.json").read_text())["detector_base"]))
+    detector.update({
+        "flag_above": measured["flag_above"],
+        "threshold": {"digits_flagged": flag_rate, "set_on": "unseen writers' digits (leave-writers-out)"},
+        "fine_tuning": {
+            "real_digits": "USPS zip.train and every handwritten-scans writer, beside MNIST digits and drawn non-digits",
+            "epochs": detector_tuning.EPOCHS, "learning_rate": detector_tuning.LEARNING_RATE,
+            "real_share": detector_tuning.REAL_SHARE, **lwo,
+        },
+        "created": when,
+    })
+    cards.write(final / "detector.keras", detector)
+    return measured
+
+
+def cross_validate(labelled: list[Path], mnist, base: Path, detector_base: Path, out: Path, folds: int, epochs: int,
+                   seed: int, review_below: float, log=print) -> dict:
+    """``train --cross-validate``: a user's writers, each scored by models fine-tuned without them.
+
+    The first folder in ``labelled`` holds the writers (``WRITER/DIGIT/*.png``); the other paths
+    (folders or USPS files) are learned from in every fold and never scored.
+    """
+    writers = next((Path(p) for p in labelled if Path(p).is_dir()), None)
+    if writers is None:
+        from batchclf.errors import DataFileError
+
+        raise DataFileError("--cross-validate needs --extra WRITERS: a folder of WRITER/DIGIT/ sub-folders")
+    others = [Path(p) for p in labelled if Path(p) != writers]
+    run(mnist, writers, others, base, detector_base, out, folds=folds, epochs=epochs, seed=seed, final=False, log=log)
+    return unseen_figures(out, review_below)

@@ -37,6 +37,12 @@ def train(
         Optional[Path], typer.Option("--out", help="Output .keras file (default: a new name in models/; never the model in use).")
     ] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Skip training: load this model and show its card.")] = None,
+    cross_validate: Annotated[
+        Optional[int],
+        typer.Option("--cross-validate", min=2, max=50, metavar="N",
+                     help="Leave-writers-out: fine-tune N times, each without a fold of the writers in the first --extra folder "
+                          "(WRITER/DIGIT/...), and score those writers; prints the unseen figures (--out: a folder for the folds)."),
+    ] = None,
     home: Home = None,
 ):
     """Train a CNN on MNIST (plus labelled scans), or fine-tune one on scans and corrections; saved with its card."""
@@ -51,6 +57,9 @@ def train(
 
         load_keras_model(model)
         print_card(model, cards.read(model))
+        return
+    if cross_validate is not None:
+        _cross_validate(cross_validate, extra or [], data, base or paths.default_model(home), out, epochs or 3, seed, home)
         return
     architectures.recipe(arch)
     fine_tuning = base is not None or bool(from_reviews)
@@ -81,6 +90,28 @@ def train(
         )
     print_card(target, card)
     typer.echo(f"wrote {target}; not in use yet: batchclf models use {target.stem}")
+
+
+def _cross_validate(folds: int, extra: list[Path], data, base: Path, out: Path | None, epochs: int, seed: int, home) -> None:
+    from datetime import datetime, timezone
+
+    from batchclf import paths
+    from batchclf.cli.render import print_unseen
+    from batchclf.crossval import cross_validate
+    from batchclf.datasets import mnist as datasets
+    from batchclf.model import card as cards
+
+    datasets.require_available(data, "cross-validation (its MNIST replay)")
+    detector = paths.default_detector(home)
+    if detector is None:
+        from batchclf.errors import ModelNotFoundError
+
+        raise ModelNotFoundError("no not-a-digit detector found to fine-tune beside the classifier (models/detectors/)")
+    out = out or paths.models_dir(home) / f"crossval-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+    figures = cross_validate(extra, datasets.load(data), base, detector, out, folds, epochs, seed,
+                             cards.review_below(cards.read(base)), log=lambda text: typer.echo(text, err=True))
+    print_unseen(figures)
+    typer.echo(f"folds, their models and scores: {out}")
 
 
 def new_model_path(models_dir: Path, stem: str) -> Path:

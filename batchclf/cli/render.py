@@ -95,6 +95,21 @@ def print_curve(points: list[dict]) -> None:
     console.print(table)
 
 
+def print_unseen(figures: dict) -> None:
+    """What leave-writers-out measured: every writer scored by models that never saw them."""
+    seen = figures["at_review_below"]
+    console.print(f"unseen writers: mean {seen['writers_mean'] * 100:.2f}%, worst {printable(seen['worst_writer'][0])} "
+                  f"{seen['worst_writer'][1] * 100:.2f}%, {seen['digits']} digits", highlight=False)
+    console.print(f"at review below {seen['review_below']:g}: ok rows {seen['ok_right'] * 100:.2f}% right, "
+                  f"{seen['review_share'] * 100:.1f}% sent to review ({seen['flagged'] * 100:.1f}% by the detector "
+                  f"at its threshold for 1% of unseen digits)", highlight=False)
+    table = Table("writer", "accuracy", title="per unseen writer")
+    for name, accuracy in seen["per_writer"].items():
+        table.add_row(Text(printable(name)), f"{accuracy * 100:.2f}%")
+    console.print(table)
+    print_curve(figures["curve"])
+
+
 def print_digit(digit: np.ndarray) -> None:
     """A 28x28 digit as terminal art, two characters a pixel so it keeps its shape."""
     shades = " .:-=+*#%@"
