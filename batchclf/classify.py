@@ -76,7 +76,8 @@ def _create_job_folder(out_dir: Path) -> Path:
 
 
 def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress: bool | None) -> None:
-    from batchclf.engines import EngineSettings, get_engine
+    from batchclf.engines import get_engine
+    from batchclf.engines.base import EngineSettings
 
     limits = Limits.from_options(options.max_pages, options.max_file_mb)
     settings = EngineSettings(

@@ -158,7 +158,7 @@ def test_the_shipped_detector_rarely_flags_real_digits(shipped_model, shipped_de
     usps = ROOT.parent / "shared" / "data" / "usps" / "zip.test.gz"
     if not SCANS.is_dir() or not usps.is_file():
         pytest.skip(f"real digits not found at {SCANS} and {usps}")
-    from batchclf.model.evaluate import evaluate_folder
+    from batchclf.evaluate import evaluate_folder
     from batchclf.model.predictor import Predictor
 
     predictor = Predictor(shipped_model, detector=shipped_detector)

@@ -22,7 +22,7 @@ def predictor(shipped_model):
 
 
 def test_shipped_model_scores_on_real_mnist(predictor, mnist):
-    from batchclf.model.evaluate import evaluate
+    from batchclf.evaluate import evaluate
 
     result = evaluate(predictor, mnist)
     assert result["n"] == 10000
@@ -86,7 +86,7 @@ def test_usps_scans_cut_tight_to_their_ink(tmp_path, predictor):
     Before the paper level was read off the frame and the noise off paper pixels, 286 of
     these 2,007 were called blank (84.4% correct).
     """
-    from batchclf.model.evaluate import evaluate_folder
+    from batchclf.evaluate import evaluate_folder
     from batchclf.datasets.usps import write_usps_scans
     from tests.conftest import ROOT
 
@@ -105,7 +105,7 @@ def test_swiss_handwriting_with_the_continental_one(predictor):
     Before the default recipe drew that up-stroke into 40% of the training ones,
     173 of 559 of these ones were read as 7 (68.3%; 94.38% overall).
     """
-    from batchclf.model.evaluate import evaluate_folder
+    from batchclf.evaluate import evaluate_folder
     from tests.conftest import ROOT
 
     folder = ROOT.parent / "shared" / "data" / "handwritten-scans"

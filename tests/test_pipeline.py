@@ -8,7 +8,8 @@ import pytest
 
 from batchclf.model.predictor import Scores
 from batchclf.scan.discovery import Candidate, discover, is_ignored
-from batchclf.engines.local import CHUNK_FILES, CHUNKS_IN_FLIGHT_PER_WORKER, classify_stream
+from batchclf.engines.local import classify_stream
+from batchclf.scan.pool import CHUNK_FILES, CHUNKS_IN_FLIGHT_PER_WORKER
 
 from .helpers import ink_digit, png_bytes
 
@@ -87,7 +88,7 @@ def crash_on_poison(candidates):
 
 
 def test_a_crashing_decoder_fails_one_file_and_the_job_goes_on(tmp_path):
-    from batchclf.engines.local import prepared_stream
+    from batchclf.scan.pool import prepared_stream
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -112,7 +113,7 @@ def report_niceness(candidates):
 
 
 def test_workers_run_niced_below_inference():
-    from batchclf.engines.local import WORKER_NICE, WorkerPool
+    from batchclf.scan.pool import WORKER_NICE, WorkerPool
 
     with WorkerPool(1, report_niceness) as pool:
         [worker_niceness] = pool.result(*pool.submit([]))

@@ -21,13 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from batchclf.engines import (
-    EngineSettings,
-    EngineUnavailableError,
-    UnknownEngineError,
-    get_engine,
-    ray_available,
-)
+from batchclf.engines import get_engine, ray_available
+from batchclf.engines.base import EngineSettings
+from batchclf.errors import EngineUnavailableError, UnknownEngineError
 from tests.helpers import bad_input_corpus, ink_digit, png_bytes
 
 COMPARED = ("file", "page", "status", "label", "second_label", "error", "sha256", "width", "height", "model", "duplicate_of")
@@ -37,7 +33,7 @@ COMPARED = ("file", "page", "status", "label", "second_label", "error", "sha256"
 
 
 def test_chooser_names_the_engines():
-    from batchclf.engines import LocalEngine
+    from batchclf.engines.local import LocalEngine
 
     assert get_engine("local") is LocalEngine
     with pytest.raises(UnknownEngineError, match=r"unknown engine 'spark'; choose one of: local, ray"):
@@ -275,7 +271,7 @@ def test_classify_with_the_ray_engine_writes_the_usual_job_folder(tmp_path, tiny
 
 def test_evaluate_scans_on_the_ray_engine_scores_like_local(tmp_path, tiny_model):
     _ray_or_skip()
-    from batchclf.model.evaluate import evaluate_folder
+    from batchclf.evaluate import evaluate_folder
     from batchclf.model.predictor import Predictor
 
     for digit in ("0", "7"):

@@ -110,7 +110,7 @@ def test_an_old_keras_module_shadowing_the_installed_one_is_refused_too(monkeypa
 
 def test_every_model_load_goes_through_the_keras_check(monkeypatch, tiny_model, ink_detector):
     """Classifier, detector, a fine-tune's base and the Ray engine all refuse an old Keras, each in one line."""
-    from batchclf.engines import EngineSettings
+    from batchclf.engines.base import EngineSettings
     from batchclf.model import finetune, predictor, trust
 
     monkeypatch.setattr(trust, "installed_keras_version", lambda: "3.11.2")

@@ -48,7 +48,8 @@ def write_scans(folder: Path, n: int, data: Path | None) -> Path:
 
 def run_one(engine_name: str, scans: Path, model: Path, settings: dict) -> dict:
     """Classify ``scans`` with one engine; the timings of its phases (printed as JSON by ``--one``)."""
-    from batchclf.engines import EngineSettings, get_engine
+    from batchclf.engines import get_engine
+    from batchclf.engines.base import EngineSettings
     from batchclf.scan.discovery import discover
 
     clock = time.perf_counter()

@@ -53,7 +53,8 @@ def write_measuring_set(folder: Path, mnist: Path, per_kind: int, seed: int = ME
 
 def non_digit_figures(folder: Path, model: Path, detector: Path | None) -> dict[str, dict]:
     """Per kind: how many rows, and the shares sent to review by the detector, by low confidence, in all."""
-    from batchclf.engines import EngineSettings, get_engine
+    from batchclf.engines import get_engine
+    from batchclf.engines.base import EngineSettings
     from batchclf.jobs.rows import BLANK, NOT_A_DIGIT, REVIEW
     from batchclf.scan.discovery import discover
 
@@ -72,8 +73,8 @@ def non_digit_figures(folder: Path, model: Path, detector: Path | None) -> dict[
 
 
 def digit_figures(sets: list[Path], model: Path, detector: Path | None) -> dict[str, dict]:
-    from batchclf.engines.local import default_workers
-    from batchclf.model.evaluate import evaluate_folder
+    from batchclf.scan.pool import default_workers
+    from batchclf.evaluate import evaluate_folder
     from batchclf.model.predictor import Predictor
 
     predictor = Predictor(model, detector=detector)

@@ -128,7 +128,7 @@ def _labelled(extra: list[Path], reviews: list[Path]):
     """The labelled scans and corrections to learn from, as one set (its ``origin`` is recorded in the card)."""
     from batchclf.datasets.corrections import read_corrections
     from batchclf.datasets.labelled import concatenate, read_labelled
-    from batchclf.engines.local import default_workers
+    from batchclf.scan.pool import default_workers
 
     parts = []
     if extra:
@@ -163,9 +163,9 @@ def evaluate(
 ):
     """Score a model on the MNIST test set or labelled scans: accuracy, per writer and class, confusion, ok rows, review share."""
     from batchclf.datasets import mnist as datasets
-    from batchclf.engines.local import default_workers
-    from batchclf.model.evaluate import evaluate as run_evaluate
-    from batchclf.model.evaluate import evaluate_folder
+    from batchclf.scan.pool import default_workers
+    from batchclf.evaluate import evaluate as run_evaluate
+    from batchclf.evaluate import evaluate_folder
     from batchclf.model.predictor import Predictor
 
     if scans is not None and not scans.exists():
@@ -216,7 +216,7 @@ def predict(
 
         raise InputPathError(f"image not found: {', '.join(missing)}")
     from batchclf.cli.render import print_digit, print_predictions
-    from batchclf.model import evaluate as predicting
+    from batchclf import evaluate as predicting
     from batchclf.model.predictor import Predictor
 
     predictor = Predictor(model_path(model, home), device=device, input_scale=input_scale, detector=detector_path(detector, home))

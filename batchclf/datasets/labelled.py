@@ -67,7 +67,7 @@ def concatenate(parts: list[LabelledSet]) -> LabelledSet:
 
 
 def _read_folder(root: Path, workers: int) -> LabelledSet:
-    from batchclf.engines.local import prepared_stream
+    from batchclf.scan.pool import prepared_stream
     from batchclf.scan.discovery import discover
 
     if not root.is_dir():

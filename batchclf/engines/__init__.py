@@ -24,108 +24,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Iterator, Protocol
 
 from batchclf.errors import EngineUnavailableError, UnknownEngineError
 
 RAY_INSTALL_HINT = "--engine ray needs Ray: pip install 'batchclf[ray]'"
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    """What every engine needs; the ``ray`` fields are ignored by the local engine."""
-
-    model: Path
-    device: str = "auto"  # auto|cpu|gpu; under Ray: where the actors predict (gpu when gpus_per_actor > 0)
-    batch_size: int | None = None  # None: the device's default (batchclf.model.device.DEFAULT_BATCH)
-    review_below: float | None = None  # None: the model card's
-    workers: int | None = None  # decoding processes (local) / CPUs for decoding tasks of a local Ray; None: one per core
-    limits: object | None = None  # batchclf.scan.decode.Limits, None: the defaults
-    input_scale: float | None = None  # None: the model card's (1.0 without one); 255 for a model trained on raw pixels
-    detector: Path | None = None  # the not-a-digit detector (batchclf.model.detector); None: none
-    # Ray only
-    address: str | None = None  # None: start a private Ray on 127.0.0.1; "auto" or "ray://HOST:PORT": join a cluster
-    actors: int | None = None  # labelling actors; None: 1 (local Ray) or one per GPU / per 4 CPUs of the cluster
-    gpus_per_actor: float = 0.0
-
-
-class Engine(Protocol):
-    """The interface both engines share."""
-
-    name: str
-
-    def __init__(self, settings: EngineSettings): ...
-
-    def __enter__(self) -> "Engine": ...
-
-    def __exit__(self, *exc) -> bool: ...
-
-    def rows(self, candidates: Iterable) -> Iterator[dict]:
-        """One row per page of each candidate (a failed file: one ``failed`` row), in input order, streamed."""
-        ...
-
-    def describe(self) -> dict:
-        """Job metadata this engine contributes: ``engine``, ``device``, ``batch_size``, ``workers``, ``review_below``, ``model``..."""
-        ...
-
-
-class LocalEngine:
-    """Today's engine: spawned worker processes decode, one compiled predictor in this process labels."""
-
-    name = "local"
-
-    def __init__(self, settings: EngineSettings):
-        from batchclf.model import card as cards
-        from batchclf.model.predictor import Predictor
-        from batchclf.engines.local import default_workers
-
-        self.settings = settings
-        self.predictor = Predictor(settings.model, device=settings.device, batch_size=settings.batch_size,
-                                   input_scale=settings.input_scale, detector=settings.detector)
-        self.predictor.warm_up()
-        self.review_below = cards.review_below(self.predictor.card, settings.review_below)
-        self.workers = default_workers() if settings.workers is None else settings.workers
-
-    def __enter__(self) -> "LocalEngine":
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        return False
-
-    def rows(self, candidates: Iterable) -> Iterator[dict]:
-        from batchclf.engines.local import classify_stream
-
-        extra = {} if self.settings.limits is None else {"limits": self.settings.limits}
-        p = self.predictor
-        return classify_stream(candidates, p.score, p.batch_size, self.review_below, p.name, self.workers, **extra)
-
-    def describe(self) -> dict:
-        return {
-            "engine": self.name,
-            "model": self.predictor.describe(),
-            "device": self.predictor.device,
-            "batch_size": self.predictor.batch_size,
-            "workers": self.workers,
-            "review_below": self.review_below,
-            "tensorflow": package_version("tensorflow"),
-        }
-
-
-def package_version(package: str) -> str | None:
-    """An installed package's version, without importing it (the driver of a Ray job never imports TensorFlow)."""
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 # name -> (module, class); imported only when chosen.
 _ENGINES = {
-    "local": (__name__, "LocalEngine"),
+    "local": ("batchclf.engines.local", "LocalEngine"),
     "ray": ("batchclf.engines.ray", "RayEngine"),
 }
 ENGINE_NAMES = tuple(_ENGINES)

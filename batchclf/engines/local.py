@@ -1,197 +1,24 @@
-"""The batched pipeline: discover -> prepare (worker processes) -> predict in fixed batches.
+"""The local engine: decoding worker processes (:mod:`batchclf.scan.pool`), one compiled predictor here.
 
-Memory stays bounded however many files there are: discovery is lazy, at
-most ``workers * 4`` chunks are in flight, and rows leave as soon as their
-batch is predicted.  Workers decode the next chunks while the model runs.
-
-Crash-safe dispatch, for ``classify`` and the daemon alike: hand chunks to
-:meth:`WorkerPool.submit` and collect them with :meth:`WorkerPool.result`;
-neither raises when a worker dies, at whatever moment it dies.
+Rows leave as soon as their batch is predicted; workers decode the next chunks while the model runs.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
-import multiprocessing
-import os
-import threading
-import time
-from collections import deque
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
+from batchclf.engines.base import EngineSettings, package_version
+from batchclf.engines.labelling import label_rows
 from batchclf.scan.decode import DEFAULT_LIMITS, Limits
 from batchclf.scan.discovery import Candidate
-from batchclf.scan.prepare import Prepared, failed, prepare_many
-from batchclf.engines.labelling import label_rows
+from batchclf.scan.pool import default_workers, prepared_stream
+from batchclf.scan.prepare import Prepared, prepare_many
 
 if TYPE_CHECKING:
     from batchclf.model.predictor import Scores
-
-CHUNK_FILES = 32  # files per worker task
-CHUNKS_IN_FLIGHT_PER_WORKER = 4
-CRASH_REASON = "the decoder crashed on this file (its worker process died)"
-
-
-def default_workers() -> int:
-    return max(1, (os.cpu_count() or 1))
-
-
-def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
-    iterator = iter(candidates)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
-def prepared_stream(
-    candidates: Iterable[Candidate], workers: int, chunk_files: int = CHUNK_FILES, prepare: Callable = prepare_many
-) -> Iterator[Prepared]:
-    """Prepared items in input order; ``workers=0`` prepares in this process (tests, tiny jobs)."""
-    chunks = _chunks(candidates, chunk_files)
-    if workers <= 0:
-        for chunk in chunks:
-            yield from prepare(chunk)
-        return
-    with WorkerPool(workers, prepare) as pool:
-        pending: deque = deque()
-        limit = workers * CHUNKS_IN_FLIGHT_PER_WORKER
-        for chunk in chunks:
-            pending.append(pool.submit(chunk))
-            if len(pending) >= limit:
-                yield from pool.result(*pending.popleft())
-        while pending:
-            yield from pool.result(*pending.popleft())
-
-
-# Decoders yield the CPU to inference.  TensorFlow splits each batch across its
-# threads and waits for the slowest; a worker that preempts one of them stalls
-# them all.  Niced workers still get every cycle inference leaves idle, and
-# run at full speed whenever the model waits for them.  Measured on 2 cores:
-# 8% more files/s end to end on 28x28 PNGs, on average over six pairs of runs.
-WORKER_NICE = 10
-# How often a worker checks that the process that started it still lives.
-PARENT_CHECK_SECONDS = 0.5
-
-
-def _worker_init(parent: int) -> None:
-    os.nice(WORKER_NICE)
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="parent-watch", daemon=True).start()
-
-
-def _exit_when_orphaned(parent: int) -> None:
-    """End this worker once its parent is gone (``kill -9`` of classify or the daemon).
-
-    A worker blocked on the task queue never notices by itself: it holds
-    that pipe's write end too.  Not ``PR_SET_PDEATHSIG``: Linux sends that
-    signal when the parent *thread* that spawned the worker ends, and the
-    pool may spawn from any thread.  With the workers gone, multiprocessing's
-    resource tracker sees its pipe close and exits as well.
-    """
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(1)
-
-
-class Dispatch(NamedTuple):
-    """A chunk handed to the pool: what :meth:`WorkerPool.result` needs to collect it."""
-
-    chunk: list[Candidate]
-    future: Future
-    generation: int  # the pool that took it, so a crash restarts the pool only once
-
-
-def _broken_future() -> Future:
-    future: Future = Future()
-    future.set_exception(BrokenProcessPool("the worker pool broke before this chunk could be handed over"))
-    return future
-
-
-class WorkerPool:
-    """Spawned worker processes that outlive a worker crash.
-
-    A native fault on a hostile file (or a ``kill``) ends a worker and breaks
-    every task in flight, and the pool with them.  Wherever that is found
-    (handing over a chunk, or collecting one), the pool is replaced and each
-    broken chunk is retried one file per task; the file that kills a worker
-    again becomes a ``failed`` row, and the job goes on.
-    """
-
-    def __init__(self, workers: int, prepare: Callable):
-        self.workers, self.prepare = workers, prepare
-        self.generation = 0
-        self._pool = self._start()
-
-    def _start(self) -> ProcessPoolExecutor:
-        # spawn, not fork: the parent may already hold TensorFlow's threads.
-        return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init, initargs=(os.getpid(),),
-        )
-
-    def _restart(self, generation: int) -> None:
-        if generation == self.generation:  # futures of an older pool need no second restart
-            # No cancel_futures: the broken pool fails its own futures, and result() retries those file by file.
-            self._pool.shutdown(wait=False)
-            self._pool = self._start()
-            self.generation += 1
-
-    def submit(self, chunk: list[Candidate]) -> Dispatch:
-        """Hand ``chunk`` to a worker; never raises: a pool found broken is replaced, then tried once more."""
-        for _ in range(2):
-            generation = self.generation
-            try:
-                return Dispatch(chunk, self._pool.submit(self.prepare, chunk), generation)
-            except BrokenProcessPool:
-                self._restart(generation)
-        return Dispatch(chunk, _broken_future(), generation)  # result() retries it file by file
-
-    def result(self, chunk: list[Candidate], future: Future, generation: int) -> list[Prepared]:
-        """The prepared items of a dispatched chunk; never raises (a crash costs at most the file that caused it)."""
-        try:
-            return future.result()
-        except (BrokenProcessPool, CancelledError):
-            return self.after_crash(chunk, generation)
-        except Exception as exc:  # e.g. a result that cannot be unpickled: the chunk fails, the job goes on
-            return [failed(candidate.relative, f"unexpected error: {exc.__class__.__name__}: {exc}") for candidate in chunk]
-
-    def after_crash(self, chunk: list[Candidate], generation: int) -> list[Prepared]:
-        """A chunk whose worker died: restart the pool once, then prepare its files one per task.
-
-        The one-file tasks run side by side; those a new crash breaks are run
-        once more strictly alone, so only a file that kills its worker by
-        itself is failed.
-        """
-        self._restart(generation)
-        out = []
-        for dispatch in [self.submit([candidate]) for candidate in chunk]:
-            try:
-                out.extend(dispatch.future.result())
-            except (BrokenProcessPool, CancelledError):
-                out.extend(self._alone(dispatch.chunk[0]))
-        return out
-
-    def _alone(self, candidate: Candidate) -> list[Prepared]:
-        """One file in a task of its own, on a fresh pool if need be: if its worker dies now, the file is the likely cause."""
-        dispatch = self.submit([candidate])
-        try:
-            return dispatch.future.result()
-        except (BrokenProcessPool, CancelledError):
-            self._restart(dispatch.generation)
-            return [failed(candidate.relative, CRASH_REASON)]
-
-    def __enter__(self) -> "WorkerPool":
-        return self
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
 
 
 def classify_stream(
@@ -221,3 +48,42 @@ def classify_stream(
             yield from flush()
     if waiting:
         yield from flush()
+
+
+class LocalEngine:
+    """Today's engine: spawned worker processes decode, one compiled predictor in this process labels."""
+
+    name = "local"
+
+    def __init__(self, settings: EngineSettings):
+        from batchclf.model import card as cards
+        from batchclf.model.predictor import Predictor
+
+        self.settings = settings
+        self.predictor = Predictor(settings.model, device=settings.device, batch_size=settings.batch_size,
+                                   input_scale=settings.input_scale, detector=settings.detector)
+        self.predictor.warm_up()
+        self.review_below = cards.review_below(self.predictor.card, settings.review_below)
+        self.workers = default_workers() if settings.workers is None else settings.workers
+
+    def __enter__(self) -> "LocalEngine":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def rows(self, candidates: Iterable) -> Iterator[dict]:
+        extra = {} if self.settings.limits is None else {"limits": self.settings.limits}
+        p = self.predictor
+        return classify_stream(candidates, p.score, p.batch_size, self.review_below, p.name, self.workers, **extra)
+
+    def describe(self) -> dict:
+        return {
+            "engine": self.name,
+            "model": self.predictor.describe(),
+            "device": self.predictor.device,
+            "batch_size": self.predictor.batch_size,
+            "workers": self.workers,
+            "review_below": self.review_below,
+            "tensorflow": package_version("tensorflow"),
+        }

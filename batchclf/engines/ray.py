@@ -39,8 +39,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from batchclf.engines import EngineSettings, EngineUnavailableError, RAY_INSTALL_HINT, package_version
-from batchclf.engines.local import default_workers
+from batchclf.engines import RAY_INSTALL_HINT
+from batchclf.engines.base import EngineSettings, package_version
+from batchclf.errors import EngineUnavailableError
+from batchclf.scan.pool import default_workers
 
 FIRST_BLOCK_FILES = 16  # small first blocks: rows flow soon, and a few hundred files still spread over the CPUs
 MAX_BLOCK_FILES = 512  # then growing to this: few object references for a huge input

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from batchclf import paths
-from batchclf.engines.local import CHUNK_FILES, WorkerPool, default_workers
+from batchclf.scan.pool import CHUNK_FILES, WorkerPool, default_workers
 from batchclf.errors import InboxLockedError, WatchFolderError
 from batchclf.jobs import folder as job_folder
 from batchclf.jobs.rows import now_iso

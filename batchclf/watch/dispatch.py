@@ -1,6 +1,6 @@
 """Preparing taken files in the worker processes, without ever waiting on them.
 
-Chunks go to the :class:`~batchclf.engines.local.WorkerPool`; each finished
+Chunks go to the :class:`~batchclf.scan.pool.WorkerPool`; each finished
 future puts a ``done`` event on the daemon's queue, and the daemon's loop
 harvests it.  A chunk whose worker died is retried file by file by the pool,
 so only the file that kills a worker again becomes a ``failed`` row.
@@ -12,7 +12,7 @@ import queue
 from concurrent.futures import Future
 from typing import Callable
 
-from batchclf.engines.local import CHUNK_FILES, WorkerPool
+from batchclf.scan.pool import CHUNK_FILES, WorkerPool
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import Prepared, failed
 from batchclf.watch.intake import Taken

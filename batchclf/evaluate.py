@@ -162,7 +162,8 @@ def _engine_rows(predictor, candidates, review_below: float, workers: int, engin
 
         yield from classify_stream(candidates, predictor.score, predictor.batch_size, review_below, predictor.name, workers)
         return
-    from batchclf.engines import EngineSettings, get_engine
+    from batchclf.engines import get_engine
+    from batchclf.engines.base import EngineSettings
 
     settings = EngineSettings(model=predictor.path, batch_size=predictor.batch_size, review_below=review_below, workers=workers,
                               input_scale=predictor.input_scale, detector=predictor.detector_path)
