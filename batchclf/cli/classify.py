@@ -28,12 +28,12 @@ def classify(
     max_pages: Annotated[
         Optional[int],
         typer.Option("--max-pages", min=1, max=limits.MAX_PAGES,
-                     help=f"Refuse files with more pages than this, 1-{limits.MAX_PAGES} (default: 1000)."),
+                     help="Refuse files with more pages than this (default: 1000)."),
     ] = None,
     max_file_mb: Annotated[
         Optional[int],
         typer.Option("--max-file-mb", min=1, max=limits.MAX_FILE_MB,
-                     help=f"Refuse files larger than this many MB, 1-{limits.MAX_FILE_MB} (default: 256)."),
+                     help="Refuse files larger than this many MB (default: 256)."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", metavar="", help="Exit 3 when any row failed (the job is still written).")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (worker processes here) or ray (Ray Data; pip install 'batchclf[ray]').")] = "local",
@@ -43,12 +43,12 @@ def classify(
     actors: Annotated[
         Optional[int],
         typer.Option("--actors", min=1, max=limits.MAX_ACTORS,
-                     help=f"Ray labelling actors, each loading the model once, 1-{limits.MAX_ACTORS}."),
+                     help="Ray labelling actors, each loading the model once."),
     ] = None,
     gpus_per_actor: Annotated[
         float,
         float_option("--gpus-per-actor", 0.0, limits.MAX_GPUS_PER_ACTOR,
-                     f"GPUs per Ray labelling actor, 0-{limits.MAX_GPUS_PER_ACTOR:g} (0: CPU)."),
+                     "GPUs per Ray labelling actor (0: CPU)."),
     ] = 0.0,
     home: Home = None,
 ):

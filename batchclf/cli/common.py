@@ -66,21 +66,21 @@ Data = Annotated[
 Workers = Annotated[
     Optional[int],
     typer.Option("--workers", min=0, max=limits.MAX_WORKERS,
-                 help=f"Decode worker processes, 0-{limits.MAX_WORKERS} (default: CPU count; 0 = in-process)."),
+                 help="Decode worker processes (default: CPU count; 0 = in-process)."),
 ]
 BatchSize = Annotated[
     Optional[int],
     typer.Option("--batch-size", min=1, max=limits.MAX_BATCH,
-                 help=f"Images per model call, 1-{limits.MAX_BATCH} (default: 256 on CPU, 2048 on GPU)."),
+                 help="Images per model call (default: 256 on CPU, 2048 on GPU)."),
 ]
 ReviewBelow = Annotated[
     Optional[float],
-    declared_float("--review-below", "review_below", "Mark rows below this confidence 'review', 0-1 (default: the model card's)."),
+    declared_float("--review-below", "review_below", "Mark rows below this confidence 'review' (default: the model card's)."),
 ]
 InputScale = Annotated[
     Optional[float],
     declared_float("--input-scale", "input_scale",
-                   f"255 for a model trained on raw 0-255 pixels, 1-{limits.MAX_INPUT_SCALE:g} (default: the model card's, else 1)."),
+                   "255 for a model trained on raw 0-255 pixels (default: the model card's, else 1)."),
 ]
 Detector = Annotated[
     str,

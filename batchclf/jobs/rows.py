@@ -7,7 +7,6 @@ defined once here.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 
 import numpy as np
@@ -59,10 +58,10 @@ def labelled_rows(bases: list[dict], probabilities, review_below: float, model: 
     ``not_digit`` is the not-a-digit detector's verdict per row (None: no
     detector): a flagged row goes to ``review`` whatever its confidence, with
     the reason in ``error`` (the column that says why a row is not ``ok``).
-    A row is ``ok`` only if its confidence is a finite number at least
-    ``review_below``: the last guard, so no bad setting, card or model can
-    turn NaN into ``ok`` (NaN compares false with any threshold).  Such a
-    row goes to review with its confidences empty (NaN is not JSON).
+    A row is ``ok`` only if its probabilities are finite and its confidence
+    at least ``review_below``: the last guard, so no bad setting, card or
+    model turns NaN into ``ok`` (NaN compares false with any threshold).
+    Such a row goes to review with its confidences empty (NaN is not JSON).
     One sort and one timestamp per batch (its rows were labelled together):
     this runs for every image, so nothing per row is done twice.
     """
@@ -72,10 +71,12 @@ def labelled_rows(bases: list[dict], probabilities, review_below: float, model: 
     top2 = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
     confidences = np.take_along_axis(probabilities, top2, axis=1).tolist()
     flagged = [False] * len(bases) if not_digit is None else np.asarray(not_digit, bool).tolist()
+    # One NaN anywhere makes a row's probabilities meaningless (argsort would sort it last and pick a finite "winner").
+    all_finite = np.isfinite(probabilities).all(axis=1).tolist()
     stamp = now_iso()
     rows = []
-    for base, (first, second), (confidence, runner_up), odd in zip(bases, top2.tolist(), confidences, flagged):
-        finite = math.isfinite(confidence) and math.isfinite(runner_up)
+    for base, (first, second), (confidence, runner_up), odd, finite in zip(bases, top2.tolist(), confidences, flagged,
+                                                                         all_finite):
         rows.append({
             **base,
             "status": OK if finite and not odd and confidence >= review_below else REVIEW,
