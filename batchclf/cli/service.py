@@ -78,7 +78,7 @@ def install(
 
     deployment, units = _units(inbox, home, model, config, user, run_as, at, nightly_only, deny_write_execute)
     target = dest.absolute() if dest else (installer.user_units() if user else installer.SYSTEM_UNITS)
-    # A dry run changes nothing, not even a lock file; a real one plans and applies under the lock.
+    # Plan and apply under one lock, so two installs at once never mix; a dry run takes none (it would create the folder).
     with nullcontext() if dry_run else installer.locked(target):
         steps = installer.plan(units, target, [target, *deployment.writable], force=force)
         for step in steps:
