@@ -13,7 +13,8 @@ from typing import Iterable
 from batchclf.jobs import writers as reports
 from batchclf.scan.decode import MB, Limits
 from batchclf.scan.discovery import discover, files_base
-from batchclf.errors import EmptyInputError, InputPathError, OutputPathError
+from batchclf.errors import EmptyInputError, InputPathError, OutputPathError, SettingsError
+from batchclf.limits import MAX_BATCH, MAX_WORKERS
 from batchclf.jobs import folder as job_folder
 from batchclf.jobs.rows import now_iso, starts_file
 
@@ -47,6 +48,7 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
     half-written ``.partial`` files are left for a reader to trip on.
     """
     paths = [Path(p) for p in paths]
+    _check_bounds(options)
     _check_inputs(paths)
     folder = _create_job_folder(options.out_dir)
     try:
@@ -58,6 +60,13 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder
+
+
+def _check_bounds(options: ClassifyOptions) -> None:
+    # The CLI's flags are bounded already; this stops a caller in code (bench, a script) from a 292 GiB batch.
+    for name, value, low, high in (("batch_size", options.batch_size, 1, MAX_BATCH), ("workers", options.workers, 0, MAX_WORKERS)):
+        if value is not None and not low <= value <= high:
+            raise SettingsError(f"{name} must be {low} to {high}, got {value}")
 
 
 def _check_inputs(paths: list[Path]) -> None:

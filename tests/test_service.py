@@ -129,6 +129,57 @@ def test_deny_write_execute_opt_in_verifies(tmp_path, shipped_model, systemd_ana
     assert "MemoryDenyWriteExecute" not in directives(install_units(tmp_path, shipped_model, dest="plain")["batchclf-watch.service"])
 
 
+def unprivileged_user() -> str:
+    """An account that is neither root nor nobody (systemd-analyze warns about nobody): what User= must stay."""
+    for entry in sorted(pwd.getpwall(), key=lambda e: e.pw_uid):
+        if 0 < entry.pw_uid < 65534 and entry.pw_name != "nobody":
+            return entry.pw_name
+    pytest.skip("no unprivileged account on this machine")
+
+
+def security_user_line(systemd_analyze: str, unit: Path) -> str:
+    """The User= line of ``systemd-analyze security --offline=true``: how systemd itself read the unit's identity."""
+    done = subprocess.run([systemd_analyze, "security", "--offline=true", str(unit)], capture_output=True, text=True, timeout=60)
+    (line,) = [line for line in done.stdout.splitlines() if "User=/DynamicUser=" in line]
+    return line
+
+
+# Issue 23 point 4: a value ending in a backslash joined the next line (User=) into it, a trailing space was trimmed.
+HOSTILE = [
+    ("home", "home\\"), ("home", "home\\\\"), ("home", "home "), ("home", "home\t"), ("inbox", "in\\"), ("inbox", "in "),
+    ("home", 'a\\b "q" $HOME %h ;é'), ("inbox", "x\\y $USER %i ' ;"),
+]
+
+
+@pytest.mark.parametrize("where, name", HOSTILE)
+def test_hostile_paths_never_cost_the_units_their_user(tmp_path, shipped_model, systemd_analyze, where, name):
+    user = unprivileged_user()
+    home = tmp_path / name if where == "home" else tmp_path / "home"
+    inbox = tmp_path / name if where == "inbox" else home / "inbox"
+    result = invoke("service", "install", "--home", home, "--inbox", inbox, "--model", shipped_model, "--run-as", user,
+                    "--dest", tmp_path / "units")
+    if result.exit_code != 0:  # refused: one line, and nothing written or created
+        assert result.exit_code == 1 and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.output
+        assert "cannot go into a unit file" in result.stderr
+        assert not (tmp_path / "units").exists() and not home.exists() and not inbox.exists()
+        return
+    done = verify(systemd_analyze, tmp_path / "units")
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+    for service in ("batchclf-watch.service", "batchclf-nightly.service"):
+        unit = tmp_path / "units" / service
+        for text in unit.read_text().splitlines():  # systemd.syntax(7): what would make systemd read another value
+            trailing = len(text) - len(text.rstrip("\\"))
+            assert trailing % 2 == 0, f"{text!r} continues onto the next line"
+            assert text.startswith("#") or text == text.strip(" \t"), f"{text!r}: systemd trims the value"
+        line = security_user_line(systemd_analyze, unit)
+        assert line.startswith("✓") and "non-root" in line, line
+        found = directives(unit.read_text())
+        assert found["User"] == [user] and found["WorkingDirectory"] == [str(home).replace("%", "%%")]
+        assert found["Description"][0].endswith(str(inbox).replace("%", "%%") + ("" if service == "batchclf-watch.service" else ", then exit"))
+        argv = [arg.replace("$$", "$").replace("%%", "%") for arg in exec_argv(unit.read_text())]
+        assert argv[2] == str(inbox) and argv[argv.index("--home") + 1] == str(home)
+
+
 def test_paths_are_absolute_and_exec_start_is_the_installed_executable(tmp_path, shipped_model):
     units = install_units(tmp_path, shipped_model)
     for name in ("batchclf-watch.service", "batchclf-nightly.service"):
@@ -256,6 +307,44 @@ def test_install_refuses_to_overwrite_a_changed_unit_without_force(tmp_path, shi
     assert forced.exit_code == 0 and "replace" in forced.stdout
     assert edited.read_text() == units["batchclf-watch.service"]
     assert "OnCalendar=*-*-* 03:00:00" in (tmp_path / "units" / "batchclf-nightly.timer").read_text()
+
+
+def test_two_installs_at_once_never_mix_or_overwrite_units(tmp_path, shipped_model, monkeypatch):
+    """Issue 23 point 9: plan + apply run under one lock, so of two installs of different homes one wins whole."""
+    import typer
+
+    from batchclf.cli.service import install
+    from batchclf.service import install as installer
+
+    checked = installer.plan
+
+    def slow_plan(*args, **kwargs):
+        steps = checked(*args, **kwargs)
+        time.sleep(0.01)  # widen the window between one install's check and its writes
+        return steps
+
+    monkeypatch.setattr(installer, "plan", slow_plan)
+
+    def one(dest: Path, home: Path) -> int:
+        try:
+            install(inbox=None, home=home, model=shipped_model, config=None, user=False, run_as=ME, at="02:00",
+                    nightly_only=False, deny_write_execute=False, dest=dest, dry_run=False, force=False)
+        except typer.Exit as exc:
+            return exc.exit_code
+        return 0
+
+    for trial in range(20):
+        dest = tmp_path / f"units-{trial}"
+        homes = [tmp_path / f"home-{trial}-a", tmp_path / f"home-{trial}-b"]
+        with ThreadPoolExecutor(2) as pool:
+            codes = list(pool.map(one, [dest, dest], homes))
+        assert sorted(codes) == [0, 1], (trial, codes)  # the second saw the first's units and refused them
+        winner, loser = homes[codes.index(0)], homes[codes.index(1)]
+        written = {path.name: path.read_text() for path in dest.iterdir()}
+        assert set(written) == {"batchclf-watch.service", "batchclf-nightly.service", "batchclf-nightly.timer"}
+        for name in ("batchclf-watch.service", "batchclf-nightly.service"):
+            argv = exec_argv(written[name])
+            assert argv[argv.index("--home") + 1] == str(winner) and str(loser) not in written[name], (trial, name)
 
 
 def test_dry_run_changes_nothing(tmp_path, shipped_model):

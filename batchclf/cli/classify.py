@@ -7,9 +7,10 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from batchclf import limits
 from batchclf.cli.common import (
-    BatchSize, Detector, Device, Home, InputScale, Model, ReviewBelow, Workers, command_line, detector_path, friendly_errors,
-    model_path,
+    BatchSize, Detector, Device, Home, InputScale, Model, ReviewBelow, Workers, command_line, detector_path,
+    float_option, friendly_errors, model_path,
 )
 
 
@@ -25,18 +26,30 @@ def classify(
     input_scale: InputScale = None,
     detector: Detector = "auto",
     max_pages: Annotated[
-        Optional[int], typer.Option("--max-pages", min=1, help="Refuse files with more pages than this (default: 1000).")
+        Optional[int],
+        typer.Option("--max-pages", min=1, max=limits.MAX_PAGES,
+                     help="Refuse files with more pages than this (default: 1000)."),
     ] = None,
     max_file_mb: Annotated[
-        Optional[int], typer.Option("--max-file-mb", min=1, help="Refuse files larger than this many MB (default: 256).")
+        Optional[int],
+        typer.Option("--max-file-mb", min=1, max=limits.MAX_FILE_MB,
+                     help="Refuse files larger than this many MB (default: 256)."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", metavar="", help="Exit 3 when any row failed (the job is still written).")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (worker processes here) or ray (Ray Data; pip install 'batchclf[ray]').")] = "local",
     ray_address: Annotated[
         Optional[str], typer.Option("--ray-address", help="Join a Ray cluster: auto or ray://HOST:PORT (default: a private Ray on 127.0.0.1).")
     ] = None,
-    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray labelling actors, each loading the model once.")] = None,
-    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", min=0.0, help="GPUs per Ray labelling actor (0: CPU).")] = 0.0,
+    actors: Annotated[
+        Optional[int],
+        typer.Option("--actors", min=1, max=limits.MAX_ACTORS,
+                     help="Ray labelling actors, each loading the model once."),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float,
+        float_option("--gpus-per-actor", 0.0, limits.MAX_GPUS_PER_ACTOR,
+                     "GPUs per Ray labelling actor (0: CPU)."),
+    ] = 0.0,
     home: Home = None,
 ):
     """Classify scanned digits into a job folder of CSV/JSON reports; prints the folder last."""

@@ -8,6 +8,7 @@ they take no value, so ``--help`` shows no ``<bool>`` type beside them.
 from __future__ import annotations
 
 import functools
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -15,7 +16,31 @@ from typing import Annotated, Optional
 
 import typer
 
+from batchclf import limits
 from batchclf.errors import BatchclfError
+from batchclf.watch.settings import BY_FIELD
+
+
+def _finite(value: Optional[float]) -> Optional[float]:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def float_option(flag: str, minimum: float, maximum: float, help: str):
+    """The one option type of every number flag: finite and inside ``[minimum, maximum]``.
+
+    click's range alone lets ``nan`` through (it compares false with both
+    ends): ``--input-scale nan`` labelled every digit 0 with status ok.
+    """
+    return typer.Option(flag, min=minimum, max=maximum, callback=_finite, help=help)
+
+
+def declared_float(flag: str, field: str, help: str):
+    """A number flag the daemon also takes as a setting: its range from the one settings declaration."""
+    setting = BY_FIELD[field]
+    return float_option(flag, setting.minimum, setting.maximum, help)
+
 
 def _existing_folder(value: Optional[Path]) -> Optional[Path]:
     # A mistyped --home must not quietly become a new, empty home with its own jobs/.
@@ -39,18 +64,23 @@ Data = Annotated[
     Optional[Path], typer.Option("--data", help="mnist.npz or a folder of IDX files (default: Keras download).")
 ]
 Workers = Annotated[
-    Optional[int], typer.Option("--workers", min=0, help="Decode worker processes (default: CPU count; 0 = in-process).")
+    Optional[int],
+    typer.Option("--workers", min=0, max=limits.MAX_WORKERS,
+                 help="Decode worker processes (default: CPU count; 0 = in-process)."),
 ]
 BatchSize = Annotated[
-    Optional[int], typer.Option("--batch-size", min=1, help="Images per model call (default: 256 on CPU, 2048 on GPU).")
+    Optional[int],
+    typer.Option("--batch-size", min=1, max=limits.MAX_BATCH,
+                 help="Images per model call (default: 256 on CPU, 2048 on GPU)."),
 ]
 ReviewBelow = Annotated[
     Optional[float],
-    typer.Option("--review-below", min=0.0, max=1.0, help="Mark rows below this confidence 'review' (default: the model card's)."),
+    declared_float("--review-below", "review_below", "Mark rows below this confidence 'review' (default: the model card's)."),
 ]
 InputScale = Annotated[
     Optional[float],
-    typer.Option("--input-scale", min=1.0, help="255 for a model trained on raw 0-255 pixels (default: the model card's, else 1)."),
+    declared_float("--input-scale", "input_scale",
+                   "255 for a model trained on raw 0-255 pixels (default: the model card's, else 1)."),
 ]
 Detector = Annotated[
     str,

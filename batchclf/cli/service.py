@@ -72,15 +72,19 @@ def install(
     force: Annotated[bool, typer.Option("--force", metavar="", help="Replace units that differ from the rendered ones.")] = False,
 ):
     """Write the units, create the folders they name, and print the systemctl commands that enable them."""
+    from contextlib import nullcontext
+
     from batchclf.service import install as installer
 
     deployment, units = _units(inbox, home, model, config, user, run_as, at, nightly_only, deny_write_execute)
     target = dest.absolute() if dest else (installer.user_units() if user else installer.SYSTEM_UNITS)
-    steps = installer.plan(units, target, [target, *deployment.writable], force=force)
-    for step in steps:
-        typer.echo(("would " if dry_run else "") + str(step))
-    if not dry_run:
-        installer.apply(steps, units, owner=deployment.user)
+    # Plan and apply under one lock, so two installs at once never mix; a dry run takes none (it would create the folder).
+    with nullcontext() if dry_run else installer.locked(target):
+        steps = installer.plan(units, target, [target, *deployment.writable], force=force)
+        for step in steps:
+            typer.echo(("would " if dry_run else "") + str(step))
+        if not dry_run:
+            installer.apply(steps, units, owner=deployment.user)
     typer.echo("\n".join(installer.next_commands(deployment, units, target)))
     _note_if_root(deployment)
 

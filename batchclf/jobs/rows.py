@@ -32,6 +32,8 @@ OK, REVIEW, BLANK, FAILED, DUPLICATE = "ok", "review", "blank", "failed", "dupli
 STATUSES = (OK, REVIEW, BLANK, FAILED, DUPLICATE)
 # The reason a row the not-a-digit detector flagged carries (batchclf.model.detector).
 NOT_A_DIGIT = "not a digit"
+# The reason of a row whose model output was no number (nan, inf: a broken model, card or input scale).
+NOT_FINITE = "the model gave no finite confidence"
 
 # Spreadsheets run a cell starting with these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -56,6 +58,10 @@ def labelled_rows(bases: list[dict], probabilities, review_below: float, model: 
     ``not_digit`` is the not-a-digit detector's verdict per row (None: no
     detector): a flagged row goes to ``review`` whatever its confidence, with
     the reason in ``error`` (the column that says why a row is not ``ok``).
+    A row is ``ok`` only if its probabilities are finite and its confidence
+    at least ``review_below``: the last guard, so no bad setting, card or
+    model turns NaN into ``ok`` (NaN compares false with any threshold).
+    Such a row goes to review with its confidences empty (NaN is not JSON).
     One sort and one timestamp per batch (its rows were labelled together):
     this runs for every image, so nothing per row is done twice.
     """
@@ -65,17 +71,20 @@ def labelled_rows(bases: list[dict], probabilities, review_below: float, model: 
     top2 = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
     confidences = np.take_along_axis(probabilities, top2, axis=1).tolist()
     flagged = [False] * len(bases) if not_digit is None else np.asarray(not_digit, bool).tolist()
+    # One NaN anywhere makes a row's probabilities meaningless (argsort would sort it last and pick a finite "winner").
+    all_finite = np.isfinite(probabilities).all(axis=1).tolist()
     stamp = now_iso()
     rows = []
-    for base, (first, second), (confidence, runner_up), odd in zip(bases, top2.tolist(), confidences, flagged):
+    for base, (first, second), (confidence, runner_up), odd, finite in zip(bases, top2.tolist(), confidences, flagged,
+                                                                         all_finite):
         rows.append({
             **base,
-            "status": REVIEW if odd or confidence < review_below else OK,
+            "status": OK if finite and not odd and confidence >= review_below else REVIEW,
             "label": first,
-            "confidence": round(confidence, 6),
-            "second_label": second,
-            "second_confidence": round(runner_up, 6),
-            "error": NOT_A_DIGIT if odd else base.get("error"),
+            "confidence": round(confidence, 6) if finite else None,
+            "second_label": second if finite else None,
+            "second_confidence": round(runner_up, 6) if finite else None,
+            "error": NOT_A_DIGIT if odd else NOT_FINITE if not finite else base.get("error"),
             "model": model,
             "processed_at": stamp,
         })

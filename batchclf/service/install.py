@@ -3,13 +3,17 @@
 A unit already there with other contents is never overwritten without
 ``force``: it may hold a local edit.  The same contents are a no-op, so
 running ``install`` twice is safe.  Nothing is written before every unit
-has been checked, so a refusal leaves the system as it was.
+has been checked, so a refusal leaves the system as it was.  Plan and
+apply run under one lock on the destination folder (:func:`locked`), so two
+installs at once never mix: the second sees the first's units.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,29 @@ class Step:
 
     def __str__(self) -> str:
         return f"{self.action:9} {self.path}"
+
+
+@contextmanager
+def locked(dest: Path):
+    """Hold an exclusive lock on the folder ``dest`` (created when missing) while the caller plans and applies.
+
+    Without it two installs at once each checked the units, then each wrote
+    theirs: a changed unit overwritten without ``--force``, or a watch unit
+    of one home beside a nightly unit of the other.  The lock is ``flock``
+    on the folder itself, not on a lock file in it: nothing is left beside
+    the units (``systemd-analyze verify`` of the folder, packaging), and the
+    kernel releases it when the process dies, so a killed install blocks no one.
+    """
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ServiceError(f"{dest}: cannot take the install lock ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def plan(units: dict[str, str], dest: Path, folders: list[Path], force: bool = False) -> list[Step]:

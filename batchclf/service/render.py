@@ -141,10 +141,10 @@ def render(d: Deployment, nightly_only: bool = False) -> dict[str, str]:
     protect_home, protect_home_why = _protect_home(d)
     read_write_paths = " ".join(_word(str(p)) for p in d.writable)
     common = {
-        "version": batchclf.__version__,
-        "inbox": _specifiers(str(d.path("inbox"))),
-        "working_directory": _specifiers(_one_line(str(d.effective.home))),
-        "identity": "" if d.user_unit else f"User={d.user}\nGroup={d.group}",
+        "version": unit_value(batchclf.__version__),
+        "inbox": unit_value(str(d.path("inbox"))),
+        "working_directory": unit_value(str(d.effective.home)),
+        "identity": "" if d.user_unit else f"User={unit_value(d.user)}\nGroup={unit_value(d.group)}",
         "read_write_paths": read_write_paths,
         "sandbox": _fill("sandbox.in", {
             "read_write_paths": read_write_paths,
@@ -158,7 +158,7 @@ def render(d: Deployment, nightly_only: bool = False) -> dict[str, str]:
     if not nightly_only:
         units[WATCH_SERVICE] = _fill(WATCH_SERVICE + ".in", {**common, "exec_start": _command(exec_argv(d))})
     units[NIGHTLY_SERVICE] = _fill(NIGHTLY_SERVICE + ".in", {**common, "exec_start": _command(exec_argv(d, oneshot=True))})
-    units[NIGHTLY_TIMER] = _fill(NIGHTLY_TIMER + ".in", {**common, "at": d.at, "on_calendar": f"*-*-* {d.at}:00"})
+    units[NIGHTLY_TIMER] = _fill(NIGHTLY_TIMER + ".in", {**common, "at": unit_value(d.at), "on_calendar": unit_value(f"*-*-* {d.at}:00")})
     return units
 
 
@@ -193,17 +193,34 @@ def _command(argv: list[str]) -> str:
 
 def _word(arg: str) -> str:
     """One word of a systemd list setting: plain if it can be, else double-quoted with C escapes."""
-    arg = _specifiers(_one_line(arg))
+    arg = unit_value(arg)
     if re.fullmatch(r"[\w./:@+=,%-]+", arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _specifiers(text: str) -> str:
+def unit_value(text: str) -> str:
+    """Every value written into a unit passes here: refused unless systemd reads it back as written; ``%`` escaped.
+
+    systemd.syntax(7): a line ending in a backslash is joined with the next
+    one (a ``--home`` ending in ``\\`` swallowed the ``User=`` line below
+    ``WorkingDirectory=``, and the service ran as root), and spaces around a
+    value are trimmed.  Plain settings (``WorkingDirectory=``,
+    ``Description=``, ``User=``) have no quoting to protect either, so such a
+    value is refused with one line, as are control characters (a line break
+    starts a new directive) and text that is not UTF-8, which systemd ignores.
+    List and command words are quoted on top of this by :func:`_word`.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ServiceError(f"{text!r}: not UTF-8, which a unit file must be; rename it") from None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise ServiceError(f"{text!r}: a line break or other control character cannot go into a unit file; rename it")
+    if text.endswith("\\"):
+        raise ServiceError(f"{text!r}: a path ending in a backslash cannot go into a unit file "
+                           "(systemd would join the next line to it); rename it")
+    if text != text.strip(" "):
+        raise ServiceError(f"{text!r}: a path starting or ending with a space cannot go into a unit file "
+                           "(systemd would trim it); rename it")
     return text.replace("%", "%%")
-
-
-def _one_line(text: str) -> str:
-    if "\n" in text or "\r" in text:
-        raise ServiceError(f"{text!r}: a path with a line break cannot go into a unit file")
-    return text

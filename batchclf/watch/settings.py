@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
+import stat
 import tomllib
 import types
 from dataclasses import MISSING, dataclass, field, fields
@@ -26,10 +28,13 @@ from typing import Callable, Mapping, get_type_hints
 
 from batchclf import paths
 from batchclf.errors import SettingsError
+from batchclf.limits import MAX_BATCH, MAX_INPUT_SCALE, MAX_SECONDS, MAX_WORKERS
 
 ENV_PREFIX = "BATCHCLF_"
 CONFIG_ENV = "BATCHCLF_CONFIG"
 CONFIG_NAME = "batchclf.toml"
+# A settings file is a few hundred bytes: anything past this is not one (or is /dev/zero).
+MAX_CONFIG_BYTES = 1 << 20
 
 FLAG, ENV, CONFIG, DEFAULT = "flag", "env", "config", "default"
 
@@ -61,21 +66,22 @@ class WatchOptions:
                           derived="<home>/models/default.keras, else the shipped one")
     # 32, not 64: on ~300 px scans smaller batches keep decoding and the model overlapping (bench-watch --files scans:
     # 0.81-0.86 of classify at 32, 0.74-0.79 at 64); on 28x28 digits it costs ~4% of the burst rate.
-    max_batch: int = setting(32, minimum=1, help="Send a batch to the model at this many files...")
-    max_latency: float = setting(0.5, minimum=0.0, help="...or when the oldest file has waited this long (s).")
-    settle: float = setting(1.0, minimum=0.0, help="A file is taken after this long with no change (s).")
+    max_batch: int = setting(32, minimum=1, maximum=MAX_BATCH, help="Send a batch to the model at this many files...")
+    max_latency: float = setting(0.5, minimum=0.0, maximum=MAX_SECONDS,
+                                 help="...or when the oldest file has waited this long (s).")
+    settle: float = setting(1.0, minimum=0.0, maximum=MAX_SECONDS, help="A file is taken after this long with no change (s).")
     polling: bool = setting(False, help="Poll instead of inotify (automatic on NFS/SMB/FUSE).")
-    poll_interval: float = setting(1.0, minimum=0.05, help="Seconds between polls.")
+    poll_interval: float = setting(1.0, minimum=0.05, maximum=MAX_SECONDS, help="Seconds between polls.")
     oneshot: bool = setting(False, help="Process what is in the inbox now, then exit.")
     keep: bool = setting(False, help="Leave files in the inbox (the journal prevents reprocessing).")
     create: bool = setting(False, help="Create the inbox when it is missing (otherwise a missing inbox is an error: a mistyped path).")
-    rescan_interval: float = setting(60.0, name="rescan", minimum=0.1,
+    rescan_interval: float = setting(60.0, name="rescan", minimum=0.1, maximum=MAX_SECONDS,
                                      help="Seconds between full rescans that catch lost events.")
-    workers: int | None = setting(None, minimum=0, help="Decode worker processes (unset: one per CPU; 0 = in-process).")
+    workers: int | None = setting(None, minimum=0, maximum=MAX_WORKERS, help="Decode worker processes (unset: one per CPU; 0 = in-process).")
     device: str = setting("auto", choices=("auto", "cpu", "gpu"), help="auto (GPU when TensorFlow sees one), cpu or gpu.")
     # Not a setting: the compiled batch follows max_batch, so a 32-file batch never pays for 256 padded images.
     batch_size: int | None = None
-    input_scale: float | None = setting(None, minimum=1.0,
+    input_scale: float | None = setting(None, minimum=1.0, maximum=MAX_INPUT_SCALE,
                                         help="255 for a model trained on raw 0-255 pixels (unset: the model card's, else 1).")
     detector: str = setting("auto", help="The not-a-digit detector: a .keras file, auto or off.",
                             derive=lambda home, _: str(paths.default_detector(home) or "off"),
@@ -241,15 +247,15 @@ def _config_path(flag: Path | None, environ: Mapping[str, str], home: Path) -> t
 
 def load_config(path: Path) -> dict[str, object]:
     """A TOML config file as typed values by setting name; relative paths are relative to the file."""
+    data = read_config_bytes(path)
     try:
-        with open(path, "rb") as handle:
-            table = tomllib.load(handle)
+        table = tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read the config file ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise SettingsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:  # tomllib recurses per level of [[[...]]] or {a = {b = ...}}
+        raise SettingsError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
     out = {}
     for key, raw in table.items():
         s = BY_NAME.get(key)
@@ -259,6 +265,37 @@ def load_config(path: Path) -> dict[str, object]:
             raise SettingsError(f"{path}: unknown setting {key!r} ({hint})")
         out[key] = parse_toml(s, raw, f"{path}: {key}", base=path.parent)
     return out
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The bytes of a config file that is a regular file of at most :data:`MAX_CONFIG_BYTES`.
+
+    Opened non-blocking and checked with ``fstat`` on the open descriptor: a
+    FIFO given as ``--config`` would otherwise block ``watch`` and ``service
+    print`` forever, and ``/dev/zero`` would be read until memory runs out.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise SettingsError(f"{path}: cannot read the config file (it is {kind}, not a regular file)")
+        data = b""
+        while len(data) <= MAX_CONFIG_BYTES:  # one byte past the cap tells a file too large
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SettingsError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not a settings file")
+    return data
 
 
 # -- values ----------------------------------------------------------------------------------------
@@ -273,7 +310,7 @@ def parse_text(s: Setting, text: str, where: str) -> object:
                 raise ValueError
             value = lowered in _TRUE
         elif s.type is Path:
-            value = _absolute(text)
+            value = _absolute(_path_text(text, where))
         else:
             value = s.type(text.strip())
     except ValueError:
@@ -287,11 +324,27 @@ def parse_toml(s: Setting, raw: object, where: str, base: Path) -> object:
     if not isinstance(raw, expected) or (isinstance(raw, bool) and s.type is not bool):
         raise SettingsError(f"{where}: expected {_kind(s)}, got {_toml_value(raw) if _plain(raw) else type(raw).__name__}")
     if s.type is Path:
-        return _checked(s, _absolute(base / Path(raw).expanduser()), where)
+        return _checked(s, _absolute(base / Path(_path_text(raw, where)).expanduser()), where)
     return _checked(s, s.type(raw), where)
 
 
+def _path_text(text: str, where: str) -> str:
+    # "" would silently become the config file's own folder (or the current one): a mistake, never a choice.
+    if not text.strip():
+        raise SettingsError(f"{where}: an empty path (write \".\" for the folder the config file is in)")
+    if "\0" in text:
+        raise SettingsError(f"{where}: a path cannot contain a NUL character")
+    return text
+
+
 def _checked(s: Setting, value, where: str):
+    """The one check of a value's range, whatever it came from (flag, environment, config file).
+
+    NaN compares false with everything, so without the finiteness check
+    ``review_below = nan`` passed both bounds and sent nothing to review.
+    """
+    if s.type is float and not math.isfinite(value):
+        raise SettingsError(f"{where}: must be a finite number, got {value}")
     if s.minimum is not None and value < s.minimum:
         raise SettingsError(f"{where}: must be at least {s.minimum:g}, got {value}")
     if s.maximum is not None and value > s.maximum:

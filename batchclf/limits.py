@@ -1,0 +1,20 @@
+"""The bounds of every numeric setting and flag, in one place.
+
+Without an upper bound a typo is a crash, not an error: ``max_batch =
+100000000`` allocated 292 GiB before failing, ``--workers 100000`` forks
+until the machine stops.  The daemon's settings declaration
+(:mod:`batchclf.watch.settings`) and the flags of ``classify``,
+``evaluate``, ``predict`` and ``bench`` (:mod:`batchclf.cli.common`) take
+their limits from here; the README's table states them.
+"""
+
+from __future__ import annotations
+
+MAX_WORKERS = 256  # decode processes: more than any machine has cores, fewer than it can fork
+MAX_BATCH = 16384  # images per model call: 16384 x 28 x 28 float32 is 51 MB
+MAX_PAGES = 100_000  # --max-pages: pages one file may have
+MAX_FILE_MB = 4096  # --max-file-mb: a file is read into memory whole
+MAX_ACTORS = 256  # Ray labelling actors, each holding a model
+MAX_GPUS_PER_ACTOR = 64.0
+MAX_INPUT_SCALE = 65535.0  # a model trained on raw 16-bit pixels
+MAX_SECONDS = 86400.0  # any interval of the daemon (latency, settle, polls, rescans): one day
