@@ -56,7 +56,7 @@ def report(
     result = collect(jobs or [], jobs_dir or paths.jobs_dir(home), since, last, inputs)
     notes = Console(stderr=True)
     for warning in result.warnings:
-        notes.print(f"warning: {printable(warning)}", highlight=False, markup=False)
+        typer.echo(f"warning: {printable(warning)}", err=True)  # whole lines: never wrapped at 80 columns
     if csv_path:
         exports.write_jobs_csv(csv_path, result.summaries)
         notes.print(f"wrote {csv_path}", highlight=False, markup=False)

@@ -22,9 +22,7 @@ import csv
 import hashlib
 import io
 import logging
-import os
 import re
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ import numpy as np
 from batchclf.datasets.labelled import LabelledSet
 from batchclf.errors import DataFileError
 from batchclf.jobs.folder import Job, kind_of, read_job
+from batchclf.jobs.meta import read_regular_file
 from batchclf.printable import printable
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import prepare
@@ -73,7 +72,7 @@ def read_corrections(sources: list[Path], inputs: list[Path] | None = None) -> L
         owners = [read_job(path.parent, inputs or ())] if kind_of(path.parent) else jobs
         if not owners:
             raise DataFileError(f"{path}: give the job folder it came from too (its file names are relative to that job)")
-        data = _read_bytes(path)
+        data = read_regular_file(path, MAX_BYTES, DataFileError)
         corrections = _corrections(path, data)
         found, skipped = 0, 0
         for (file, page), label in corrections.items():
@@ -88,20 +87,6 @@ def read_corrections(sources: list[Path], inputs: list[Path] | None = None) -> L
     if not images:
         raise DataFileError(f"none of the corrected images could be found ({', '.join(map(str, files))})")
     return LabelledSet(np.stack(images), np.asarray(labels, np.int64), np.full(len(labels), "corrections"), sources_seen)
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The whole file, once: a regular file of sane size (a FIFO or a device would never end)."""
-    try:
-        with open(path, "rb", buffering=0) as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise DataFileError(f"{path}: not a regular file")
-            data = handle.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise DataFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(data) > MAX_BYTES:
-        raise DataFileError(f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MB, not a corrections file")
-    return data
 
 
 def _corrections(path: Path, data: bytes) -> dict[tuple[str, int], int]:

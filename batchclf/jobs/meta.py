@@ -18,7 +18,7 @@ import stat
 from datetime import datetime
 from pathlib import Path
 
-from batchclf.errors import JobCorruptError
+from batchclf.errors import BatchclfError, JobCorruptError
 
 MAX_SUMMARY_BYTES = 16 * 1024 * 1024  # a classify job lists its inputs: thousands of paths still fit
 MAX_SECONDS = 1e9  # about 32 years: longer is not a job's duration
@@ -46,17 +46,31 @@ def read_summary(path: Path) -> dict:
     return meta
 
 
-def _read_text(path: Path) -> str:
+def read_regular_file(path: Path, limit: int, error: type[BatchclfError] = JobCorruptError) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else ``error`` naming it.
+
+    Opened without blocking and checked on the open descriptor: a FIFO
+    would hang the reader until someone writes, a device (``/dev/zero``)
+    would never end, and a file swapped after a check would not be caught.
+    """
     try:
-        with open(path, "rb", buffering=0) as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):  # a FIFO would block the report forever, a device never end
-                raise JobCorruptError(f"{path}: not a regular file")
-            data = handle.read(MAX_SUMMARY_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise JobCorruptError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(data) > MAX_SUMMARY_BYTES:
-        raise JobCorruptError(f"{path}: larger than {MAX_SUMMARY_BYTES // (1024 * 1024)} MB, not a job summary")
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with open(fd, "rb", buffering=0) as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"{path}: not a regular file")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise error(f"{path}: larger than {limit // (1024 * 1024)} MB")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    data = read_regular_file(path, MAX_SUMMARY_BYTES)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

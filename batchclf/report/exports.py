@@ -116,12 +116,12 @@ def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: d
     header(rows_sheet, ["Job", *(ROW_TITLES[column] for column in COLUMNS)])
     written, left_out = 0, 0
     for job in jobs:
-        job_id = _cell(rows_sheet, job.id)
         for row in job.rows():
             if written + 1 >= EXCEL_MAX_ROWS:
                 left_out += 1
                 continue
-            rows_sheet.append([job_id, *(_cell(rows_sheet, row[column]) for column in COLUMNS)])
+            # A cell object per row: openpyxl reuses an appended cell for the next values of its row.
+            rows_sheet.append([_cell(rows_sheet, job.id), *(_cell(rows_sheet, row[column]) for column in COLUMNS)])
             written += 1
     if left_out:
         note = book.create_sheet("Note")
