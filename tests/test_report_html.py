@@ -303,7 +303,7 @@ def test_a_changed_file_is_flagged_and_a_vanished_page_is_a_placeholder(tmp_path
     scans.mkdir()
     drawn("6").save(scans / "edited.png")
     rows = [{**review("edited.png"), "sha256": "0" * 64}, review("edited.png", page=4)]
-    job = read_job(write_job(tmp_path / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(scans)]}))
+    job = read_job(write_job(tmp_path / "jobs" / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(scans)]}))  # HOME/jobs/JOB: its inputs are in its home
     path = tmp_path / "sheet.html"
     assert write_review_sheet(path, [job], [summarise(job)]) == 2
     changed, vanished = items(path.read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from batchclf.cli.common import AsJson, Home, friendly_errors
+from batchclf.errors import InputPathError
 
 
 @friendly_errors
@@ -30,18 +31,32 @@ def report(
     html_path: Annotated[
         Optional[Path], typer.Option("--html", help="Write a self-contained review sheet of every review and failed item.")
     ] = None,
+    inputs: Annotated[
+        Optional[List[Path]],
+        typer.Option(
+            "--inputs",
+            help="A folder holding the jobs' input files, when it is not inside the jobs' home (repeatable); "
+            "the review sheet reads inputs only there or in the home.",
+        ),
+    ] = None,
     home: Home = None,
 ):
     """Summarise job folders: counts, labels, confidences, failures; trends over many jobs."""
     from rich.console import Console
 
     from batchclf import paths
+    from batchclf.printable import printable
     from batchclf.report import exports
     from batchclf.report.collect import collect
     from batchclf.report.terminal import print_job, print_jobs
 
-    result = collect(jobs or [], jobs_dir or paths.jobs_dir(home), since, last)
+    for folder in inputs or []:
+        if not folder.is_dir():
+            raise InputPathError(f"--inputs {folder}: not a folder")
+    result = collect(jobs or [], jobs_dir or paths.jobs_dir(home), since, last, inputs)
     notes = Console(stderr=True)
+    for warning in result.warnings:
+        typer.echo(f"warning: {printable(warning)}", err=True)  # whole lines: never wrapped at 80 columns
     if csv_path:
         exports.write_jobs_csv(csv_path, result.summaries)
         notes.print(f"wrote {csv_path}", highlight=False, markup=False)
@@ -54,7 +69,8 @@ def report(
         items = write_review_sheet(html_path, result.jobs, result.summaries)
         notes.print(f"wrote {html_path} ({items:,} items to review)", highlight=False, markup=False)
     if as_json:
-        typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+        # allow_nan=False: a number that is not JSON (NaN, Infinity) fails here rather than reach a parser.
+        typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False, allow_nan=False))
         return
     console = Console()
     if not console.is_terminal:

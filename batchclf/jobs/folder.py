@@ -19,18 +19,21 @@ turns every missing or corrupt file into one :class:`JobNotFoundError` or
 from __future__ import annotations
 
 import csv
-import json
+import math
 import os
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from batchclf.errors import JobCorruptError, JobNotFoundError
+from batchclf.jobs.inputs import Located, classify_locator, watch_locator
+from batchclf.jobs.journal import moved_locations
+from batchclf.jobs.meta import read_summary
 from batchclf.jobs.rows import COLUMNS, FORMULA_PREFIXES
 
 RESULTS_CSV = "results.csv"
@@ -41,8 +44,10 @@ JOURNAL_NAME = "watch-journal.sqlite"
 DAY_PREFIX = "watch-"
 BLOCK_ROWS = 4096  # records per block when reading rows back
 
-_JOB_ID = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]+$")
-_DAY = re.compile(r"^watch-(\d{4}-\d{2}-\d{2})$")
+_JOB_ID = re.compile(r"^([0-9]{8}T[0-9]{6}Z)-[0-9a-f]+\Z")
+_DAY = re.compile(r"^watch-([0-9]{4}-[0-9]{2}-[0-9]{2})\Z")
+_LOOKS_LIKE_JOB = re.compile(r"^(watch-|[0-9]{8}T)")  # named like a job: skipped with a warning when not a valid one
+_INTEGER = re.compile(r"-?[0-9]{1,18}\Z")  # ASCII digits only, and no number too long to be a page or a size
 _INT_COLUMNS = frozenset({"page", "label", "second_label", "width", "height"})
 _FLOAT_COLUMNS = frozenset({"confidence", "second_confidence"})
 
@@ -98,34 +103,70 @@ def journal_path(out_dir: Path) -> Path:
 
 
 def kind_of(folder: Path) -> JobKind | None:
-    """A folder's kind from its name, or None for anything that is not a job folder."""
+    """A folder's kind from its name, or None for anything that is not a valid job name (``watch-2026-02-30`` is not)."""
     name = Path(folder).name
     if _DAY.match(name):
-        return JobKind.WATCH
+        return JobKind.WATCH if _name_time(name) else None
     if _JOB_ID.match(name):
-        return JobKind.CLASSIFY
+        return JobKind.CLASSIFY if _name_time(name) else None
     return None
 
 
 def started_at(folder: Path) -> datetime:
     """When a job began, from its name alone (a watch day begins at its UTC midnight)."""
-    name = Path(folder).name
+    started = _name_time(Path(folder).name)
+    if started is None:
+        raise JobNotFoundError(
+            f"{folder}: not a job folder (expected an id like 20261124T031502Z-3f9a or watch-YYYY-MM-DD)"
+        )
+    return started
+
+
+def _name_time(name: str) -> datetime | None:
+    """The time a job name stands for, or None when the name is not a job's or its date does not exist."""
     day = _DAY.match(name)
-    if day:
-        return datetime.strptime(day.group(1), "%Y-%m-%d").replace(tzinfo=timezone.utc)
-    job = _JOB_ID.match(name)
-    if job:
-        return datetime.strptime(job.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-    raise JobNotFoundError(f"{folder}: not a job folder (expected an id like 20261124T031502Z-3f9a or watch-YYYY-MM-DD)")
+    job = None if day else _JOB_ID.match(name)
+    try:
+        if day:
+            return datetime.strptime(day.group(1), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        if job:
+            return datetime.strptime(job.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:  # 2026-02-30, month 13, hour 99
+        return None
+    return None
 
 
-def list_jobs(jobs_dir: Path) -> list[Path]:
-    """Every job folder under ``jobs_dir``, oldest first."""
+def list_jobs(jobs_dir: Path, warnings: list[str] | None = None, now: datetime | None = None) -> list[Path]:
+    """Every job folder under ``jobs_dir``, oldest first.
+
+    A folder named like a job that is not one is skipped, with a line added
+    to ``warnings``: a name whose date does not exist (``watch-2026-02-30``),
+    a folder with no results (a stray ``mkdir``), or one dated more than a
+    day after ``now`` (it would hide the real latest job for ever).  Other
+    folders (not named like jobs) are not ours and are passed over silently.
+    """
     jobs_dir = Path(jobs_dir)
     if not jobs_dir.is_dir():
         raise JobNotFoundError(f"{jobs_dir}: no jobs folder")
-    folders = [entry for entry in jobs_dir.iterdir() if entry.is_dir() and kind_of(entry) is not None]
-    return sorted(folders, key=lambda folder: (started_at(folder), folder.name))
+    latest_allowed = (now or datetime.now(timezone.utc)) + timedelta(days=1)
+    found = []
+    for entry in jobs_dir.iterdir():
+        if not _LOOKS_LIKE_JOB.match(entry.name) or not entry.is_dir():
+            continue
+        started = _name_time(entry.name)
+        problem = None
+        if started is None:
+            problem = "not a valid job name (its date or time does not exist)"
+        elif not any((entry / name).exists() for name in (RESULTS_CSV, partial(entry, RESULTS_CSV).name)):
+            problem = "no results.csv in it"
+        elif started > latest_allowed:
+            problem = "dated in the future"
+        if problem:
+            if warnings is not None:
+                warnings.append(f"skipped {entry}: {problem}")
+            continue
+        found.append((started, entry.name, entry))
+    return [entry for _, _, entry in sorted(found)]
 
 
 def find_job(ref: str | Path, jobs_dir: Path) -> Path:
@@ -151,6 +192,7 @@ class Job:
     kind: JobKind
     meta: dict
     torn: list[str] = field(default_factory=list)  # torn last CSV lines skipped by the last read
+    inputs: tuple[Path, ...] = ()  # folders the user vouches for (report --inputs): inputs may be read there too
     _locate: object = field(default=None, init=False, repr=False, compare=False)  # built on first use
 
     @property
@@ -238,17 +280,34 @@ class Job:
             yield row_from_cells(record)
 
     def input_location(self, row: dict) -> Path | None:
-        """Where a row's input file is now, or None when it cannot be found."""
-        return self._locator()(row["file"])
+        """Where a row's input file is now (its real path), or None when it is missing or may not be read.
+
+        The rule is :mod:`batchclf.jobs.inputs`'s; :meth:`locate_input` also says why nothing was found.
+        """
+        return self.locate_input(row).path
+
+    def locate_input(self, row: dict) -> Located:
+        """A row's input: its real path, or None and why (``missing`` or ``outside the inputs``)."""
+        return self._locator()(row.get("file"))
 
     def _locator(self):
         if self._locate is None:
-            self._locate = _watch_locator(self) if self.kind is JobKind.WATCH else _classify_locator(self)
+            if self.kind is JobKind.WATCH:
+                day = _DAY.match(self.folder.name)
+                moved = moved_locations(journal_path(self.folder.parent), day.group(1)) if day else {}
+                self._locate = watch_locator(self.meta, self.folder, moved, self.inputs)
+            else:
+                self._locate = classify_locator(self.meta, self.folder, self.inputs)
         return self._locate
 
 
-def read_job(folder: Path) -> Job:
-    """Open a job folder: its metadata now, its rows when :meth:`Job.rows` is iterated."""
+def read_job(folder: Path, inputs: Iterable[Path] = ()) -> Job:
+    """Open a job folder: its checked metadata now, its rows when :meth:`Job.rows` is iterated.
+
+    ``inputs``: folders the user names as holding the job's inputs
+    (``report --inputs``), for when they are not inside the job's own home
+    (see :mod:`batchclf.jobs.inputs`).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise JobNotFoundError(f"{folder}: no such job folder")
@@ -257,28 +316,36 @@ def read_job(folder: Path) -> Job:
         if partial(folder, RESULTS_CSV).exists():
             raise JobCorruptError(f"{folder / RESULTS_CSV}: missing; the job is still running or was interrupted")
         raise JobNotFoundError(f"{folder / RESULTS_CSV}: missing (not a job folder?)")
+    if not (folder / RESULTS_CSV).is_file():
+        raise JobCorruptError(f"{folder / RESULTS_CSV}: not a regular file")
     if not summary.exists():
         raise JobCorruptError(f"{summary}: missing; the job is incomplete")
-    try:
-        meta = json.loads(summary.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise JobCorruptError(f"{summary}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise JobCorruptError(f"{summary}: expected a JSON object")
-    kind = kind_of(folder) or JobKind(meta.get("kind", JobKind.CLASSIFY))
-    return Job(folder, kind, meta)
+    meta = read_summary(summary)
+    kind = kind_of(folder) or JobKind(meta.get("kind") or JobKind.CLASSIFY)
+    return Job(folder, kind, meta, inputs=tuple(Path(given) for given in inputs))
 
 
 def row_from_cells(record: list[str]) -> dict:
-    """A CSV record back into a typed row: numbers as numbers, empty cells as None, formula guards removed."""
+    """A CSV record back into a typed row: numbers as numbers, empty cells as None, formula guards removed.
+
+    A confidence that is not a finite number (NaN, infinity) is no score and
+    becomes None; a number cell holding anything else is a
+    :class:`JobCorruptError` (never a ValueError).
+    """
     row = {}
     for column, value in zip(COLUMNS, record):
         if value == "":
             row[column] = None
         elif column in _INT_COLUMNS:
+            if not _INTEGER.match(value):
+                raise JobCorruptError(f"{column} {value[:40]!r} is not a whole number")
             row[column] = int(value)
         elif column in _FLOAT_COLUMNS:
-            row[column] = float(value)
+            try:
+                number = float(value)
+            except ValueError:
+                raise JobCorruptError(f"{column} {value[:40]!r} is not a number") from None
+            row[column] = number if math.isfinite(number) else None
         elif value[:1] == "'" and value[1:2] and value[1:].startswith(FORMULA_PREFIXES):
             row[column] = value[1:]
         else:
@@ -309,45 +376,3 @@ def _ends_with_newline(path: Path) -> bool:
             return handle.read(1) == b"\n"
     except FileNotFoundError:
         raise JobNotFoundError(f"{path}: missing (the job has no rows file)") from None
-
-
-def _classify_locator(job: Job):
-    """A classify row's ``file`` is relative to the folder the user named (a file's parent for a file)."""
-    roots = []
-    if job.meta.get("files_relative_to"):  # several inputs: names are relative to their common parent
-        roots.append(Path(job.meta["files_relative_to"]))
-    for given in job.meta.get("inputs", []):
-        path = Path(given)
-        roots.append(path if path.is_dir() else path.parent)
-
-    def locate(relative: str) -> Path | None:
-        for root in roots:
-            candidate = root / relative
-            # The rule prediction follows: a link resolving outside its root is never read.
-            if candidate.is_file() and _inside(root, candidate):
-                return candidate
-        return None
-
-    return locate
-
-
-def _inside(root: Path, path: Path) -> bool:
-    real_root = os.path.realpath(root)
-    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
-
-
-def _watch_locator(job: Job):
-    """A daemon row's ``file`` is inbox-relative; the journal records where each file was moved."""
-    from batchclf.watch.journal import moved_locations
-
-    day = _DAY.match(job.folder.name)
-    moved = moved_locations(journal_path(job.folder.parent), day.group(1)) if day else {}
-    inbox = Path(job.meta["inbox"]) if job.meta.get("inbox") else None
-
-    def locate(relative: str) -> Path | None:
-        for candidate in (moved.get(relative), inbox / relative if inbox else None):
-            if candidate and Path(candidate).is_file():
-                return Path(candidate)
-        return None
-
-    return locate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchclf.jobs.folder import Job, read_job
@@ -17,13 +17,18 @@ class Report:
     jobs: list[Job]
     summaries: list[dict]
     totals: dict
+    warnings: list[str] = field(default_factory=list)  # job folders skipped, and why
 
     def as_json(self) -> dict:
         """The ``--json`` object; its keys are listed in the README."""
         return {"report_version": REPORT_VERSION, "jobs": self.summaries, "totals": self.totals}
 
 
-def collect(refs: list[str], jobs_dir: Path, since: str | None = None, last: int | None = None) -> Report:
-    jobs = [read_job(folder) for folder in select_jobs(refs, jobs_dir, since, last)]
+def collect(
+    refs: list[str], jobs_dir: Path, since: str | None = None, last: int | None = None, inputs: list[Path] | None = None
+) -> Report:
+    """``inputs``: folders the user names as holding the jobs' inputs (see :mod:`batchclf.jobs.inputs`)."""
+    warnings: list[str] = []
+    jobs = [read_job(folder, inputs or ()) for folder in select_jobs(refs, jobs_dir, since, last, warnings)]
     summaries = [summarise(job) for job in jobs]
-    return Report(jobs, summaries, totals(summaries))
+    return Report(jobs, summaries, totals(summaries), warnings)

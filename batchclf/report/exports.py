@@ -9,11 +9,13 @@ hold real numbers and shares as percentages, under readable titles.
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from batchclf.errors import ExportError
 from batchclf.jobs.folder import Job
 from batchclf.jobs.rows import COLUMNS, STATUSES, csv_cell
+from batchclf.printable import printable
 
 JOB_COLUMNS = (
     "job", "kind", "started", "seconds", "files", "rows", *STATUSES,
@@ -56,13 +58,21 @@ def write_jobs_csv(path: Path, summaries: list[dict]) -> None:
 
 
 def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: dict) -> int:
-    """Write the workbook; returns how many rows went to the Rows sheet."""
+    """Write the workbook; returns how many rows went to the Rows sheet.
+
+    Every cell of both sheets goes through :func:`_cell`, the one guard: no
+    text from a job folder (file names, reasons, job ids, model names) can
+    become a formula or break the file.
+    """
     try:
         from openpyxl import Workbook
         from openpyxl.cell import WriteOnlyCell
+        from openpyxl.cell.cell import Cell
         from openpyxl.styles import Font
     except ImportError:
         raise ExportError("--xlsx needs openpyxl: pip install 'batchclf[xlsx]'") from None
+    path = Path(path)
+    _check_destination(path)
 
     book = Workbook(write_only=True)
     bold = Font(bold=True)
@@ -70,7 +80,8 @@ def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: d
     def header(sheet, titles):
         cells = []
         for title in titles:
-            cell = WriteOnlyCell(sheet, value=title)
+            cell = _cell(sheet, title)
+            cell = cell if isinstance(cell, Cell) else WriteOnlyCell(sheet, value=cell)
             cell.font = bold
             cells.append(cell)
         sheet.append(cells)
@@ -80,20 +91,24 @@ def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: d
         cell.number_format = "0.0%"
         return cell
 
+    def append(sheet, values):
+        sheet.append([value if isinstance(value, Cell) else _cell(sheet, value) for value in values])
+
     summary_sheet = book.create_sheet("Summary")
     summary_sheet.freeze_panes = "A2"
     header(summary_sheet, JOB_TITLES)
+    review, failed = JOB_COLUMNS.index("review_rate"), JOB_COLUMNS.index("failed_rate")
     for summary in summaries:
         line = job_line(summary)
         values = [line[column] for column in JOB_COLUMNS]
-        review, failed = JOB_COLUMNS.index("review_rate"), JOB_COLUMNS.index("failed_rate")
         values[review], values[failed] = percent(summary_sheet, values[review]), percent(summary_sheet, values[failed])
-        summary_sheet.append(values)
+        append(summary_sheet, values)
     summary_sheet.append([])
-    summary_sheet.append(
+    append(
+        summary_sheet,
         ["Total", f"{totals['jobs']} jobs", None, totals["seconds"], totals["files"], totals["rows"],
          *totals["counts"].values(), percent(summary_sheet, totals["review_rate"]),
-         percent(summary_sheet, totals["failed_rate"]), totals["files_per_second"]]
+         percent(summary_sheet, totals["failed_rate"]), totals["files_per_second"]],
     )
 
     rows_sheet = book.create_sheet("Rows")
@@ -105,23 +120,59 @@ def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: d
             if written + 1 >= EXCEL_MAX_ROWS:
                 left_out += 1
                 continue
-            rows_sheet.append([job.id, *(_value(rows_sheet, row[column]) for column in COLUMNS)])
+            # A cell object per row: openpyxl reuses an appended cell for the next values of its row.
+            rows_sheet.append([_cell(rows_sheet, job.id), *(_cell(rows_sheet, row[column]) for column in COLUMNS)])
             written += 1
     if left_out:
-        book.create_sheet("Note").append([f"{left_out} rows did not fit into one sheet; results.csv holds them all."])
-    try:
-        book.save(path)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+        note = book.create_sheet("Note")
+        append(note, [f"{left_out} rows did not fit into one sheet; results.csv holds them all."])
+    _save(book, path)
     return written
 
 
-def _value(sheet, value):
-    """A cell value; a string openpyxl would store as a formula (``=...``) is stored as text instead."""
-    if value.__class__ is str and value.startswith("="):
+def _check_destination(path: Path) -> None:
+    """Refuse a place the workbook cannot go before any of it is built (openpyxl leaves half-written sheets behind)."""
+    if path.is_dir():
+        raise ExportError(f"cannot write {path}: it is a folder (give a file name, e.g. {path / 'report.xlsx'})")
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {path}: no folder {path.parent}")
+
+
+def _save(book, path: Path) -> None:
+    """Save to a hidden sibling and rename: a failed save leaves no half workbook under the real name."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        book.save(temporary)
+        os.replace(temporary, path)
+    except OSError as exc:
+        for sheet in book.worksheets:  # close openpyxl's pending row writers, which would complain at exit
+            rows = getattr(sheet, "_rows", None)
+            if rows is not None:
+                try:
+                    rows.close()
+                except Exception:  # its file is already gone: nothing left to finish
+                    pass
+        if temporary.exists():
+            temporary.unlink()
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _cell(sheet, value):
+    """The one guard for a workbook cell: text shows as typed, never runs.
+
+    Control characters (which the xlsx XML cannot hold) are shown escaped,
+    as on the terminal; a text starting with ``=`` (which openpyxl would
+    store as a formula: ``=HYPERLINK(...)``, ``=WEBSERVICE(...)``) is stored
+    as a string cell.  Numbers and empty cells pass as they are.
+    """
+    if value.__class__ is not str:
+        return value
+    if not value.isprintable():
+        value = printable(value)
+    if value.startswith("="):
         from openpyxl.cell import WriteOnlyCell
 
         cell = WriteOnlyCell(sheet, value=value)
-        cell.data_type = "s"  # shown as typed, never run: file names are user input
+        cell.data_type = "s"  # shown as typed, never run: names are user input
         return cell
     return value

@@ -8,11 +8,13 @@ and :func:`totals` are the report's stable JSON schema (listed in the README).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from operator import itemgetter
 
 import numpy as np
 
+from batchclf.errors import JobCorruptError
 from batchclf.jobs.folder import Job, parse_time, row_from_cells
 from batchclf.jobs.rows import COLUMNS, FAILED, REVIEW, STATUSES
 
@@ -41,13 +43,18 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
         labels.update(label)
         scored = [i for i, value in enumerate(confidence) if value]
         if scored:
-            values = np.array([confidence[i] for i in scored], dtype=np.float64)
+            values = _confidences([confidence[i] for i in scored], job)
+            usable = (values >= 0) & (values <= 1)  # NaN and infinity are no score (the row is still counted)
+            if not usable.all():
+                scored = [i for i, ok in zip(scored, usable.tolist()) if ok]
+                values = values[usable]
+        if scored:
             histogram += np.bincount(np.minimum((values * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1), minlength=HISTOGRAM_BINS)
             keep = np.argsort(values, kind="stable")[:lowest]
             least = sorted(least + [(values[k], rows - len(block) + scored[k], block[scored[k]]) for k in keep])[:lowest]
         failed = status.count(FAILED)
         if failed and len(failures) < failures_listed:
-            failures.extend(row_from_cells(block[i]) for i, value in enumerate(status) if value == FAILED)
+            failures.extend(_row(block[i], job) for i, value in enumerate(status) if value == FAILED)
             failed = max(0, len(failures) - failures_listed)
             del failures[failures_listed:]
         failures_unlisted += failed
@@ -68,7 +75,7 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
         "seconds": seconds,
         "files": files,
         "rows": rows,
-        "files_per_second": round(files / seconds, 2) if seconds else None,
+        "files_per_second": _rate(files, seconds),
         "counts": {status: statuses.get(status, 0) for status in STATUSES},
         "review_rate": _share(statuses.get(REVIEW, 0), rows),
         "failed_rate": _share(statuses.get(FAILED, 0), rows),
@@ -85,7 +92,7 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
         },
         "device": meta.get("device"),
         "review_below": meta.get("review_below"),
-        "lowest_confidence": [row_from_cells(cells) for _, _, cells in least],
+        "lowest_confidence": [_row(cells, job) for _, _, cells in least],
         "failures": failures,
         "failures_unlisted": failures_unlisted,
         "torn_lines": list(job.torn),
@@ -108,12 +115,44 @@ def totals(entries: list[dict]) -> dict:
         "files": files,
         "rows": rows,
         "seconds": round(seconds, 3),
-        "files_per_second": round(files / seconds, 2) if seconds else None,
+        "files_per_second": _rate(files, seconds),
         "counts": counts,
         "review_rate": _share(counts[REVIEW], rows),
         "failed_rate": _share(counts[FAILED], rows),
         "models": models,
     }
+
+
+def _rate(files: int, seconds: float | None) -> float | None:
+    """Files per second, or None when there is no time to divide by (a tiny duration gives no infinite rate)."""
+    if not seconds:
+        return None
+    rate = round(files / seconds, 2)
+    return rate if math.isfinite(rate) else None
+
+
+def _confidences(cells: list[str], job: Job) -> np.ndarray:
+    """A block's confidence cells as numbers (one C-level conversion); text that is no number names the job's file."""
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:
+        bad = next(cell for cell in cells if not _is_float(cell))
+        raise JobCorruptError(f"{job.results_csv}: confidence {bad[:40]!r} is not a number") from None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _row(cells: list[str], job: Job) -> dict:
+    try:
+        return row_from_cells(cells)
+    except JobCorruptError as exc:
+        raise JobCorruptError(f"{job.results_csv}: row of {cells[0][:80]!r}: {exc}") from None
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -126,6 +165,9 @@ def _duration(job: Job, first_stamp: str, last_stamp: str) -> tuple[float | None
     if meta.get("seconds") is not None:
         return float(meta["seconds"]), meta.get("finished")
     if first_stamp and last_stamp:
-        span = (parse_time(last_stamp) - parse_time(first_stamp)).total_seconds()
+        try:
+            span = (parse_time(last_stamp) - parse_time(first_stamp)).total_seconds()
+        except ValueError:
+            raise JobCorruptError(f"{job.results_csv}: processed_at {first_stamp[:40]!r} .. {last_stamp[:40]!r} are not both times") from None
         return (round(span, 3) if span > 0 else None), last_stamp
     return None, None

@@ -1,4 +1,10 @@
-"""The report on a terminal: rich tables with inline bars; plain aligned text when piped."""
+"""The report on a terminal: rich tables with inline bars; plain aligned text when piped.
+
+Every text that comes from a job folder (ids, file names, reasons, model
+and device names, paths) is shown through :func:`batchclf.printable.printable`
+(control characters as ``\\xNN``) and as plain :class:`Text`, never as rich
+markup: a name can neither drive the terminal nor break the table.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from batchclf.printable import printable
+
 BAR_WIDTH = 30
 
 
@@ -14,7 +22,7 @@ def print_job(summary: dict, console: Console) -> None:
     """One job: timing and model, counts per status and label, the confidence histogram, the doubtful rows."""
     plain = not console.is_terminal
     started = _short_time(summary["started"])
-    console.print(f"job {summary['id']} ({summary['kind']})  started {started}", highlight=False, markup=False)
+    console.print(f"job {printable(summary['id'])} ({summary['kind']})  started {printable(started)}", highlight=False, markup=False)
     console.print(
         f"{summary['files']:,} files, {summary['rows']:,} rows in {_seconds(summary['seconds'])}"
         f" ({_rate(summary['files_per_second'])})",
@@ -24,7 +32,11 @@ def print_job(summary: dict, console: Console) -> None:
     model = summary["model"]
     accuracy = f", card accuracy {model['card_accuracy'] * 100:.2f}%" if model.get("card_accuracy") else ""
     sha = (model.get("sha256") or "")[:12]
-    console.print(f"model {model.get('file') or '?'} (sha256 {sha or '?'}{accuracy}) on {summary.get('device') or '?'}", highlight=False, markup=False)
+    console.print(
+        f"model {printable(model.get('file')) or '?'} (sha256 {printable(sha) or '?'}{accuracy}) on {printable(summary.get('device')) or '?'}",
+        highlight=False,
+        markup=False,
+    )
 
     rows = summary["rows"]
     statuses = _table(plain, "status", "rows", "share", "")
@@ -49,18 +61,24 @@ def print_job(summary: dict, console: Console) -> None:
     if summary["lowest_confidence"]:
         lowest = _table(plain, "lowest confidence", "page", "status", "label", "confidence", "second")
         for row in summary["lowest_confidence"]:
-            second = f"{row['second_label']} {row['second_confidence']:.3f}" if row.get("second_label") is not None else ""
-            lowest.add_row(Text(row["file"]), _text(row["page"]), row["status"], _text(row["label"]), f"{row['confidence']:.4f}", second)
+            second = f"{row['second_label']} {_fixed(row['second_confidence'], 3)}" if row.get("second_label") is not None else ""
+            lowest.add_row(
+                _shown(row["file"]), _text(row["page"]), _shown(row["status"]), _text(row["label"]), _fixed(row["confidence"], 4), second
+            )
         console.print(lowest)
     if summary["failures"]:
         failures = _table(plain, "failed file", "page", "reason")
         for row in summary["failures"]:
-            failures.add_row(Text(row["file"]), _text(row["page"]), Text(row.get("error") or ""))
+            failures.add_row(_shown(row["file"]), _text(row["page"]), _shown(row.get("error")))
         console.print(failures)
         if summary["failures_unlisted"]:
-            console.print(f"... and {summary['failures_unlisted']:,} more failures (see {summary['folder']}/results.csv)", highlight=False, markup=False)
+            console.print(
+                f"... and {summary['failures_unlisted']:,} more failures (see {printable(summary['folder'])}/results.csv)",
+                highlight=False,
+                markup=False,
+            )
     for torn in summary["torn_lines"]:
-        console.print(f"warning: skipped a torn last line of results.csv ({torn})", highlight=False, markup=False)
+        console.print(f"warning: skipped a torn last line of results.csv ({printable(torn)})", highlight=False, markup=False)
 
 
 def print_jobs(summaries: list[dict], totals: dict, console: Console) -> None:
@@ -72,15 +90,15 @@ def print_jobs(summaries: list[dict], totals: dict, console: Console) -> None:
     previous_model = None
     for summary in summaries:
         model = summary["model"]
-        model_text = f"{model.get('file') or '?'} {(model.get('sha256') or '')[:8]}"
+        model_text = Text(f"{printable(model.get('file')) or '?'} {printable((model.get('sha256') or '')[:8])}")
         if previous_model is not None and model.get("sha256") != previous_model:
-            model_text += " (changed)" if plain else " [bold yellow](changed)[/]"
+            model_text.append(" (changed)", style=None if plain else "bold yellow")
         previous_model = model.get("sha256")
         review = _percent(summary["review_rate"])
         if not plain and usual is not None and summary["review_rate"] is not None and summary["review_rate"] > max(2 * usual, usual + 0.01):
             review = f"[bold red]{review}[/]"
         table.add_row(
-            _short_time(summary["started"]), Text(summary["id"]), summary["kind"], f"{summary['files']:,}",
+            _shown(_short_time(summary["started"])), _shown(summary["id"]), summary["kind"], f"{summary['files']:,}",
             review, _percent(summary["failed_rate"]), _rate(summary["files_per_second"], unit=""), model_text,
         )
     table.add_section()
@@ -132,4 +150,13 @@ def _short_time(stamp: str | None) -> str:
 
 def _text(value) -> str:
     return "" if value is None else str(value)
+
+
+def _shown(value) -> Text:
+    """Text from a job folder as a table cell: controls escaped, never read as markup."""
+    return Text(printable(value))
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 

@@ -1,0 +1,158 @@
+"""Where a job's input files are now, and the one rule for reading them.
+
+The review sheet and ``train --from-reviews`` open the images a job's rows
+name.  A job folder is data handed to us: its ``summary.json`` says where
+the inputs were, its rows name the files, its journal says where the daemon
+moved them, and any of these can lie.  So one rule decides, here:
+
+- a row's ``file`` is a relative name: one that is absolute, holds a ``..``
+  part or a NUL is never read;
+- an input is read only if its real path (every symlink resolved) is inside
+  a folder the job recorded: the folders given to ``classify`` (a file
+  given is allowed as itself), or for a daemon day its inbox and the
+  ``processed/`` and ``failed/`` beside it;
+- and a recorded folder counts only if it is itself inside an *anchor*,
+  which a job folder cannot choose: the home the job folder sits in (a job
+  in ``HOME/jobs/JOB`` has home ``HOME``, the layout ``classify`` and the
+  daemon write), or a folder the user names on the command line
+  (``report --inputs DIR``).  A job folder copied elsewhere, or one that
+  records ``inputs: ["/"]``, reaches nothing outside those.
+
+:func:`inside` is the one "is this real path inside that folder" check;
+:class:`Located` says what was found, or why nothing was (``missing`` or
+``outside the inputs``), so the sheet can show the difference.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+JOBS_FOLDER_NAME = "jobs"  # paths.jobs_dir(home) is HOME/jobs: only there does a job folder imply its home
+MISSING = "missing"
+OUTSIDE = "outside the inputs"
+
+
+@dataclass(frozen=True)
+class Located:
+    """A row's input: its real path when it may be read, else None and why (:data:`MISSING` or :data:`OUTSIDE`)."""
+
+    path: Path | None
+    problem: str | None = None
+
+
+def real(path: str | os.PathLike) -> str:
+    """The real path (absolute, every symlink resolved), as a str for :func:`within`."""
+    return os.path.realpath(path)
+
+
+def within(real_folder: str, real_path: str) -> bool:
+    """``real_path`` is ``real_folder`` or below it; both already real (see :func:`real`)."""
+    if real_path == real_folder:
+        return True
+    return real_path.startswith(real_folder if real_folder.endswith(os.sep) else real_folder + os.sep)
+
+
+def inside(folder: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Is the real path of ``path`` (symlinks resolved) inside the real path of ``folder`` (or the folder itself)?"""
+    return within(real(folder), real(path))
+
+
+def is_relative_name(name) -> bool:
+    """A row's ``file`` that may be joined to a folder: relative, no ``..`` part, no NUL, not empty."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        return False
+    if name.startswith(("/", os.sep)) or os.path.isabs(name):
+        return False
+    return ".." not in name.replace(os.sep, "/").split("/")
+
+
+def implied_home(job_folder: Path) -> Path | None:
+    """The home a job folder's place says it belongs to: ``HOME`` for ``HOME/jobs/JOB``, else None."""
+    jobs = Path(os.path.abspath(job_folder)).parent
+    return jobs.parent if jobs.name == JOBS_FOLDER_NAME else None
+
+
+def anchors(job_folder: Path, given: Iterable[Path] = ()) -> list[str]:
+    """The real folders a job's recorded places must lie in: its implied home and the folders the user gave."""
+    home = implied_home(job_folder)
+    return [real(folder) for folder in ([home] if home else []) + list(given)]
+
+
+def anchored(recorded: Iterable[str | os.PathLike], anchor_list: list[str]) -> list[str]:
+    """The real paths of the recorded places that lie inside an anchor; the rest are dropped."""
+    kept = []
+    for place in recorded:
+        place_real = real(place)
+        if any(within(anchor, place_real) for anchor in anchor_list) and place_real not in kept:
+            kept.append(place_real)
+    return kept
+
+
+class InputLocator:
+    """Finds a row's input among candidate places and reads it only inside the allowed folders.
+
+    ``candidates(name)`` yields where the file may be (joined paths, the
+    journal's moves); ``allowed`` are real folders (or real files, allowed
+    as themselves).
+    """
+
+    def __init__(self, candidates: Callable[[str], Iterable[str | os.PathLike | None]], allowed: list[str]):
+        self._candidates = candidates
+        self.allowed = allowed
+
+    def __call__(self, name) -> Located:
+        if not is_relative_name(name):
+            return Located(None, OUTSIDE)
+        refused = False
+        for candidate in self._candidates(name):
+            if candidate is None:
+                continue
+            try:
+                candidate_real = real(candidate)
+            except (OSError, ValueError):
+                continue
+            if not os.path.isfile(candidate_real):
+                continue
+            if any(within(folder, candidate_real) for folder in self.allowed):
+                return Located(Path(candidate_real))
+            refused = True
+        return Located(None, OUTSIDE if refused else MISSING)
+
+
+def classify_locator(meta: dict, job_folder: Path, given: Iterable[Path] = ()) -> InputLocator:
+    """A classify job: rows are relative to ``files_relative_to`` (several inputs) or to the one folder given.
+
+    Allowed: each recorded input (a folder and what is under it, a file as
+    itself) that lies inside an anchor.
+    """
+    inputs = [str(given_input) for given_input in meta.get("inputs") or []]
+    bases = [meta["files_relative_to"]] if meta.get("files_relative_to") else []
+    bases += [given_input if os.path.isdir(given_input) else os.path.dirname(given_input) for given_input in inputs]
+    bases = list(dict.fromkeys(bases))
+    allowed = anchored(inputs, anchors(job_folder, given))
+    return InputLocator(lambda name: (os.path.join(base, name) for base in bases), allowed)
+
+
+def watch_locator(meta: dict, job_folder: Path, moved: dict[str, str], given: Iterable[Path] = ()) -> InputLocator:
+    """A daemon day: rows are inbox-relative; ``moved`` (from the journal) says where each went.
+
+    Allowed: the recorded inbox and the ``processed/`` and ``failed/`` beside
+    it (and those the day recorded, if it did), each inside an anchor.
+    """
+    inbox = meta.get("inbox") or None
+    recorded = []
+    if inbox:
+        parent = os.path.dirname(os.path.abspath(inbox))
+        recorded += [inbox, os.path.join(parent, "processed"), os.path.join(parent, "failed")]
+    recorded += [meta[key] for key in ("processed", "failed") if isinstance(meta.get(key), str)]
+    allowed = anchored(recorded, anchors(job_folder, given))
+
+    def candidates(name: str):
+        yield moved.get(name)
+        if inbox:
+            yield os.path.join(inbox, name)
+
+    return InputLocator(candidates, allowed)
