@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 import numpy as np
@@ -11,24 +10,9 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
-from batchclf.scan.discovery import display_name
+from batchclf.printable import printable
 
 console = Console()
-
-# C0 and C1 controls, DEL, and the bidi/zero-width format characters that reorder or hide what a terminal shows.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-def printable(value) -> str:
-    """Text from a file handed to us (a card field, a model's name) as the terminal may show it.
-
-    Undecodable bytes become ``\\xNN`` as in the reports (:func:`batchclf.scan.discovery.display_name`),
-    and so do control characters (``\\x1b``, ``\\x07``...; ``\\u202e`` above 0xff): nothing from a card can
-    clear the screen, set the title or overwrite lines.
-    """
-    text = display_name(str(value))
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
-
 
 def print_comparison(result: dict, baseline: dict) -> None:
     """The same set scored by two models: the headline figures side by side, then per writer."""
