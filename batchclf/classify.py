@@ -29,6 +29,7 @@ class ClassifyOptions:
     batch_size: int | None = None
     workers: int | None = None
     review_below: float | None = None
+    target_error: float | None = None  # the review threshold from the card's error-vs-coverage curve
     device: str = "auto"
     command: str = ""
     max_pages: int | None = None  # per-file caps; None: batchclf.scan.decode's defaults
@@ -91,7 +92,7 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
     limits = Limits.from_options(options.max_pages, options.max_file_mb)
     settings = EngineSettings(
         model=options.model, device=options.device, batch_size=options.batch_size, review_below=options.review_below,
-        workers=options.workers, limits=limits, input_scale=options.input_scale, detector=options.detector, address=options.ray_address, actors=options.actors,
+        target_error=options.target_error, workers=options.workers, limits=limits, input_scale=options.input_scale, detector=options.detector, address=options.ray_address, actors=options.actors,
         gpus_per_actor=options.gpus_per_actor,
     )
     with get_engine(options.engine)(settings) as engine:

@@ -18,10 +18,9 @@ from batchclf.scan.preprocess import mnist_to_input
 
 
 def evaluate(predictor, data: Dataset) -> dict:
-    from batchclf.model import card as cards
 
-    review_below = cards.review_below(predictor.card)
-    scores = predictor.score(mnist_to_input(data.x_test), review_below)
+    review_below = predictor.review_below
+    scores = predictor.score(mnist_to_input(data.x_test))
     probabilities = scores.probabilities
     flagged = np.zeros(len(probabilities), bool) if scores.flagged is None else scores.flagged
     confident = probabilities.max(1) >= review_below
@@ -105,10 +104,9 @@ def evaluate_folder(predictor, root: Path, workers: int = 0, engine: str = "loca
     digits go to ``review``.  ``engine`` picks how a folder's files become
     rows (:func:`batchclf.engines.get_engine`), as for ``classify``.
     """
-    from batchclf.model import card as cards
 
     root = Path(root)
-    review_below = cards.review_below(predictor.card)
+    review_below = predictor.review_below
     rows = _usps_rows(predictor, root, review_below) if root.is_file() else _folder_rows(predictor, root, review_below, workers, engine)
     truths, guesses, statuses, groups, flags, confident, confidences = [], [], [], [], [], [], []
     for truth, group, row in rows:

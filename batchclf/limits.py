@@ -18,3 +18,17 @@ MAX_ACTORS = 256  # Ray labelling actors, each holding a model
 MAX_GPUS_PER_ACTOR = 64.0
 MAX_INPUT_SCALE = 65535.0  # a model trained on raw 16-bit pixels
 MAX_SECONDS = 86400.0  # any interval of the daemon (latency, settle, polls, rescans): one day
+
+# --target-error: the share of accepted digits allowed to be wrong.
+MIN_TARGET_ERROR = 0.00001
+MAX_TARGET_ERROR = 0.5
+
+
+class Share(float):
+    """A share written as a fraction (``0.002``) or a percentage (``0.2%``): ``--target-error 0.2%``."""
+
+    def __new__(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        return super().__new__(cls, value)

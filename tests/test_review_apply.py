@@ -134,7 +134,7 @@ def test_a_daemon_day_by_its_date(tmp_path):
     assert verified(day)[("in.png", 1)]["label"] == 7
     # The day grows; applying again (no new decisions needed) brings the new rows in and keeps the old decision.
     with open(day / "results.csv", "a", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerow(["late.png", 1, "ok", 4, 0.99, 1, 0.01, "", "", "", "", "", "2026-11-25T11:00:00.000Z", ""])
+        csv.writer(handle).writerow(["late.png", 1, "ok", 4, 0.99, 1, 0.01, "", "", "", "", "", "2026-11-25T11:00:00.000Z", "", ""])
     empty = corrections(tmp_path / "none.csv", HEADER)
     assert CliRunner().invoke(app, ["review", "apply", "--jobs", str(jobs), "watch-2026-11-25", str(empty)]).exit_code == 0
     rows = verified(day)

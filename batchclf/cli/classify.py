@@ -9,7 +9,7 @@ import typer
 
 from batchclf import limits
 from batchclf.cli.common import (
-    BatchSize, Detector, Device, Home, InputScale, Model, ReviewBelow, Workers, command_line, detector_path,
+    BatchSize, Detector, Device, Home, InputScale, Model, ReviewBelow, TargetError, Workers, command_line, detector_path,
     float_option, friendly_errors, model_path,
 )
 
@@ -22,6 +22,7 @@ def classify(
     batch_size: BatchSize = None,
     workers: Workers = None,
     review_below: ReviewBelow = None,
+    target_error: TargetError = None,
     device: Device = "auto",
     input_scale: InputScale = None,
     detector: Detector = "auto",
@@ -65,6 +66,7 @@ def classify(
         batch_size=batch_size,
         workers=workers,
         review_below=review_below,
+        target_error=target_error,
         device=device,
         command=command_line(),
         max_pages=max_pages,

@@ -77,6 +77,20 @@ ReviewBelow = Annotated[
     Optional[float],
     declared_float("--review-below", "review_below", "Mark rows below this confidence 'review' (default: the model card's)."),
 ]
+def _target_error(value: Optional[float]) -> Optional[float]:
+    # One range, the daemon's setting's: a typo like 20 (meaning 20%?) is refused, not taken as "anything goes".
+    setting = BY_FIELD["target_error"]
+    if value is not None and not (math.isfinite(value) and setting.minimum <= value <= setting.maximum):
+        raise typer.BadParameter(f"{value:g} is not a share from {setting.minimum:g} to {setting.maximum:g} (e.g. 0.2% or 0.002)")
+    return value
+
+
+TargetError = Annotated[
+    Optional[limits.Share],
+    typer.Option("--target-error", parser=limits.Share, callback=_target_error, metavar="SHARE",
+                 help="At most this share of ok rows wrong, e.g. 0.2%: the review threshold from the model card's "
+                      "error-vs-coverage curve (--review-below wins over it)."),
+]
 InputScale = Annotated[
     Optional[float],
     declared_float("--input-scale", "input_scale",

@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from batchclf.cli.common import Home, friendly_errors
+from batchclf.limits import Share
 from batchclf.watch import settings as declared
 
 Config = Annotated[
@@ -34,6 +35,8 @@ def option_for(s: declared.Setting) -> inspect.Parameter:
         info = typer.Argument(help=help_text, metavar=s.name.upper(), show_default=False)
     elif s.type is bool:
         info = typer.Option(f"{s.flag}/--no-{s.flag[2:]}", metavar="", help=help_text, show_default=False)
+    elif s.type is Share:  # "0.2%" as well as 0.002: click's float type would refuse the first
+        info = typer.Option(s.flag, help=help_text, parser=Share, metavar="SHARE", show_default=False)
     else:
         info = typer.Option(s.flag, help=help_text, min=s.minimum, max=s.maximum, show_default=False)
     return inspect.Parameter(s.field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[s.type], info])

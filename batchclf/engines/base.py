@@ -14,7 +14,8 @@ class EngineSettings:
     model: Path
     device: str = "auto"  # auto|cpu|gpu; under Ray: where the actors predict (gpu when gpus_per_actor > 0)
     batch_size: int | None = None  # None: the device's default (batchclf.model.device.DEFAULT_BATCH)
-    review_below: float | None = None  # None: the model card's
+    review_below: float | None = None  # None: the model card's (or --target-error's)
+    target_error: float | None = None  # None: no budget; else the threshold comes from the card's curve
     workers: int | None = None  # decoding processes (local) / CPUs for decoding tasks of a local Ray; None: one per core
     limits: object | None = None  # batchclf.scan.decode.Limits, None: the defaults
     input_scale: float | None = None  # None: the model card's (1.0 without one); 255 for a model trained on raw pixels

@@ -29,7 +29,7 @@ def label_rows(
     if need:
         scores = score(mnist_to_input(np.stack([images[index] for index in need])))
         finished = labelled_rows([bases[index] for index in need], scores.probabilities, review_below, model_name,
-                                 scores.flagged)
+                                 scores.flagged, getattr(scores, "looked_again", None))
         for index, row in zip(need, finished):
             out[index] = row
     for index, image in enumerate(images):

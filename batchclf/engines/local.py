@@ -56,14 +56,14 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, settings: EngineSettings):
-        from batchclf.model import card as cards
         from batchclf.model.predictor import Predictor
 
         self.settings = settings
         self.predictor = Predictor(settings.model, device=settings.device, batch_size=settings.batch_size,
-                                   input_scale=settings.input_scale, detector=settings.detector)
+                                   input_scale=settings.input_scale, detector=settings.detector,
+                                   review_below=settings.review_below, target_error=settings.target_error)
         self.predictor.warm_up()
-        self.review_below = cards.review_below(self.predictor.card, settings.review_below)
+        self.review_below = self.predictor.review_below
         self.workers = default_workers() if settings.workers is None else settings.workers
 
     def __enter__(self) -> "LocalEngine":
@@ -85,5 +85,6 @@ class LocalEngine:
             "batch_size": self.predictor.batch_size,
             "workers": self.workers,
             "review_below": self.review_below,
+            "review": self.predictor.review,
             "tensorflow": package_version("tensorflow"),
         }

@@ -153,7 +153,8 @@ class RayEngine:
         self.batch_size = int(settings.batch_size or devices.DEFAULT_BATCH[self.kind])
         self.model = describe_model(self.model_path, settings.input_scale, settings.detector)
         card = cards.read(self.model_path)
-        self.review_below = cards.review_below(card, settings.review_below)
+        self.review = cards.review_threshold(card, settings.review_below, settings.target_error, self.model_path.name)
+        self.review_below = self.review["review_below"]
         self._model_bytes = self.model_path.read_bytes()  # shipped to the actors: no shared model folder needed
         card_file = card_path(self.model_path)
         self._card_bytes = card_file.read_bytes() if card_file.is_file() else None
@@ -289,6 +290,7 @@ class RayEngine:
             "batch_size": self.batch_size,
             "workers": self.workers,
             "review_below": self.review_below,
+            "review": self.review,
             "tensorflow": package_version("tensorflow"),
             "ray": {
                 "version": ray_version,
@@ -491,8 +493,9 @@ class Labeller:
                 detector_file.parent.mkdir()
                 detector_file.write_bytes(detector[1])
                 card_path(detector_file).write_bytes(detector[2])
+            # The driver resolved the threshold once; the actor's predictor (and its second look) takes it as given.
             self.predictor = Predictor(model, device=device, batch_size=batch_size, input_scale=input_scale,
-                                       detector=detector_file)
+                                       detector=detector_file, review_below=review_below)
             self.predictor.warm_up()
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -34,7 +34,7 @@ from batchclf.errors import JobCorruptError, JobNotFoundError
 from batchclf.jobs.inputs import Located, classify_locator, watch_locator
 from batchclf.jobs.journal import moved_locations
 from batchclf.jobs.meta import read_summary
-from batchclf.jobs.rows import COLUMNS, FORMULA_PREFIXES
+from batchclf.jobs.rows import COLUMNS, FORMULA_PREFIXES, LEGACY_COLUMNS
 
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
@@ -232,8 +232,9 @@ class Job:
                 if header is None and not complete:
                     self.torn.append("line 1: the header itself")
                     return
-                if header != list(COLUMNS):
+                if header not in (list(COLUMNS), list(LEGACY_COLUMNS)):
                     raise JobCorruptError(f"{path}: not a batchclf results file (header {header!r})")
+                width = len(header)
                 seen = 0
                 if complete:
                     while True:
@@ -243,18 +244,18 @@ class Job:
                             raise JobCorruptError(f"{path}: line {reader.line_num}: {exc}") from None
                         if not block:
                             return
-                        _check(block, seen, path)
+                        _check(block, seen, path, width)
                         seen += len(block)
-                        yield block
+                        yield _padded(block, width)
                 # Torn: read record by record, so the records before a torn quoted field survive.
                 block = []
                 try:
                     for record in reader:
                         block.append(record)
                         if len(block) > size:
-                            _check(block[:-1], seen, path)
+                            _check(block[:-1], seen, path, width)
                             seen += size
-                            yield block[:-1]
+                            yield _padded(block[:-1], width)
                             block = block[-1:]
                 except csv.Error:
                     self.torn.append(f"line {reader.line_num}: an unfinished quoted field")
@@ -262,8 +263,8 @@ class Job:
                     if block:
                         self.torn.append(f"row {seen + len(block)}: {','.join(block.pop())[:80]}")
                 if block:
-                    _check(block, seen, path)
-                    yield block
+                    _check(block, seen, path, width)
+                    yield _padded(block, width)
         except FileNotFoundError:
             raise JobNotFoundError(f"{path}: missing (the job has no rows file)") from None
         except UnicodeDecodeError as exc:
@@ -353,9 +354,16 @@ def row_from_cells(record: list[str]) -> dict:
     return row
 
 
-def _check(block: list[list[str]], before: int, path: Path) -> None:
-    """Every record of a block has all columns (rows are numbered from 1, after the header)."""
-    width = len(COLUMNS)
+def _padded(block: list[list[str]], width: int) -> list[list[str]]:
+    """Records of a file written before the last columns were added, as records of :data:`COLUMNS` (empty cells)."""
+    if width == len(COLUMNS):
+        return block
+    missing = [""] * (len(COLUMNS) - width)
+    return [record + missing for record in block]
+
+
+def _check(block: list[list[str]], before: int, path: Path, width: int = len(COLUMNS)) -> None:
+    """Every record of a block has all columns of its header (rows are numbered from 1, after the header)."""
     if set(map(len, block)) == {width}:
         return
     index = next(i for i, record in enumerate(block) if len(record) != width)

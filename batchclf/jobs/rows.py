@@ -26,7 +26,12 @@ COLUMNS = (
     "model",
     "processed_at",
     "duplicate_of",
+    # Added later, so at the end: files written before it have the columns up to here (LEGACY_COLUMNS).
+    "second_look",
 )
+LEGACY_COLUMNS = COLUMNS[:14]
+# ``second_look``: what the second look (batchclf.model.second_look) made of a doubtful row; empty when it took none.
+ACCEPTED_ON_SECOND_LOOK, STILL_DOUBTFUL = "accepted", "doubtful"
 
 OK, REVIEW, BLANK, FAILED, DUPLICATE = "ok", "review", "blank", "failed", "duplicate"
 STATUSES = (OK, REVIEW, BLANK, FAILED, DUPLICATE)
@@ -52,12 +57,15 @@ def make_row(**fields) -> dict:
     return row
 
 
-def labelled_rows(bases: list[dict], probabilities, review_below: float, model: str, not_digit=None) -> list[dict]:
+def labelled_rows(bases: list[dict], probabilities, review_below: float, model: str, not_digit=None,
+                  looked_again=None) -> list[dict]:
     """Fill label, confidences and status of a batch's rows from their calibrated probabilities ``(N, 10)``.
 
     ``not_digit`` is the not-a-digit detector's verdict per row (None: no
     detector): a flagged row goes to ``review`` whatever its confidence, with
     the reason in ``error`` (the column that says why a row is not ``ok``).
+    ``looked_again`` marks the rows the second look reconsidered: their
+    ``second_look`` says whether it accepted them.
     A row is ``ok`` only if its probabilities are finite and its confidence
     at least ``review_below``: the last guard, so no bad setting, card or
     model turns NaN into ``ok`` (NaN compares false with any threshold).
@@ -71,15 +79,17 @@ def labelled_rows(bases: list[dict], probabilities, review_below: float, model: 
     top2 = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
     confidences = np.take_along_axis(probabilities, top2, axis=1).tolist()
     flagged = [False] * len(bases) if not_digit is None else np.asarray(not_digit, bool).tolist()
+    looked = [False] * len(bases) if looked_again is None else np.asarray(looked_again, bool).tolist()
     # One NaN anywhere makes a row's probabilities meaningless (argsort would sort it last and pick a finite "winner").
     all_finite = np.isfinite(probabilities).all(axis=1).tolist()
     stamp = now_iso()
     rows = []
-    for base, (first, second), (confidence, runner_up), odd, finite in zip(bases, top2.tolist(), confidences, flagged,
-                                                                         all_finite):
+    for base, (first, second), (confidence, runner_up), odd, finite, again in zip(
+            bases, top2.tolist(), confidences, flagged, all_finite, looked):
+        accepted = finite and not odd and confidence >= review_below
         rows.append({
             **base,
-            "status": OK if finite and not odd and confidence >= review_below else REVIEW,
+            "status": OK if accepted else REVIEW,
             "label": first,
             "confidence": round(confidence, 6) if finite else None,
             "second_label": second if finite else None,
@@ -87,6 +97,7 @@ def labelled_rows(bases: list[dict], probabilities, review_below: float, model: 
             "error": NOT_A_DIGIT if odd else NOT_FINITE if not finite else base.get("error"),
             "model": model,
             "processed_at": stamp,
+            "second_look": (ACCEPTED_ON_SECOND_LOOK if accepted else STILL_DOUBTFUL) if again else None,
         })
     return rows
 

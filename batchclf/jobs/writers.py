@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from batchclf.atomic import fsync_dir, write_text_atomic
-from batchclf.jobs.rows import COLUMNS, csv_cell, starts_file
+from batchclf.jobs.rows import COLUMNS, LEGACY_COLUMNS, csv_cell, starts_file
 
 
 class Tally:
@@ -54,6 +54,8 @@ class RowWriter:
         self.csv_path, self.jsonl_path = Path(csv_path), Path(jsonl_path)
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         new_csv = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        # A daemon day begun by an older batchclf keeps its columns to the end of the day: one header per file.
+        self.columns = COLUMNS if new_csv else _existing_columns(self.csv_path)
         self._csv = open(self.csv_path, "a", newline="", encoding="utf-8")
         self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
         self._writer = csv.writer(self._csv)
@@ -61,7 +63,7 @@ class RowWriter:
             self._writer.writerow(COLUMNS)
 
     def write(self, rows: list[dict], durable: bool = False) -> None:
-        self._writer.writerows([csv_cell(row.get(column)) for column in COLUMNS] for row in rows)
+        self._writer.writerows([csv_cell(row.get(column)) for column in self.columns] for row in rows)
         self._jsonl.write("".join(_dumps(row) + "\n" for row in rows))
         if durable:
             self.sync()
@@ -76,6 +78,12 @@ class RowWriter:
             if not handle.closed:
                 handle.flush()
                 handle.close()
+
+
+def _existing_columns(path: Path) -> tuple[str, ...]:
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader([handle.readline()]), [])
+    return LEGACY_COLUMNS if header == list(LEGACY_COLUMNS) else COLUMNS
 
 
 def write_results_json(path: Path, meta: dict, jsonl_path: Path) -> None:

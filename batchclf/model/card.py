@@ -95,3 +95,28 @@ def review_below(card: dict, override: float | None = None) -> float:
     if override is not None:
         return override
     return float(card.get("review_below", FALLBACK_REVIEW_BELOW))
+
+
+def review_threshold(card: dict, review_below_flag: float | None = None, target_error: float | None = None,
+                     model_name: str = "the model") -> dict:
+    """The review threshold and where it came from, as job metadata records it (``review``).
+
+    ``--review-below`` wins; else ``--target-error`` picks the lowest threshold whose measured
+    error among accepted digits keeps the budget, from the card's error-vs-coverage curve
+    (:mod:`batchclf.model.selective`); else the card's own ``review_below``.
+    """
+    if review_below_flag is not None:
+        return {"review_below": float(review_below_flag), "source": "--review-below"}
+    if target_error is None:
+        return {"review_below": review_below(card), "source": "card" if "review_below" in card else "default"}
+    from batchclf.model.selective import choose
+
+    curve = card.get("selective", {}).get("curve")
+    if not curve:
+        raise ModelLoadError(f"{model_name}'s card has no error-vs-coverage curve (selective.curve), so --target-error "
+                             "cannot choose a threshold: use --review-below, or a model whose card has one "
+                             "(batchclf train --cross-validate measures it)")
+    chosen = choose(curve, float(target_error))
+    return {"review_below": chosen.review_below, "source": "--target-error", "target_error": float(target_error),
+            "expected_error": chosen.expected_error, "expected_coverage": chosen.expected_coverage, "met": chosen.met,
+            "measured_on": card.get("selective", {}).get("measured_on")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,11 +106,19 @@ class Predictor:
     """
 
     def __init__(self, model_path: Path, device: str = "auto", batch_size: int | None = None, input_scale: float | None = None,
-                 detector: Path | None = None, second_look: bool | None = None):
+                 detector: Path | None = None, second_look: bool | None = None, review_below: float | None = None,
+                 target_error: float | None = None):
         self.path = Path(model_path)
         # A bad model file, card, detector or Keras fails here, in one line, before TensorFlow starts.
         trust.check_before_load(self.path)
         self.card = cards.read(self.path)
+        # The review threshold, resolved once for every row this predictor labels (the second look needs it too).
+        self.review = cards.review_threshold(self.card, review_below, target_error, self.path.name)
+        if not self.review.get("met", True):
+            logging.getLogger(__name__).warning(
+                "%s's card measured no threshold with at most %.3g%% wrong among accepted digits; using the strictest, "
+                "%g (%.3g%% measured)", self.path.name, 100 * target_error, self.review["review_below"],
+                100 * self.review["expected_error"])
         self.detector_path = Path(detector) if detector is not None else None
         self.detector_info = describe_detector(detector)
         tf = devices.tensorflow()
@@ -150,6 +159,10 @@ class Predictor:
         self._classify_only = classify_only
 
     @property
+    def review_below(self) -> float:
+        return self.review["review_below"]
+
+    @property
     def name(self) -> str:
         return self.path.name
 
@@ -175,10 +188,10 @@ class Predictor:
         """Calibrated class probabilities ``(N, 10)`` for model inputs ``(N, 28, 28, 1)``."""
         return self.score(images).probabilities
 
-    def score(self, images: np.ndarray, review_below: float | None = None) -> Scores:
+    def score(self, images: np.ndarray) -> Scores:
         """Calibrated class probabilities and (with a detector) not-a-digit probabilities for inputs ``(N, 28, 28, 1)``.
 
-        With ``review_below`` and the second look on, the rows below it that the detector did not flag
+        With the second look on, the rows below the review threshold that the detector did not flag
         are shown again shifted a pixel each way, and get the mean of the five looks.
         """
         import tensorflow as tf
@@ -199,9 +212,9 @@ class Predictor:
                           self.flag_above)
         probabilities = apply_temperature(np.concatenate(outputs), self.temperature)
         scores = Scores(probabilities, None if self.detector is None else np.concatenate(flags), self.flag_above)
-        if not self.second_look or review_below is None:
+        if not self.second_look:
             return scores
-        rows = second_look.doubtful(probabilities, review_below, scores.flagged)
+        rows = second_look.doubtful(probabilities, self.review_below, scores.flagged)
         looked = second_look.reconsider(probabilities, images, rows, self._looked_again)
         return Scores(looked, scores.not_digit, self.flag_above, rows)
 

@@ -29,7 +29,7 @@ ROW_TITLES = {
     "file": "File", "page": "Page", "status": "Status", "label": "Label", "confidence": "Confidence",
     "second_label": "Second label", "second_confidence": "Second confidence", "error": "Reason",
     "sha256": "SHA-256", "width": "Width (px)", "height": "Height (px)", "model": "Model",
-    "processed_at": "Processed at (UTC)", "duplicate_of": "Duplicate of",
+    "processed_at": "Processed at (UTC)", "duplicate_of": "Duplicate of", "second_look": "Second look",
 }
 EXCEL_MAX_ROWS = 1_048_576  # a sheet's hard limit, header included
 

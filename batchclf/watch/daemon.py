@@ -154,11 +154,10 @@ class Daemon:
             self.predictor = Predictor(
                 self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch,
                 input_scale=self.options.input_scale, detector=paths.detector(self.options.detector),
+                review_below=self.options.review_below, target_error=self.options.target_error,
             )
         self.predictor.warm_up()
-        from batchclf.model import card as cards
-
-        self.review_below = cards.review_below(self.predictor.card, self.options.review_below)
+        self.review_below = self.predictor.review_below
 
     def _log_destinations(self) -> None:
         if self.options.keep:
@@ -337,6 +336,7 @@ class Daemon:
             "max_latency": self.options.max_latency,
             "settle": self.options.settle,
             "review_below": self.review_below,
+            "review": self.predictor.review,
             **self.journal.tally(day),
         }
 

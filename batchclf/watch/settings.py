@@ -28,7 +28,7 @@ from typing import Callable, Mapping, get_type_hints
 
 from batchclf import paths
 from batchclf.errors import SettingsError
-from batchclf.limits import MAX_BATCH, MAX_INPUT_SCALE, MAX_SECONDS, MAX_WORKERS
+from batchclf.limits import MAX_BATCH, MAX_INPUT_SCALE, MAX_SECONDS, MAX_TARGET_ERROR, MAX_WORKERS, MIN_TARGET_ERROR, Share
 
 ENV_PREFIX = "BATCHCLF_"
 CONFIG_ENV = "BATCHCLF_CONFIG"
@@ -88,6 +88,9 @@ class WatchOptions:
                             derived="<home>/models/detectors/not-a-digit.keras, else the shipped one, else off")
     review_below: float | None = setting(None, minimum=0.0, maximum=1.0,
                                          help="Mark rows below this confidence 'review' (unset: the model card's).")
+    target_error: Share | None = setting(None, minimum=MIN_TARGET_ERROR, maximum=MAX_TARGET_ERROR,
+                                         help="At most this share of ok rows wrong, e.g. 0.2%: the review threshold "
+                                              "from the card's error-vs-coverage curve (instead of --review-below).")
     processed_dir: Path | None = setting(None, name="processed", help="Where reported files go.",
                                          derive=lambda _, chosen: chosen["inbox"].parent / "processed",
                                          derived="processed/ beside the inbox")
@@ -320,12 +323,16 @@ def parse_text(s: Setting, text: str, where: str) -> object:
 
 def parse_toml(s: Setting, raw: object, where: str, base: Path) -> object:
     """A value from the config file: TOML already typed it, so only check it."""
-    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,), Path: (str,)}[s.type]
+    expected = {bool: (bool,), int: (int,), float: (int, float), Share: (int, float, str), str: (str,), Path: (str,)}[s.type]
     if not isinstance(raw, expected) or (isinstance(raw, bool) and s.type is not bool):
         raise SettingsError(f"{where}: expected {_kind(s)}, got {_toml_value(raw) if _plain(raw) else type(raw).__name__}")
     if s.type is Path:
         return _checked(s, _absolute(base / Path(_path_text(raw, where)).expanduser()), where)
-    return _checked(s, s.type(raw), where)
+    try:
+        value = s.type(raw)
+    except ValueError:  # a Share written as text that is no number ("two %")
+        raise SettingsError(f"{where}: expected {_kind(s)}, got {_toml_value(raw)}") from None
+    return _checked(s, value, where)
 
 
 def _path_text(text: str, where: str) -> str:
@@ -343,7 +350,7 @@ def _checked(s: Setting, value, where: str):
     NaN compares false with everything, so without the finiteness check
     ``review_below = nan`` passed both bounds and sent nothing to review.
     """
-    if s.type is float and not math.isfinite(value):
+    if issubclass(s.type, float) and not math.isfinite(value):
         raise SettingsError(f"{where}: must be a finite number, got {value}")
     if s.minimum is not None and value < s.minimum:
         raise SettingsError(f"{where}: must be at least {s.minimum:g}, got {value}")
@@ -355,7 +362,8 @@ def _checked(s: Setting, value, where: str):
 
 
 def _kind(s: Setting) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "text", Path: "a path"}[s.type]
+    return {bool: "true or false", int: "an integer", float: "a number", Share: "a share (0.002 or 0.2%)", str: "text",
+            Path: "a path"}[s.type]
 
 
 def _plain(raw) -> bool:
