@@ -331,6 +331,16 @@ def learned_baseline(state: dict | None, sha256: str | None) -> Baseline | None:
                     rows if isinstance(rows, int) and not isinstance(rows, bool) else 0)
 
 
+def continued_since(state: dict | None, sha256: str | None) -> str | None:
+    """When the drift a previous run of this model reported began, if it ended that run still drifting."""
+    if not isinstance(state, dict) or not sha256 or not isinstance(state.get("model"), dict):
+        return None
+    if state["model"].get("sha256") != sha256 or state.get("drifting") is not True:
+        return None
+    since = state.get("since")
+    return since if isinstance(since, str) else None
+
+
 def load_raw_state(jobs_dir: Path) -> dict | None:
     """The state file as written, for the daemon to take its learned baseline back; None when absent or unreadable."""
     try:

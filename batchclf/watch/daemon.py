@@ -408,9 +408,17 @@ class Daemon:
             self._write_metrics(force=True)
             log.info("metrics in %s, written every %gs at most", self.ops.metrics_file, self.ops.metrics_every)
         if self.ops.drift.enabled:
+            previous = drift_state.load_raw_state(self.out_dir)
             self.drift.baseline = drift_state.card_baseline(self.predictor.card) or drift_state.learned_baseline(
-                drift_state.load_raw_state(self.out_dir), described.get("sha256"))
-            self._drift_changed(self.drift.seed(self.journal.recent_labelled(self.ops.drift.window, self.predictor.name)))
+                previous, described.get("sha256"))
+            change = self.drift.seed(self.journal.recent_labelled(self.ops.drift.window, self.predictor.name))
+            since = drift_state.continued_since(previous, described.get("sha256"))
+            if change is not None and change.drifting and since:
+                # The drift a previous run (the last nightly run, or before a restart) warned about: not a new warning.
+                self.drift_since = since
+                log.info("drift continues (since %s): %s", since, change.message.removeprefix("drift: "))
+            else:
+                self._drift_changed(change)
             self._write_drift_state()
         if self.ops.prune_inbox_folders:
             # Folders a previous run emptied (the nightly run's, or before a restart): each still waits for its grace.
