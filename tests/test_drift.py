@@ -191,3 +191,41 @@ def test_the_daemon_warns_once_when_inputs_review_more_and_clears_when_the_mix_r
     assert not read_drift_state(jobs).drifting
     assert samples(metrics)[("batchclf_drift", ())] == 0
     assert samples(metrics)[("batchclf_recent_review_share", ())] == 0.0
+
+
+@pytest.mark.integration
+def test_mnist_then_real_handwriting_warns_and_mnist_again_clears(tmp_path, shipped_model, mnist, caplog):
+    """The issue's scenario with the shipped model: MNIST test digits, then the Swiss writers' scans, then MNIST."""
+    from batchclf.watch.daemon import Daemon, WatchOptions
+
+    scans = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "handwritten-scans"
+    if not scans.is_dir():
+        pytest.skip(f"handwritten scans not found at {scans} (CI keeps ../shared/data beside the checkout)")
+    window = 500
+    inbox, jobs = tmp_path / "inbox", tmp_path / "jobs"
+    inbox.mkdir()
+    operations = Operations(drift=DriftSettings(window=window))  # the defaults: 500 rows, 2x and 2 points, 0.05
+    swiss = sorted(scans.rglob("*.png"))[::11][:window]  # every writer, every digit
+
+    def run(files: dict[str, bytes]) -> list[str]:
+        for name, data in files.items():
+            drop(inbox, name, data)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="batchclf.watch"):
+            assert Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=shipped_model, oneshot=True, settle=0, workers=0,
+                                       detector="off"), operations=operations).run() == 0
+        return [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.getMessage().startswith("drift")]
+
+    def digits(start: int, n: int) -> dict[str, bytes]:
+        return {f"mnist-{i:05}.png": png_bytes(Image.fromarray(mnist.x_test[i])) for i in range(start, start + n)}
+
+    assert run(digits(0, window)) == []  # the baseline: MNIST sends well under 1% to review
+    baseline = read_drift_state(jobs).baseline_review_share
+    assert baseline < 0.02
+    said = run({f"swiss-{i:04}-{p.name}": p.read_bytes() for i, p in enumerate(swiss)})
+    assert len(said) == 1 and said[0].startswith("WARNING drift: review share")
+    state = read_drift_state(jobs)
+    assert state.drifting and state.review_share > max(2 * baseline, baseline + 0.02)
+    said = run(digits(window, window + 100))
+    assert said[0].startswith("INFO drift continues") and said[-1].startswith("INFO drift cleared: ")
+    assert not read_drift_state(jobs).drifting
