@@ -83,6 +83,8 @@ class DriftMonitor:
         self.settings = settings
         self.baseline = baseline
         self._window: deque[tuple[bool, float]] = deque(maxlen=max(1, settings.window))
+        self._reviews = 0  # running sums over the window: judging a batch costs O(batch), not O(window)
+        self._confidence = 0.0
         self._learning: list[tuple[bool, float]] = []
         self.drifting = False
         self.reasons: list[str] = []
@@ -95,11 +97,20 @@ class DriftMonitor:
 
     @property
     def review_share(self) -> float | None:
-        return sum(r for r, _ in self._window) / len(self._window) if self._window else None
+        return self._reviews / len(self._window) if self._window else None
 
     @property
     def mean_confidence(self) -> float | None:
-        return sum(c for _, c in self._window) / len(self._window) if self._window else None
+        return self._confidence / len(self._window) if self._window else None
+
+    def _push(self, item: tuple[bool, float]) -> None:
+        if len(self._window) == self._window.maxlen:
+            old_review, old_confidence = self._window[0]
+            self._reviews -= old_review
+            self._confidence -= old_confidence
+        self._window.append(item)
+        self._reviews += item[0]
+        self._confidence += item[1]
 
     def review_threshold(self) -> float | None:
         """The review share above which drift starts."""
@@ -123,7 +134,7 @@ class DriftMonitor:
             if row.get("status") not in (OK, REVIEW) or row.get("confidence") is None:
                 continue
             item = (row["status"] == REVIEW, float(row["confidence"]))
-            self._window.append(item)
+            self._push(item)
             if self.baseline is None:
                 self._learning.append(item)
                 if len(self._learning) >= self.settings.window:
@@ -135,7 +146,9 @@ class DriftMonitor:
         """Fill the window with earlier rows (oldest first), e.g. the journal's, so a restart judges at once."""
         if not self.settings.enabled:
             return None
-        self._window.extend(items)
+        for item in items:
+            self._push((bool(item[0]), float(item[1])))
+        self._confidence = sum(c for _, c in self._window)  # re-summed once: no drift of float rounding from here
         return self._judge()
 
     def _judge(self) -> Change | None:
