@@ -181,3 +181,19 @@ def test_the_daemon_removes_the_inbox_folders_it_emptied(tmp_path, tiny_model):
                   operations=Operations(inbox_folder_grace=0)).run() == 0
     assert tree(inbox) - {".batchclf-watch.lock"} == {"scans", "scans/tuesday", "scans/tuesday/.hidden", "empty"}
     assert tree(tmp_path / "processed") >= {f"{datetime.now(timezone.utc).date()}/scans/monday/a.png"}
+
+
+def test_operations_come_from_settings_of_these_names_once_declared(tmp_path):
+    """The daemon reads the new settings off its options by name: declaring them in settings.py is all it takes."""
+    from types import SimpleNamespace
+
+    from batchclf.metrics.drift import DriftSettings
+
+    options = SimpleNamespace(metrics_file=str(tmp_path / "m.prom"), keep_processed="30d", keep_failed="12w",
+                              drift_window=200, drift_factor=3.0, drift_margin=None, drift_confidence_drop=0.1)
+    assert Operations.from_options(options) == Operations(
+        metrics_file=tmp_path / "m.prom", keep_processed=30, keep_failed=84,
+        drift=DriftSettings(window=200, factor=3.0, margin=0.02, confidence_drop=0.1))
+    assert Operations.from_options(SimpleNamespace()) == Operations()  # today's options: everything off, drift on
+    with pytest.raises(SettingsError, match="--keep-processed: expected days like 30d"):
+        Operations.from_options(SimpleNamespace(keep_processed="30 days"))
