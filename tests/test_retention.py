@@ -197,3 +197,22 @@ def test_operations_come_from_settings_of_these_names_once_declared(tmp_path):
     assert Operations.from_options(SimpleNamespace()) == Operations()  # today's options: everything off, drift on
     with pytest.raises(SettingsError, match="--keep-processed: expected days like 30d"):
         Operations.from_options(SimpleNamespace(keep_processed="30 days"))
+
+
+def test_the_dry_run_for_service_status_reads_the_daemons_options(tmp_path):
+    from types import SimpleNamespace
+
+    from batchclf.watch.operations import retention_dry_run
+
+    today = datetime.now(timezone.utc).date()
+    old = (today - timedelta(days=100)).isoformat()
+    fill(tmp_path / "processed", {f"{old}/a.png": b"a" * 1000, f"{today}/b.png": b"b"})
+    fill(tmp_path / "failed", {f"{old}/c.png": b"c" * 10})
+    options = SimpleNamespace(inbox=tmp_path / "inbox", out_dir=tmp_path / "jobs", processed_dir=None, failed_dir=None,
+                              keep_processed="30d")
+    dry = retention_dry_run(options)
+    assert [(f.kind, f.day.isoformat(), f.files, f.bytes) for f in dry.folders] == [("processed", old, 1, 1000)]
+    assert dry.line() == f"retention: 1 day folder would go ({old} to {old}, 1 file, 0.0 MB)"
+    assert (tmp_path / "processed" / old / "a.png").is_file()  # nothing removed
+    options.keep_processed = None
+    assert retention_dry_run(options).line() == "retention: nothing to remove"

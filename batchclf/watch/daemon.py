@@ -35,8 +35,8 @@ from batchclf.watch.journal import Journal
 from batchclf.watch.lock import InboxLock
 from batchclf.watch.moves import RETRY_EVERY, Mover
 from batchclf.watch.notify import Notifier
-from batchclf.watch.operations import Operations
-from batchclf.watch.retention import InboxPruner, Retention, RetentionPolicy
+from batchclf.watch.operations import Operations, daemon_folders, retention_policy
+from batchclf.watch.retention import InboxPruner, Retention
 from batchclf.watch.observer import BACK, GONE, InboxWatch, filesystem_type, is_network_filesystem
 from batchclf.watch.settings import WatchOptions  # declared with the CLI, env and config names
 from batchclf.watch.sinks import ReportSinks
@@ -56,10 +56,7 @@ class Daemon:
                  operations: Operations | None = None):
         self.options = options
         self.ops = operations if operations is not None else Operations.from_options(options)
-        self.inbox = Path(options.inbox).resolve()
-        self.out_dir = Path(options.out_dir).resolve()
-        self.processed_dir = Path(options.processed_dir or self.inbox.parent / "processed").resolve()
-        self.failed_dir = Path(options.failed_dir or self.inbox.parent / "failed").resolve()
+        self.inbox, self.out_dir, self.processed_dir, self.failed_dir = daemon_folders(options)
         self.clock = clock
         self.events: queue.Queue = queue.Queue()
         # ctime dates a file's last change only where this machine's clock stamps it.
@@ -83,11 +80,7 @@ class Daemon:
         self.metrics = None  # DaemonMetrics with --metrics-file (prometheus_client is imported only then)
         self.drift = DriftMonitor(self.ops.drift)
         self.drift_since: str | None = None
-        self.retention = Retention(
-            RetentionPolicy(self.processed_dir, self.failed_dir, self.ops.keep_processed, self.ops.keep_failed,
-                            protected=(self.inbox, self.out_dir)),
-            on_removed=self._removed_by_retention,
-        )
+        self.retention = Retention(retention_policy(options, self.ops), on_removed=self._removed_by_retention)
         self.pruner = InboxPruner(self.inbox, self.ops.inbox_folder_grace, clock)
 
     # -- control -----------------------------------------------------------------------------------

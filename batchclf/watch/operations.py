@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchclf.metrics.drift import DriftSettings
-from batchclf.watch.retention import parse_keep
+from batchclf.watch.retention import Plan, RetentionPolicy, parse_keep, plan
 
 METRICS_EVERY = 5.0  # seconds between metrics file writes at most (and one at exit)
 INBOX_FOLDER_GRACE = 60.0  # seconds an emptied inbox folder must stay untouched before it is removed
@@ -46,3 +46,27 @@ class Operations:
                 confidence_drop=float(get("drift_confidence_drop", defaults.confidence_drop)),
             ),
         )
+
+
+def daemon_folders(options) -> tuple[Path, Path, Path, Path]:
+    """``(inbox, out, processed, failed)`` as the daemon resolves them (processed/ and failed/ beside the inbox by default)."""
+    inbox = Path(options.inbox).resolve()
+    processed = Path(options.processed_dir or inbox.parent / "processed").resolve()
+    failed = Path(options.failed_dir or inbox.parent / "failed").resolve()
+    return inbox, Path(options.out_dir).resolve(), processed, failed
+
+
+def retention_policy(options, operations: Operations | None = None) -> RetentionPolicy:
+    operations = operations if operations is not None else Operations.from_options(options)
+    inbox, out_dir, processed, failed = daemon_folders(options)
+    return RetentionPolicy(processed, failed, operations.keep_processed, operations.keep_failed, protected=(inbox, out_dir))
+
+
+def retention_dry_run(options) -> Plan:
+    """What retention would remove now, with file counts and sizes (for ``service status``); removes nothing.
+
+    ``Plan.line()`` is the one-line summary; ``Plan.folders`` the detail.
+    Days with moves still pending are not left out here (that needs the
+    journal), so the line may name a day the daemon would still keep.
+    """
+    return plan(retention_policy(options), measure=True)

@@ -102,8 +102,8 @@ class Plan:
         if not self.folders:
             return "retention: nothing to remove"
         days = sorted(f.day for f in self.folders)
-        size = f", {self.files} files, {self.bytes / 1e6:.1f} MB" if self.measured else ""
-        return f"retention: {len(self.folders)} day folders would go ({days[0]} to {days[-1]}{size})"
+        size = f", {_count(self.files, 'file')}, {self.bytes / 1e6:.1f} MB" if self.measured else ""
+        return f"retention: {_count(len(self.folders), 'day folder')} would go ({days[0]} to {days[-1]}{size})"
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,10 @@ def plan(policy: RetentionPolicy, today: date | None = None, skip_days: Iterable
             files, size = _measure(path) if measure else (0, 0)
             found.append(DayFolder(path, day, kind, files, size))
     return Plan(tuple(sorted(found, key=lambda f: (f.day, f.kind))), measure)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _measure(path: Path) -> tuple[int, int]:
