@@ -16,7 +16,7 @@ import queue
 import sqlite3
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from batchclf import paths
@@ -24,6 +24,8 @@ from batchclf.scan.pool import CHUNK_FILES, WorkerPool, default_workers
 from batchclf.errors import InboxLockedError, WatchFolderError
 from batchclf.jobs import folder as job_folder
 from batchclf.jobs.rows import now_iso
+from batchclf.metrics import drift as drift_state
+from batchclf.metrics.drift import DriftMonitor
 from batchclf.scan.prepare import prepare_many
 from batchclf.watch.batcher import DynamicBatcher
 from batchclf.watch.decide import decide
@@ -33,6 +35,8 @@ from batchclf.watch.journal import Journal
 from batchclf.watch.lock import InboxLock
 from batchclf.watch.moves import RETRY_EVERY, Mover
 from batchclf.watch.notify import Notifier
+from batchclf.watch.operations import Operations, daemon_folders, retention_policy
+from batchclf.watch.retention import InboxPruner, Retention
 from batchclf.watch.observer import BACK, GONE, InboxWatch, filesystem_type, is_network_filesystem
 from batchclf.watch.settings import WatchOptions  # declared with the CLI, env and config names
 from batchclf.watch.sinks import ReportSinks
@@ -42,15 +46,17 @@ log = logging.getLogger("batchclf.watch")
 
 INBOX_CHECK_EVERY = 1.0  # seconds between looks at whether the inbox folder is still the one watched
 BUSY_CHECK_EVERY = 1.0  # seconds between looks for files a writer keeps changing
+DRIFT_STATE_EVERY = 30.0  # seconds between rewrites of the drift state while rows come (and at once on a change)
+PRUNE_EVERY = 5.0  # seconds between looks at emptied inbox folders
+PRUNE_LOOKBACK_DAYS = 7  # at start, inbox folders emptied by the runs of this many days are looked at again
 
 
 class Daemon:
-    def __init__(self, options: WatchOptions, predictor=None, clock=time.monotonic, notifier: Notifier | None = None):
+    def __init__(self, options: WatchOptions, predictor=None, clock=time.monotonic, notifier: Notifier | None = None,
+                 operations: Operations | None = None):
         self.options = options
-        self.inbox = Path(options.inbox).resolve()
-        self.out_dir = Path(options.out_dir).resolve()
-        self.processed_dir = Path(options.processed_dir or self.inbox.parent / "processed").resolve()
-        self.failed_dir = Path(options.failed_dir or self.inbox.parent / "failed").resolve()
+        self.ops = operations if operations is not None else Operations.from_options(options)
+        self.inbox, self.out_dir, self.processed_dir, self.failed_dir = daemon_folders(options)
         self.clock = clock
         self.events: queue.Queue = queue.Queue()
         # ctime dates a file's last change only where this machine's clock stamps it.
@@ -69,7 +75,13 @@ class Daemon:
         self._stop = threading.Event()
         self.totals: dict[str, int] = {}
         self.started = now_iso()
+        self.started_clock = clock()  # a file found at start waited for us, not in us: its latency starts here
         self.exit_code = 0
+        self.metrics = None  # DaemonMetrics with --metrics-file (prometheus_client is imported only then)
+        self.drift = DriftMonitor(self.ops.drift)
+        self.drift_since: str | None = None
+        self.retention = Retention(retention_policy(options, self.ops), on_removed=self._removed_by_retention)
+        self.pruner = InboxPruner(self.inbox, self.ops.inbox_folder_grace, clock)
 
     # -- control -----------------------------------------------------------------------------------
 
@@ -109,6 +121,7 @@ class Daemon:
         pool = WorkerPool(workers, prepare_many) if workers > 0 else None
         self.dispatcher = Dispatcher(self.inbox, pool, self.events, self._batch_up, prepare_many)
         try:
+            self._start_operations()
             if not self.options.oneshot:
                 self.watch = InboxWatch(self.inbox, self.events, self.options.polling, self.options.poll_interval)
                 log.info("watching %s with %s", self.inbox, self.watch.start())
@@ -127,6 +140,7 @@ class Daemon:
             if pool is not None:
                 pool.close()
             self.sinks.flush(final=True)
+            self._finish_operations()
 
     def _check_inbox(self) -> None:
         """A missing inbox is a mistyped path unless ``create`` says otherwise; never quietly made."""
@@ -167,6 +181,8 @@ class Daemon:
 
     def _loop(self, workers: int) -> None:
         last_rescan = last_status = last_ping = last_move_retry = last_inbox_check = last_busy_check = self.clock()
+        last_drift_state = last_prune = last_rescan
+        drift_rows = self.drift.rows
         ping_every = self.notifier.watchdog_interval() or 1.0
         in_flight_limit = max(1, workers) * 8
         while not self.stopping:
@@ -178,7 +194,7 @@ class Daemon:
             # commit them together, so the fsyncs of one commit are shared by more files.
             ready: list[Taken] = []
             while self.batcher.ready():
-                ready.extend(self.batcher.take())
+                ready.extend(self._take_batch())
             # Refill the workers before the commit, so they decode while this thread predicts and moves.
             room = self._room(in_flight_limit)
             if room > 0:
@@ -204,6 +220,16 @@ class Daemon:
             if self.watch is not None and self.watch.watching and now - last_rescan >= self.options.rescan_interval:
                 self.intake.scan()
                 last_rescan = now
+            self._write_metrics()
+            if now - last_drift_state >= DRIFT_STATE_EVERY and self.drift.rows != drift_rows:
+                self._write_drift_state()
+                last_drift_state, drift_rows = now, self.drift.rows
+            if self.ops.prune_inbox_folders and now - last_prune >= PRUNE_EVERY:
+                self.pruner.emptied(self.mover.take_emptied())
+                self.pruner.prune()
+                last_prune = now
+            if self.retention.due():
+                self._start_retention()
             if self.options.oneshot and not (len(self.tracker) or self.dispatcher.chunks_in_flight or len(self.batcher)):
                 break
 
@@ -288,7 +314,13 @@ class Daemon:
         if self.dispatcher is not None:
             self.dispatcher.drain()
         while len(self.batcher):
-            self._process(self.batcher.take(force=True))
+            self._process(self._take_batch(force=True))
+
+    def _take_batch(self, force: bool = False) -> list[Taken]:
+        batch = self.batcher.take(force=force)
+        if self.metrics is not None and batch:
+            self.metrics.batch(len(batch))
+        return batch
 
     # -- a batch: decide, report, move ------------------------------------------------------------
 
@@ -303,6 +335,7 @@ class Daemon:
             self.totals[row["status"]] = self.totals.get(row["status"], 0) + 1
         self.journal.decide(rows, records, self.sinks.bases({day}))
         self.sinks.flush()
+        self._committed(batch, [row for _, row in rows])
         self.mover.move_decided()
         self.intake.done(batch)
         log.info("batch: %d files, %d rows in %.0f ms", len(batch), len(rows), (self.clock() - started) * 1000)
@@ -348,4 +381,103 @@ class Daemon:
     def _status_text(self) -> str:
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.totals.items())) or "nothing yet"
         in_flight = self.dispatcher.chunks_in_flight if self.dispatcher else 0
-        return f"{counts}; queued={len(self.tracker)} in_flight={in_flight} batching={len(self.batcher)}"
+        text = f"{counts}; queued={len(self.tracker)} in_flight={in_flight} batching={len(self.batcher)}"
+        drift = self.drift.status_text()
+        return f"{drift}; {text}" if drift else text
+
+    # -- operations: metrics, drift, retention ---------------------------------------------------
+
+    def _start_operations(self) -> None:
+        """After recovery, before the first batch: the metrics file, the drift baseline and window, retention."""
+        described = self.predictor.describe()
+        if self.ops.metrics_file is not None:
+            from batchclf.watch.metrics import DaemonMetrics  # prometheus_client only when metrics are asked for
+
+            self.metrics = DaemonMetrics(self.ops.metrics_file, self.ops.metrics_every, self.clock)
+            self.metrics.model(described)
+            last = self.journal.last_processed_at()
+            if last:
+                self.metrics.last_success.set(datetime.fromisoformat(last).timestamp())
+            self._write_metrics(force=True)
+            log.info("metrics in %s, written every %gs at most", self.ops.metrics_file, self.ops.metrics_every)
+        if self.ops.drift.enabled:
+            previous = drift_state.load_raw_state(self.out_dir)
+            self.drift.baseline = drift_state.card_baseline(self.predictor.card) or drift_state.learned_baseline(
+                previous, described.get("sha256"))
+            change = self.drift.seed(self.journal.recent_labelled(self.ops.drift.window, self.predictor.name))
+            since = drift_state.continued_since(previous, described.get("sha256"))
+            if change is not None and change.drifting and since:
+                # The drift a previous run (the last nightly run, or before a restart) warned about: not a new warning.
+                self.drift_since = since
+                log.info("drift continues (since %s): %s", since, change.message.removeprefix("drift: "))
+            else:
+                self._drift_changed(change)
+            self._write_drift_state()
+        if self.ops.prune_inbox_folders:
+            # Folders a previous run emptied (the nightly run's, or before a restart): each still waits for its grace.
+            since = (datetime.now(timezone.utc) - timedelta(days=PRUNE_LOOKBACK_DAYS)).strftime("%Y-%m-%d")
+            self.pruner.emptied((os.path.join(self.inbox, folder) for folder in self.journal.moved_folders(since)),
+                                due_now=True)
+            self.pruner.prune()
+        if self.retention.due():
+            self._start_retention()
+
+    def _start_retention(self) -> None:
+        policy = self.retention.policy
+        log.info("retention: removing day folders older than %s in %s, %s in %s",
+                 _days(policy.keep_processed), policy.processed_dir, _days(policy.keep_failed), policy.failed_dir)
+        self.retention.start(skip_days=self.journal.days_with_pending_moves())
+
+    def _removed_by_retention(self, folder, files: int, size: int) -> None:
+        if self.metrics is not None:  # called from the retention thread: prometheus_client's metrics are thread-safe
+            self.metrics.removed(folder.kind, files)
+
+    def _committed(self, batch: list[Taken], rows: list[dict]) -> None:
+        """A batch's rows are on disk: metrics and the drift window."""
+        if self.metrics is not None:
+            now = self.clock()
+            self.metrics.committed(rows, [now - max(t.arrived if t.arrived is not None else t.taken_at, self.started_clock)
+                                          for t in batch])
+        self._drift_changed(self.drift.observe(rows))
+
+    def _drift_changed(self, change) -> None:
+        """One log line when drift starts and one when it clears; STATUS= and the state file at once."""
+        if change is None:
+            return
+        if change.drifting:
+            self.drift_since = now_iso()
+            log.warning("%s", change.message)
+        else:
+            self.drift_since = None
+            log.info("%s", change.message)
+        self.notifier.send(STATUS=self._status_text())
+        self._write_drift_state()
+
+    def _write_drift_state(self) -> None:
+        if not self.ops.drift.enabled:
+            return
+        try:
+            drift_state.write_state(self.out_dir, self.drift.state(self.predictor.describe(), self.drift_since))
+        except OSError as exc:
+            log.warning("cannot write the drift state in %s: %s", self.out_dir, exc.strerror or exc)
+
+    def _write_metrics(self, force: bool = False) -> None:
+        if self.metrics is not None:
+            waiting = len(self.tracker) + len(self.intake.in_progress)
+            self.metrics.write(waiting, self.mover.failing, self.drift, force=force)
+
+    def _finish_operations(self) -> None:
+        self.retention.finish(abort=self.stopping)  # a nightly run finishes its removal; a stop request does not wait
+        if self.ops.prune_inbox_folders:
+            self.pruner.emptied(self.mover.take_emptied())
+            self.pruner.prune()
+        self._write_drift_state()
+        if self.metrics is not None:
+            if self.options.oneshot and self.exit_code == 0:
+                self.metrics.last_success.set(time.time())  # the nightly run finished: a success, even with no files
+            self.metrics.stopped()
+            self._write_metrics(force=True)
+
+
+def _days(days: int | None) -> str:
+    return "never" if days is None else f"{days} days"

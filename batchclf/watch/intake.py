@@ -51,6 +51,7 @@ class Taken:
     source: bytes | None = None  # the real inbox-relative name, when ``relative`` had to escape bytes
     ctime_ns: int | None = None  # looked up before the bytes are read: a change after it shows as a newer ctime
     previous: Known | None = None  # the journal's record of this identity, under another ctime
+    arrived: float | None = None  # when it was last known to change (clock): where its latency starts
     prepared: list[Prepared] = field(default_factory=list)
 
     @property
@@ -127,7 +128,9 @@ class Intake:
     def take(self, stable: list[StableFile]) -> list[Taken]:
         """The stable files new to the journal, marked in progress until their batch is done."""
         candidates = []
+        arrived = {}
         for path, size, mtime_ns in stable:
+            arrived[path] = self.tracker.arrived(path)
             relative = self.relative(path)
             info = self._stat_if_unchanged(path, size, mtime_ns) if relative is not None else None
             if info is not None:
@@ -142,7 +145,8 @@ class Intake:
             refused = not_regular(info.st_mode)
             taken.append(
                 Taken(relative, Path(path), size, mtime_ns, now, escaped=refused is None and self._escapes(path),
-                      refused=refused, source=self._source(path, relative), ctime_ns=info.st_ctime_ns, previous=previous)
+                      refused=refused, source=self._source(path, relative), ctime_ns=info.st_ctime_ns, previous=previous,
+                      arrived=arrived.get(path))
             )
         return taken
 

@@ -299,6 +299,41 @@ class Journal:
             "labels": {str(k): v for k, v in labels.items()},
         }
 
+    def recent_labelled(self, limit: int, model: str) -> list[tuple[bool, float]]:
+        """The last ``limit`` rows ``model`` labelled (``ok``/``review``), oldest first: ``(is review, confidence)``.
+
+        Seeds the drift window at start, so a restart judges at once.
+        """
+        out = []
+        for status, text in self.db.execute(
+            "SELECT status, row FROM rows WHERE status IN ('ok', 'review') ORDER BY seq DESC LIMIT ?", (limit,)
+        ):
+            row = json.loads(text)
+            if row.get("model") == model and row.get("confidence") is not None:
+                out.append((status == "review", float(row["confidence"])))
+        return out[::-1]
+
+    def last_processed_at(self) -> str | None:
+        """``processed_at`` of the last row decided: when this inbox last had a success."""
+        row = self.db.execute("SELECT row FROM rows ORDER BY seq DESC LIMIT 1").fetchone()
+        return json.loads(row[0]).get("processed_at") if row else None
+
+    def moved_folders(self, since_day: str) -> set[str]:
+        """The inbox-relative folders (not the inbox: ``""``) that files decided since ``since_day`` were moved out of.
+
+        Lets a restarted daemon, or the next nightly run, remove inbox folders the previous run emptied.
+        """
+        folders = set()
+        for path, source in self.db.execute("SELECT path, source FROM files WHERE moved = 1 AND day >= ?", (since_day,)):
+            folder = os.path.dirname(os.fsdecode(source) if source else path)
+            if folder:
+                folders.add(folder)
+        return folders
+
+    def days_with_pending_moves(self) -> set[str]:
+        """Days that still have files waiting to be moved into their day folders (retention keeps those)."""
+        return {move.day for move in self.pending_moves()}
+
     def _transaction(self):
         db = self.db
 

@@ -39,10 +39,16 @@ class Mover:
         self.inbox, self.processed_dir, self.failed_dir = inbox, processed_dir, failed_dir
         self._made_dirs: set[str] = set()
         self._failing: set[int] = set()  # ids whose last move failed: logged once, retried quietly
+        self.emptied: set[str] = set()  # inbox folders files were moved out of (the pruner looks at them later)
 
     @property
     def failing(self) -> int:
         return len(self._failing)
+
+    def take_emptied(self) -> set[str]:
+        """The inbox folders files moved out of since the last call."""
+        emptied, self.emptied = self.emptied, set()
+        return emptied
 
     def move_decided(self) -> None:
         done, moved, to_failed = [], 0, 0
@@ -100,6 +106,7 @@ class Mover:
             return self._failed(pending, f"cannot move {pending.path} to {target}: {exc.strerror or exc}")
         if pending.kind == FAILED_MOVE:
             self._write_reason(Path(final), pending)
+        self.emptied.add(os.path.dirname(source))
         log.debug("moved %s -> %s", pending.path, final)
         return final
 

@@ -68,6 +68,7 @@ class StabilityTracker:
         self.stat = stat
         self.wall_clock = wall_clock
         self._files: dict[Path, _Watch] = {}
+        self._stable_since: dict[Path, float] = {}  # files just found due: when their final quiet period began
 
     def __len__(self) -> int:
         return len(self._files)
@@ -92,6 +93,14 @@ class StabilityTracker:
     def forget(self, path: Path) -> None:
         self._files.pop(Path(path), None)
 
+    def arrived(self, path: Path) -> float | None:
+        """For a file :meth:`due` just returned: when it was last known to change (tracker clock), once.
+
+        That is when it arrived complete (a rename, the end of a copy): the
+        start of a file's latency.  The caller asks once per due file.
+        """
+        return self._stable_since.pop(Path(path), None)
+
     def due(self, limit: int | None = None) -> list[StableFile]:
         """Up to ``limit`` paths that are stable now, oldest first; they stop being tracked.
 
@@ -114,6 +123,7 @@ class StabilityTracker:
                 self._files[path] = self._rearmed(watch, signature, info)  # still growing: look again later
             else:
                 stable.append(StableFile(path, *signature))
+                self._stable_since[path] = watch.since
         return stable
 
     def newly_busy(self, after: float) -> list[tuple[Path, float]]:
