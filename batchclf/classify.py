@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from batchclf.jobs import writers as reports
 from batchclf.scan.decode import MB, Limits
@@ -16,7 +16,7 @@ from batchclf.scan.discovery import discover, files_base
 from batchclf.errors import EmptyInputError, InputPathError, OutputPathError, SettingsError
 from batchclf.limits import MAX_BATCH, MAX_WORKERS
 from batchclf.jobs import folder as job_folder
-from batchclf.jobs.rows import now_iso, starts_file
+from batchclf.jobs.rows import FAILED, duplicate, now_iso, starts_file
 
 
 WRITE_EVERY = 512  # rows buffered between report writes
@@ -37,6 +37,7 @@ class ClassifyOptions:
     engine: str = "local"  # or "ray" (batchclf.engines.get_engine)
     input_scale: float | None = None
     detector: Path | None = None  # the not-a-digit detector; None: none
+    dedupe: bool = False  # files whose bytes an earlier file of the job had: ``duplicate`` rows, as the daemon writes
     ray_address: str | None = None
     actors: int | None = None
     gpus_per_actor: float = 0.0
@@ -106,7 +107,8 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
         pending: list[dict] = []
         try:
             with _progress(show, total) as advance:
-                for row in engine.rows(discover(paths)):
+                rows = engine.rows(discover(paths))
+                for row in (Duplicates().mark(rows) if options.dedupe else rows):
                     pending.append(row)
                     tally.add(row)
                     if starts_file(row):
@@ -124,6 +126,33 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
     os.unlink(jsonl_tmp)
     # Last: a job folder with a summary is complete (batchclf.jobs.folder.read_job relies on it).
     reports.write_summary(folder / job_folder.SUMMARY_JSON, meta)
+
+
+class Duplicates:
+    """``classify --dedupe``: a file whose bytes (sha256) an earlier file of the job had becomes ``duplicate`` rows.
+
+    Marked after labelling, so every engine gets it alike; one digest per distinct file is held.
+    """
+
+    def __init__(self):
+        self.first: dict[str, str] = {}  # sha256 -> the first file's first row (``file#1``)
+        self.current: tuple[str, str | None] = ("", None)  # (file, the earlier file it duplicates)
+
+    def mark(self, rows: Iterable[dict]) -> Iterator[dict]:
+        for row in rows:
+            if row["file"] != self.current[0]:
+                self.current = (row["file"], self._earlier(row))
+            earlier = self.current[1]
+            yield row if earlier is None else duplicate(row, earlier, row.get("model"))
+
+    def _earlier(self, row: dict) -> str | None:
+        digest = row.get("sha256")
+        if not digest or row["status"] == FAILED:  # a broken file is no content to compare
+            return None
+        first = self.first.get(digest)
+        if first is None:
+            self.first[digest] = f"{row['file']}#1"
+        return first
 
 
 def job_meta(job_id, options, engine_meta: dict, limits, paths, started, seconds, tally) -> dict:

@@ -37,6 +37,10 @@ def classify(
                      help="Refuse files larger than this many MB (default: 256)."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", metavar="", help="Exit 3 when any row failed (the job is still written).")] = False,
+    dedupe: Annotated[
+        bool, typer.Option("--dedupe", metavar="",
+                           help="A file with the same bytes as an earlier one of the job: 'duplicate' rows pointing at its first row (as the daemon).")
+    ] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (worker processes here) or ray (Ray Data; pip install 'batchclf[ray]').")] = "local",
     ray_address: Annotated[
         Optional[str], typer.Option("--ray-address", help="Join a Ray cluster: auto or ray://HOST:PORT (default: a private Ray on 127.0.0.1).")
@@ -71,6 +75,7 @@ def classify(
         command=command_line(),
         max_pages=max_pages,
         max_file_mb=max_file_mb,
+        dedupe=dedupe,
         engine=engine,
         input_scale=input_scale,
         detector=detector_path(detector, home),

@@ -102,6 +102,16 @@ def labelled_rows(bases: list[dict], probabilities, review_below: float, model: 
     return rows
 
 
+def duplicate(row: dict, first: str, model: str) -> dict:
+    """A page of a file whose bytes were reported before: ``duplicate``, pointing at that file's first row.
+
+    No label of its own (the first row has it); the same shape from ``classify --dedupe`` and the daemon.
+    """
+    cleared = {"label": None, "confidence": None, "second_label": None, "second_confidence": None, "error": None,
+               "second_look": None}
+    return {**row, **cleared, "status": DUPLICATE, "duplicate_of": first, "model": model, "processed_at": now_iso()}
+
+
 def unlabelled(row: dict, model: str) -> dict:
     """Finish a row the model did not label: a blank page was judged under this model's settings, a failed file never was."""
     return {**row, "model": None if row["status"] == FAILED else model}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from batchclf.engines.labelling import label_rows
 from batchclf.jobs.folder import day_folder_name
-from batchclf.jobs.rows import DUPLICATE, FAILED, now_iso
+from batchclf.jobs.rows import FAILED, duplicate
 from batchclf.watch.intake import Taken
 from batchclf.watch.journal import FAILED_MOVE, PROCESSED, FileRecord, Journal
 
@@ -51,8 +51,7 @@ def decide(batch: list[Taken], journal: Journal, predictor, review_below: float,
         file_rows = []
         for item in taken.prepared:
             if taken.relative in duplicates:
-                row = {**item.row, "status": DUPLICATE, "duplicate_of": duplicates[taken.relative],
-                       "model": predictor.name, "processed_at": now_iso()}
+                row = duplicate(item.row, duplicates[taken.relative], predictor.name)
             else:
                 row = next(labelled)
             file_rows.append(row)
