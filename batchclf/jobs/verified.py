@@ -25,7 +25,7 @@ from typing import Iterator
 
 from batchclf.errors import JobCorruptError
 from batchclf.jobs.folder import BLOCK_ROWS, row_from_cells
-from batchclf.jobs.rows import COLUMNS
+from batchclf.jobs.rows import COLUMNS, STATUSES
 
 VERIFIED_CSV = "verified.csv"
 VERIFIED_JSON = "verified.json"
@@ -35,6 +35,8 @@ VERIFIED_COLUMNS = COLUMNS + EXTRA_COLUMNS
 PERSON, MODEL = "person", "model"
 ACCEPTED, CORRECTED, NOT_A_DIGIT, BLANK = "accepted", "corrected", "not-a-digit", "blank"
 DECISIONS = (ACCEPTED, CORRECTED, NOT_A_DIGIT, BLANK)
+# Every status a verified row can have: classify's, and not-a-digit, which only a person gives (blank is one of classify's).
+VERIFIED_STATUSES = STATUSES + (NOT_A_DIGIT,)
 # The keys of person_counts, one per decision: what ``report`` shows per job.
 COUNT_KEYS = {ACCEPTED: "confirmed", CORRECTED: "corrected", NOT_A_DIGIT: "not_a_digit", BLANK: "blank"}
 

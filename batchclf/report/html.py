@@ -77,7 +77,7 @@ import numpy as np
 from PIL import Image
 
 from batchclf.errors import ImageDecodeError
-from batchclf.jobs.folder import Job, parse_time, row_from_cells
+from batchclf.jobs.folder import RESULTS_CSV, Job, parse_time, row_from_cells
 from batchclf.jobs.rows import COLUMNS, FAILED, NOT_A_DIGIT, REVIEW
 from batchclf.scan import decode, preprocess
 
@@ -174,7 +174,11 @@ class _Section:
     def __init__(self, job: Job, summary: dict):
         self.job = job
         self.id = summary["id"]
-        self.expected = sum(summary["counts"][status] for status in DOUBTFUL)
+        # The cards are results.csv's doubtful rows; after a review the summary counts verified.csv's, so count them here.
+        if summary.get("rows_from", RESULTS_CSV) == RESULTS_CSV:
+            self.expected = sum(summary["counts"][status] for status in DOUBTFUL)
+        else:
+            self.expected = sum(cells[_STATUS_AT] in DOUBTFUL for cells in job.cells())
         self.review_below = summary.get("review_below")
         self.shown = 0
 
