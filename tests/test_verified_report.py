@@ -169,3 +169,16 @@ def test_the_review_sheet_of_a_reviewed_job_still_counts_its_cards(reviewed, tmp
     assert result.exit_code == 0, result.output
     assert "(4 items to review)" in result.stderr
     assert "4 items to review" in sheet.read_text(encoding="utf-8")
+
+
+def test_a_day_that_grew_after_its_review_is_reported_with_a_warning(reviewed):
+    """The daemon appends to a day's results.csv; the report says the verified rows are behind instead of hiding it."""
+    import os
+
+    verified = (reviewed / "verified.csv").stat().st_mtime
+    os.utime(reviewed / "results.csv", (verified + 60, verified + 60))
+    result = run("report", reviewed, "--json")
+    assert result.exit_code == 0, result.output
+    assert f"warning: {reviewed}: results.csv changed after verified.csv was written" in result.stderr
+    os.utime(reviewed / "results.csv", (verified - 60, verified - 60))
+    assert "warning" not in run("report", reviewed, "--json").stderr
