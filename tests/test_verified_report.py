@@ -182,3 +182,12 @@ def test_a_day_that_grew_after_its_review_is_reported_with_a_warning(reviewed):
     assert f"warning: {reviewed}: results.csv changed after verified.csv was written" in result.stderr
     os.utime(reviewed / "results.csv", (verified - 60, verified - 60))
     assert "warning" not in run("report", reviewed, "--json").stderr
+
+
+def test_a_verified_row_decided_by_nobody_known_is_one_error_naming_its_line(reviewed):
+    path = reviewed / "verified.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(",person,", ",robot,", 1), encoding="utf-8")
+    result = run("report", reviewed)
+    assert result.exit_code == 1 and result.stderr.startswith(f"Error: {path}: line "), result.output
+    assert "decided_by 'robot'" in result.stderr
