@@ -94,6 +94,103 @@ def test_corrections_are_found_through_their_job(tmp_path):
         read_corrections([job])
 
 
+SHEET_HEADER = "file,page,label,decision,decided_at,job\r\n"
+
+
+def sheet_file(path, job, lines):
+    """A corrections.csv as the review station saves it: ``(file, label, decision)`` per line."""
+    path.write_text(SHEET_HEADER + "".join(
+        f"{file},1,{label},{decision},2026-12-01T08:00:{i:02d}.000Z,{job.name}\r\n" for i, (file, label, decision) in enumerate(lines)
+    ), encoding="utf-8", newline="")
+    return path
+
+
+def test_a_review_station_file_with_rows_that_are_no_digit_reads(tmp_path):
+    """The sheet's new columns: not-a-digit and blank rows have no label and are left out, not an error."""
+    job = corrected_job(tmp_path)
+    sheet_file(job / "corrections.csv", job, [("s0.png", 5, "corrected"), ("s1.png", "", "not-a-digit"),
+                                             ("s2.png", "", "blank"), ("s3.png", 1, "accepted")])
+    data = read_corrections([job])
+    assert data.labels.tolist() == [5, 1]
+    assert data.sources[0]["no_digit"] == 2 and data.sources[0]["images"] == 2 and data.sources[0]["skipped"] == 0
+
+
+def test_a_job_with_verified_csv_teaches_what_the_person_decided(tmp_path):
+    """``train --from-reviews JOB`` after ``review apply``: the person's accepted and corrected digits, not corrections.csv."""
+    from batchclf.review.apply import apply_reviews
+
+    job = corrected_job(tmp_path)  # its corrections.csv says 5 for all twelve: not what the person decided last
+    decided = sheet_file(tmp_path / "decided.csv", job, [("s0.png", 1, "accepted"), ("s1.png", 7, "corrected"),
+                                                         ("s2.png", "", "not-a-digit"), ("s3.png", "", "blank")])
+    apply_reviews(job, [decided])
+    data = read_corrections([job])
+    assert data.labels.tolist() == [1, 7]  # s0 confirmed as the model's 1, s1 corrected to 7; the model's own rows are no lesson
+    (source,) = data.sources
+    assert source["path"] == str(job / "verified.csv") and source["images"] == 2 and source["no_digit"] == 2
+    assert len(source["sha256"]) == 64
+    given = read_corrections([job / "verified.csv"])  # named as a file, it is still the person's decisions only
+    assert given.labels.tolist() == [1, 7]
+
+
+@pytest.mark.parametrize("cell, value", [("label", "12"), ("label", "-3"), ("page", "0")])
+def test_a_tampered_verified_csv_is_one_error(tmp_path, cell, value):
+    """verified.csv is a job's file: its person rows pass the same digit and page checks as a corrections line."""
+    from batchclf.review.apply import apply_reviews
+
+    job = corrected_job(tmp_path)
+    apply_reviews(job, [sheet_file(tmp_path / "decided.csv", job, [("s0.png", 1, "accepted")])])
+    path = job / "verified.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
+        records = list(csv.reader(handle))
+    column = records[0].index(cell)
+    records[1][column] = value  # s0.png: the row the person decided
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(records)
+    with pytest.raises(DataFileError, match=rf"verified\.csv: s0\.png page .*: {cell} '{value}'"):
+        read_corrections([job])
+
+
+def test_train_passes_inputs_to_the_corrections_reader(tmp_path, synthetic_npz, monkeypatch):
+    """``train --from-reviews JOB --inputs DIR``: the folder reaches read_corrections; a folder that is none is one error."""
+    import batchclf.datasets.corrections as corrections
+    from typer.testing import CliRunner
+
+    from batchclf.cli import app
+
+    seen = {}
+
+    def fake(sources, inputs=None):
+        seen.update(sources=sources, inputs=inputs)
+        raise DataFileError("stopped before training")
+
+    monkeypatch.setattr(corrections, "read_corrections", fake)
+    job = corrected_job(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    base = tmp_path / "base.keras"
+    base.write_bytes(b"never loaded: the test stops before")
+    runner = CliRunner()
+    common = ["train", "--from-reviews", str(job), "--data", str(synthetic_npz), "--base", str(base), "--out", str(tmp_path / "t.keras")]
+    result = runner.invoke(app, [*common, "--inputs", str(shared)])
+    assert result.exit_code == 1 and "stopped before training" in result.output, result.output
+    assert seen == {"sources": [job], "inputs": [shared]}
+    result = runner.invoke(app, [*common, "--inputs", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and result.stderr.startswith("Error: --inputs "), result.output
+
+
+def test_corrections_of_a_job_with_inputs_outside_its_home_need_inputs(tmp_path):
+    """The same rule as the sheet: inputs outside the job's home are read only from a folder the user names."""
+    (tmp_path / "home").mkdir()
+    job = corrected_job(tmp_path / "home")
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "home" / "in").rename(moved)
+    meta = json.loads((job / "summary.json").read_text())
+    (job / "summary.json").write_text(json.dumps({**meta, "inputs": [str(moved)]}))
+    with pytest.raises(DataFileError, match="none of the corrected images"):
+        read_corrections([job])
+    assert len(read_corrections([job], inputs=[moved])) == 12
+
+
 def test_fine_tune_learns_the_corrections_and_keeps_the_rest(tmp_path, tiny_model, synthetic_dataset):
     from batchclf.model.finetune import fine_tune
     from batchclf.model.predictor import Predictor

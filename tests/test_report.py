@@ -67,7 +67,7 @@ def test_one_job_exact_counts(classify_job):
     summary = summarise(read_job(classify_job))
     assert summary["kind"] == "classify" and summary["id"] == "20261125T030000Z-00aa"
     assert summary["rows"] == 12 and summary["files"] == 11
-    assert summary["counts"] == {"ok": 6, "review": 2, "blank": 1, "failed": 2, "duplicate": 1}
+    assert summary["counts"] == {"ok": 6, "review": 2, "blank": 1, "failed": 2, "duplicate": 1, "not-a-digit": 0}
     assert summary["labels"] == {"0": 1, "1": 2, "2": 1, "3": 1, "4": 2, "5": 0, "6": 0, "7": 1, "8": 0, "9": 0}
     assert summary["confidence_histogram"]["counts"] == [0, 0, 0, 0, 1, 0, 1, 0, 0, 6]
     assert summary["seconds"] == 4.0 and summary["files_per_second"] == 2.75
@@ -164,7 +164,7 @@ def test_many_jobs_aggregate_and_window(tmp_path):
     assert select_jobs([], jobs, since="2026-11-21") == folders[1:]
     report = collect([], jobs, last=30)
     assert report.totals["jobs"] == 4 and report.totals["rows"] == 62 and report.totals["files"] == 62
-    assert report.totals["counts"] == {"ok": 53, "review": 8, "blank": 0, "failed": 1, "duplicate": 0}
+    assert report.totals["counts"] == {"ok": 53, "review": 8, "blank": 0, "failed": 1, "duplicate": 0, "not-a-digit": 0}
     assert report.totals["seconds"] == 35.0
     assert [m["sha256"][:2] for m in report.totals["models"]] == ["ab", "cd"]
     assert [s["review_rate"] for s in report.summaries[:3]] == [0.05, 0.05, 0.3]
@@ -200,9 +200,11 @@ def test_json_keys_are_the_documented_ones(classify_job):
     assert set(data["jobs"][0]) == {
         "id", "kind", "folder", "started", "finished", "seconds", "files", "rows", "files_per_second", "counts",
         "review_rate", "failed_rate", "labels", "confidence_histogram", "model", "device", "review_below",
-        "lowest_confidence", "failures", "failures_unlisted", "torn_lines",
+        "lowest_confidence", "failures", "failures_unlisted", "torn_lines", "review", "rows_from", "verified",
     }
-    assert set(data["totals"]) == {"jobs", "files", "rows", "seconds", "files_per_second", "counts", "review_rate", "failed_rate", "models"}
+    assert set(data["totals"]) == {
+        "jobs", "files", "rows", "seconds", "files_per_second", "counts", "review_rate", "failed_rate", "models", "verified",
+    }
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for key in list(data["jobs"][0]) + list(data["totals"]):
         assert f"`{key}`" in readme, f"README does not document report key {key}"

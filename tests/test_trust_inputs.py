@@ -27,6 +27,7 @@ from batchclf.cli import app
 from batchclf.errors import DataFileError
 from batchclf.jobs.folder import read_job
 from batchclf.jobs.rows import COLUMNS, csv_cell, make_row
+from tests.test_report_html import item_of, items
 
 JOB = "20261125T030000Z-00aa"
 DAY = "2026-11-25"
@@ -140,10 +141,13 @@ def test_inputs_outside_the_home_are_read_only_when_named_on_the_command_line(tm
     runner = CliRunner()
     result = runner.invoke(app, ["report", str(folder), "--html", str(sheet)])
     assert result.exit_code == 0, result.output
-    assert 'alt="original image"' not in sheet.read_text(encoding="utf-8")
+    # The cards are drawn by the script from the JSON data: the picture is in the item, or the note says why not.
+    refused = item_of(sheet.read_text(encoding="utf-8"), "a.png")
+    assert refused["original"] is None and refused["note"] == "outside the inputs"
     result = runner.invoke(app, ["report", str(folder), "--html", str(sheet), "--inputs", str(tmp_path / "shared")])
     assert result.exit_code == 0, result.output
-    assert 'alt="original image"' in sheet.read_text(encoding="utf-8")
+    shown = item_of(sheet.read_text(encoding="utf-8"), "a.png")
+    assert shown["original"].startswith("data:image/png;base64,") and shown["note"] is None
     result = runner.invoke(app, ["report", str(folder), "--inputs", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and result.stderr.startswith("Error: --inputs ")
 
@@ -156,8 +160,26 @@ def test_the_review_sheet_never_embeds_an_image_from_outside(tmp_path, secret):
     sheet = tmp_path / "sheet.html"
     result = CliRunner().invoke(app, ["report", "--home", str(home), "--html", str(sheet)])
     assert result.exit_code == 0, result.output
+    cards = items(sheet.read_text(encoding="utf-8"))
+    assert len(cards) == 3 and all(card["original"] is None and card["seen"] is None for card in cards)
+    assert {card["note"] for card in cards} == {"outside the inputs"}
+
+
+def test_the_review_sheet_tells_a_refused_input_from_a_missing_one(tmp_path, secret):
+    """The card's note comes from the locator: "outside the inputs" for a link leading out, "missing" for a file gone."""
+    home = watch_home(tmp_path)
+    (home / "inbox" / "link.png").symlink_to(secret)
+    digit_png(home / "inbox" / "real.png")
+    rows = [review("link.png"), review("gone.png"), review("real.png")]
+    write_job(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")})
+    sheet = tmp_path / "sheet.html"
+    result = CliRunner().invoke(app, ["report", "--home", str(home), "--html", str(sheet)])
+    assert result.exit_code == 0, result.output
     html = sheet.read_text(encoding="utf-8")
-    assert html.count('class="card') == 3 and 'alt="original image"' not in html
+    assert item_of(html, "link.png")["note"] == "outside the inputs"
+    assert item_of(html, "gone.png")["note"] == "missing"
+    real = item_of(html, "real.png")
+    assert real["note"] is None and real["original"].startswith("data:image/png;base64,")
 
 
 def test_inside_is_one_real_path_check():
@@ -213,6 +235,24 @@ HOSTILE = {
 def test_a_hostile_corrections_line_is_one_error_naming_file_and_line(corrected, case):
     text, where = HOSTILE[case]
     (corrected / "corrections.csv").write_text("file,page,label\n" + text, encoding="utf-8")
+    with pytest.raises(DataFileError) as raised:
+        read(corrected)
+    assert str(raised.value).startswith(f"{corrected / 'corrections.csv'}{where}"), str(raised.value)
+
+
+STATION_HOSTILE = {
+    "unknown decision": ("s0.png,1,1,maybe,,\n", ":2: decision"),
+    "a label on a not-a-digit row": ("s0.png,1,1,corrected,,\ns1.png,1,4,not-a-digit,,\n", ":3: label"),
+    "no label on a corrected row": ("s0.png,1,,corrected,,\n", ":2: label"),
+    "a Bengali seven, accepted": ("s0.png,1,\u09ed,accepted,,\n", ":2: label"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATION_HOSTILE))
+def test_a_hostile_review_station_line_is_one_error_naming_file_and_line(corrected, case):
+    """The sheet's new columns are checked as strictly: known decisions only, a label exactly when the row is a digit."""
+    text, where = STATION_HOSTILE[case]
+    (corrected / "corrections.csv").write_text("file,page,label,decision,decided_at,job\n" + text, encoding="utf-8")
     with pytest.raises(DataFileError) as raised:
         read(corrected)
     assert str(raised.value).startswith(f"{corrected / 'corrections.csv'}{where}"), str(raised.value)

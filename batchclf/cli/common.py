@@ -12,7 +12,7 @@ import math
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -102,6 +102,25 @@ Detector = Annotated[
                  help="The not-a-digit detector: a .keras file, auto (models/detectors/not-a-digit.keras) or off [env BATCHCLF_DETECTOR]."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object instead of tables.")]
+# Where a job's inputs may be read besides its home (batchclf.jobs.inputs): report --html and train --from-reviews.
+Inputs = Annotated[
+    Optional[List[Path]],
+    typer.Option(
+        "--inputs",
+        help="A folder holding the jobs' input files, when it is not inside the jobs' home (repeatable); "
+        "the jobs' inputs are read only there or in the home.",
+    ),
+]
+
+
+def input_folders(inputs: Optional[List[Path]]) -> list[Path]:
+    """The ``--inputs`` folders, each checked to be one (a typo must not quietly read nothing)."""
+    from batchclf.errors import InputPathError
+
+    for folder in inputs or []:
+        if not folder.is_dir():
+            raise InputPathError(f"--inputs {folder}: not a folder")
+    return list(inputs or [])
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -8,7 +8,8 @@ from typing import Annotated, List, Optional
 import typer
 
 from batchclf.cli.common import (
-    AsJson, Data, Detector, Device, Home, InputScale, Model, command_line, detector_path, friendly_errors, model_path,
+    AsJson, Data, Detector, Device, Home, Inputs, InputScale, Model, command_line, detector_path, friendly_errors, input_folders,
+    model_path,
 )
 
 
@@ -28,8 +29,10 @@ def train(
     ] = None,
     from_reviews: Annotated[
         Optional[List[Path]],
-        typer.Option("--from-reviews", help="Fine-tune on corrections: a corrections.csv and/or the job folder it came from (repeatable)."),
+        typer.Option("--from-reviews", help="Fine-tune on a person's review: a job folder (its verified.csv, else its corrections.csv), "
+                     "or a corrections.csv with the job folder it came from (repeatable)."),
     ] = None,
+    inputs: Inputs = None,
     base: Annotated[
         Optional[Path], typer.Option("--base", help="Fine-tune this model instead of training anew (default with --from-reviews: the model in use).")
     ] = None,
@@ -74,7 +77,7 @@ def train(
         from batchclf.errors import ModelLoadError
 
         raise ModelLoadError(f"{target} is the model in use; write the new one elsewhere (--out), then: batchclf models use NAME")
-    extra_set = _labelled(extra or [], from_reviews or [])
+    extra_set = _labelled(extra or [], from_reviews or [], input_folders(inputs))
     dataset = datasets.load(data)
     if fine_tuning:
         from batchclf.model.finetune import fine_tune
@@ -124,8 +127,11 @@ def new_model_path(models_dir: Path, stem: str) -> Path:
     return target
 
 
-def _labelled(extra: list[Path], reviews: list[Path]):
-    """The labelled scans and corrections to learn from, as one set (its ``origin`` is recorded in the card)."""
+def _labelled(extra: list[Path], reviews: list[Path], inputs: list[Path]):
+    """The labelled scans and corrections to learn from, as one set (its ``origin`` is recorded in the card).
+
+    ``inputs``: folders besides the jobs' home where their inputs may be read (``--inputs``).
+    """
     from batchclf.datasets.corrections import read_corrections
     from batchclf.datasets.labelled import concatenate, read_labelled
     from batchclf.scan.pool import default_workers
@@ -134,7 +140,7 @@ def _labelled(extra: list[Path], reviews: list[Path]):
     if extra:
         parts.append(read_labelled(extra, workers=default_workers()))
     if reviews:
-        corrections = read_corrections(reviews)
+        corrections = read_corrections(reviews, inputs=inputs)
         corrections.origin = {"corrections": corrections.sources}
         parts.append(corrections)
     return concatenate(parts)

@@ -8,8 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from batchclf.cli.common import AsJson, Home, friendly_errors
-from batchclf.errors import InputPathError
+from batchclf.cli.common import AsJson, Home, Inputs, friendly_errors, input_folders
 
 
 @friendly_errors
@@ -31,14 +30,7 @@ def report(
     html_path: Annotated[
         Optional[Path], typer.Option("--html", help="Write a self-contained review sheet of every review and failed item.")
     ] = None,
-    inputs: Annotated[
-        Optional[List[Path]],
-        typer.Option(
-            "--inputs",
-            help="A folder holding the jobs' input files, when it is not inside the jobs' home (repeatable); "
-            "the review sheet reads inputs only there or in the home.",
-        ),
-    ] = None,
+    inputs: Inputs = None,
     home: Home = None,
 ):
     """Summarise job folders: counts, labels, confidences, failures; trends over many jobs."""
@@ -50,10 +42,7 @@ def report(
     from batchclf.report.collect import collect
     from batchclf.report.terminal import print_job, print_jobs
 
-    for folder in inputs or []:
-        if not folder.is_dir():
-            raise InputPathError(f"--inputs {folder}: not a folder")
-    result = collect(jobs or [], jobs_dir or paths.jobs_dir(home), since, last, inputs)
+    result = collect(jobs or [], jobs_dir or paths.jobs_dir(home), since, last, input_folders(inputs))
     notes = Console(stderr=True)
     for warning in result.warnings:
         typer.echo(f"warning: {printable(warning)}", err=True)  # whole lines: never wrapped at 80 columns

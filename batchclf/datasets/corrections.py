@@ -1,19 +1,26 @@
-"""The review sheet's corrections as training data: ``corrections.csv`` rows back to their images.
+"""The review sheet's decisions as training data: ``corrections.csv`` or ``verified.csv`` rows back to their images.
 
-``corrections.csv`` (``file,page,label``, see the README) names files the way
-a job's rows do, so each is found through the job it came from: either the
-file sits in the job folder (``jobs/<id>/corrections.csv``), or a job folder
-is given beside it.  Each image goes through :func:`batchclf.scan.prepare.prepare`
-like any scan (once per file, however many of its pages are corrected); a
-file that is gone, no longer decodes, or lies outside the job's inputs
+``corrections.csv`` (``file,page,label`` and, from the review station on,
+``decision,decided_at,job``; see the README) names files the way a job's
+rows do, so each is found through the job it came from: either the file
+sits in the job folder (``jobs/<id>/corrections.csv``), or a job folder is
+given beside it.  Rows decided ``not-a-digit`` or ``blank`` are no digit to
+learn and are counted and left out.  A job folder given alone that has a
+``verified.csv`` (``batchclf review apply``) is learnt from that instead:
+every row a person accepted or corrected (:func:`batchclf.jobs.verified.person_labels`).
+Each image goes through :func:`batchclf.scan.prepare.prepare` like any scan
+(once per file, however many of its pages are corrected); a file that is
+gone, no longer decodes, or lies outside the job's inputs
 (:mod:`batchclf.jobs.inputs`) is counted and left out.
 
 The file is hostile input and is checked once, as it is read: a regular
 file of at most :data:`MAX_BYTES`, UTF-8 text, at most :data:`MAX_ROWS`
 corrections, labels the ASCII digits ``0``-``9`` only, pages ASCII whole
-numbers.  A bad line is one ``FILE:LINE: ...`` error.  The same image and
-page listed again is a warning, and the last label wins (the person's
-latest word).
+numbers, decisions one of :data:`batchclf.jobs.verified.DECISIONS`.  A bad
+line is one ``FILE:LINE: ...`` error.  The same image and page listed again
+is a warning, and the last label wins (the person's latest word).  The
+person's labels of a ``verified.csv`` pass the same label, page and count
+checks.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import hashlib
 import io
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +39,9 @@ from batchclf.datasets.labelled import LabelledSet
 from batchclf.errors import DataFileError
 from batchclf.jobs.folder import Job, kind_of, read_job
 from batchclf.jobs.meta import read_regular_file
+from batchclf.jobs.verified import (
+    BLANK, COUNT_KEYS, DECISIONS, NOT_A_DIGIT, VERIFIED_CSV, has_verified, person_counts, person_labels,
+)
 from batchclf.printable import printable
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import prepare
@@ -44,6 +55,7 @@ REPEATS_SHOWN = 5  # repeated images named one by one; the rest counted
 
 _LABEL = re.compile(r"[0-9]\Z")  # ASCII only: "²", "١" and "৭" are digits to str.isdigit, not to us
 _PAGE = re.compile(r"[0-9]{1,7}\Z")
+NO_DIGIT = (NOT_A_DIGIT, BLANK)  # decisions that give no digit to learn
 
 log = logging.getLogger("batchclf.datasets")
 
@@ -51,9 +63,10 @@ log = logging.getLogger("batchclf.datasets")
 def read_corrections(sources: list[Path], inputs: list[Path] | None = None) -> LabelledSet:
     """Corrected images from corrections files, found through the job folders given with them or holding them.
 
-    Only job folders given: each one's own ``corrections.csv`` is read.
-    ``inputs``: folders the user names as holding the jobs' inputs (as
-    ``report --inputs``).
+    Only job folders given: each one's own decisions are read, its
+    ``verified.csv`` when a person's review was applied to it, else its
+    ``corrections.csv``.  ``inputs``: folders the user names as holding the
+    jobs' inputs (as ``report --inputs``).
     """
     sources = [Path(s) for s in sources]
     missing = [s for s in sources if not s.exists()]
@@ -62,20 +75,19 @@ def read_corrections(sources: list[Path], inputs: list[Path] | None = None) -> L
     jobs = [read_job(s, inputs or ()) for s in sources if s.is_dir()]
     # Given corrections files, job folders only say where the images are; alone, each job brings its own file.
     files = [s for s in sources if not s.is_dir()] or [
-        job.folder / CORRECTIONS_CSV for job in jobs if (job.folder / CORRECTIONS_CSV).is_file()
+        path for path in map(_decisions_file, (job.folder for job in jobs)) if path.is_file()
     ]
     if not files:
-        raise DataFileError(f"no {CORRECTIONS_CSV} in {', '.join(map(str, sources))}")
+        raise DataFileError(f"no {CORRECTIONS_CSV} or {VERIFIED_CSV} in {', '.join(map(str, sources))}")
     images, labels, sources_seen = [], [], []
     pages = _Pages()
     for path in dict.fromkeys(files):
         owners = [read_job(path.parent, inputs or ())] if kind_of(path.parent) else jobs
         if not owners:
             raise DataFileError(f"{path}: give the job folder it came from too (its file names are relative to that job)")
-        data = read_regular_file(path, MAX_BYTES, DataFileError)
-        corrections = _corrections(path, data)
+        read = _person_labels(path) if path.name == VERIFIED_CSV else _corrections_file(path)
         found, skipped = 0, 0
-        for (file, page), label in corrections.items():
+        for (file, page), label in read.labels.items():
             image = _image(owners, file, page, pages)
             if image is None:
                 skipped += 1
@@ -83,14 +95,56 @@ def read_corrections(sources: list[Path], inputs: list[Path] | None = None) -> L
             images.append(image)
             labels.append(label)
             found += 1
-        sources_seen.append({"path": str(path), "images": found, "skipped": skipped, "sha256": hashlib.sha256(data).hexdigest()})
+        sources_seen.append({"path": str(path), "images": found, "skipped": skipped, "no_digit": read.no_digit, "sha256": read.sha256})
     if not images:
         raise DataFileError(f"none of the corrected images could be found ({', '.join(map(str, files))})")
     return LabelledSet(np.stack(images), np.asarray(labels, np.int64), np.full(len(labels), "corrections"), sources_seen)
 
 
-def _corrections(path: Path, data: bytes) -> dict[tuple[str, int], int]:
-    """``(file, page) -> label`` in file order; a repeated image and page keeps its last label, with a warning."""
+@dataclass
+class _Read:
+    """One decisions file read: ``(file, page) -> label`` in file order, rows with no digit, the file's sha256."""
+
+    labels: dict[tuple[str, int], int]
+    no_digit: int  # rows decided not-a-digit or blank: nothing to learn
+    sha256: str
+
+
+def _decisions_file(folder: Path) -> Path:
+    """A job's own decisions: the person's verified results when applied (they hold every decision), else the sheet's download."""
+    return folder / (VERIFIED_CSV if has_verified(folder) else CORRECTIONS_CSV)
+
+
+def _corrections_file(path: Path) -> _Read:
+    data = read_regular_file(path, MAX_BYTES, DataFileError)
+    labels, no_digit = _corrections(path, data)
+    return _Read(labels, no_digit, hashlib.sha256(data).hexdigest())
+
+
+def _person_labels(path: Path) -> _Read:
+    """The digits a person gave in a job's ``verified.csv``, through the same checks as a corrections line.
+
+    ``verified.csv`` is a job's file (any damage is one JobCorruptError naming
+    it); its person rows are checked here like corrections: ASCII digits,
+    page numbers, at most :data:`MAX_ROWS`.  A name listed again (a daemon
+    day can see one twice) keeps its last label.
+    """
+    labels: dict[tuple[str, int], int] = {}
+    for count, (file, page, label) in enumerate(person_labels(path.parent), start=1):
+        if count > MAX_ROWS:
+            raise DataFileError(f"{path}: more than {MAX_ROWS:,} rows decided by a person")
+        where = f"{path}: {printable(str(file))[:80]} page {page}"
+        file, page, label = _checked(where, file, "" if page is None else str(page), "" if label is None else str(label))
+        labels.pop((file, page), None)
+        labels[(file, page)] = label
+    with open(path, "rb") as handle:
+        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    counts = person_counts(path.parent)
+    return _Read(labels, counts[COUNT_KEYS[NOT_A_DIGIT]] + counts[COUNT_KEYS[BLANK]], sha256)
+
+
+def _corrections(path: Path, data: bytes) -> tuple[dict[tuple[str, int], int], int]:
+    """``(file, page) -> label`` in file order, and how many rows had no digit; a repeated image and page keeps its last word."""
     if b"\0" in data:
         raise DataFileError(f"{path}: a binary file, not a corrections CSV (file,page,label)")
     try:
@@ -106,10 +160,11 @@ def _corrections(path: Path, data: bytes) -> dict[tuple[str, int], int]:
     if header is None or not {"file", "page", "label"} <= set(header):
         shown = printable(",".join(header)[:80]) if header else "nothing"
         raise DataFileError(f"{path}:1: expected the columns file,page,label (got {shown})")
-    at = {name: header.index(name) for name in ("file", "page", "label")}
+    # "decision" is the review station's column; a file of the first format (file,page,label) has none.
+    at = {name: header.index(name) for name in ("file", "page", "label", "decision") if name in header}
     corrections: dict[tuple[str, int], int] = {}
     lines: dict[tuple[str, int], int] = {}
-    count = repeated = 0
+    count = repeated = no_digit = 0
     while True:
         try:
             record = next(reader, None)
@@ -128,32 +183,49 @@ def _corrections(path: Path, data: bytes) -> dict[tuple[str, int], int]:
         if key in corrections:
             repeated += 1
             if repeated <= REPEATS_SHOWN:
+                latest = f"the last label, {label}, is used" if label is not None else "it is now marked as no digit and left out"
                 log.warning(
-                    "warning: %s:%d: %s page %d was corrected before (line %d, label %d); the last label, %d, is used",
-                    path, number, printable(file), page, lines[key], corrections[key], label,
+                    "warning: %s:%d: %s page %d was corrected before (line %d, label %d); %s",
+                    path, number, printable(file), page, lines[key], corrections[key], latest,
                 )
             del corrections[key]  # keep file order by the last listing
+        if label is None:
+            no_digit += 1  # not a digit, or blank: nothing to learn
+            continue
         corrections[key], lines[key] = label, number
     if repeated > REPEATS_SHOWN:
         log.warning("warning: %s: %d more repeated corrections; each image keeps its last label", path, repeated - REPEATS_SHOWN)
-    return corrections
+    return corrections, no_digit
 
 
-def _parse(path: Path, number: int, record: list[str], at: dict[str, int]) -> tuple[str, int, int]:
+def _parse(path: Path, number: int, record: list[str], at: dict[str, int]) -> tuple[str, int, int | None]:
+    """One line's ``(file, page, label)``; label None for a row decided not-a-digit or blank."""
     def field(name: str) -> str:
-        index = at[name]
-        return record[index] if index < len(record) else ""
+        index = at.get(name)
+        return record[index] if index is not None and index < len(record) else ""
 
-    file, page, label = field("file"), field("page").strip(), field("label").strip()
-    if any(len(value) > MAX_FIELD for value in (file, page, label)):
+    decision = field("decision").strip()
+    if len(decision) > MAX_FIELD:
         raise DataFileError(f"{path}:{number}: a field longer than {MAX_FIELD} characters")
+    if decision and decision not in DECISIONS:
+        raise DataFileError(f"{path}:{number}: decision {printable(decision)[:20]!r} is not one of {', '.join(DECISIONS)}")
+    return _checked(f"{path}:{number}", field("file"), field("page").strip(), field("label").strip(), decision in NO_DIGIT)
+
+
+def _checked(where: str, file: str, page: str, label: str, no_digit: bool = False) -> tuple[str, int, int | None]:
+    """The one check of a decision's file, page and label (as text); ``where`` names the file and line in an error."""
+    if any(len(value) > MAX_FIELD for value in (file, page, label)):
+        raise DataFileError(f"{where}: a field longer than {MAX_FIELD} characters")
     if not file:
-        raise DataFileError(f"{path}:{number}: no file name")
-    if not _LABEL.match(label):
-        raise DataFileError(f"{path}:{number}: label {printable(label)[:20]!r} is not a digit 0-9")
+        raise DataFileError(f"{where}: no file name")
+    if no_digit:
+        if label:
+            raise DataFileError(f"{where}: label {printable(label)[:20]!r} given for a row that is no digit")
+    elif not _LABEL.match(label):
+        raise DataFileError(f"{where}: label {printable(label)[:20]!r} is not a digit 0-9")
     if page and not (_PAGE.match(page) and 1 <= int(page) <= MAX_PAGE):
-        raise DataFileError(f"{path}:{number}: page {printable(page)[:20]!r} is not a page number (1, 2, ...)")
-    return file, int(page) if page else 1, int(label)
+        raise DataFileError(f"{where}: page {printable(page)[:20]!r} is not a page number (1, 2, ...)")
+    return file, int(page) if page else 1, None if no_digit else int(label)
 
 
 class _Pages:

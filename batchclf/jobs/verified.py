@@ -20,12 +20,13 @@ and :func:`person_labels` (the digits a person gave, for training).
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 from batchclf.errors import JobCorruptError
 from batchclf.jobs.folder import BLOCK_ROWS, row_from_cells
-from batchclf.jobs.rows import COLUMNS
+from batchclf.jobs.rows import COLUMNS, STATUSES
 
 VERIFIED_CSV = "verified.csv"
 VERIFIED_JSON = "verified.json"
@@ -35,6 +36,8 @@ VERIFIED_COLUMNS = COLUMNS + EXTRA_COLUMNS
 PERSON, MODEL = "person", "model"
 ACCEPTED, CORRECTED, NOT_A_DIGIT, BLANK = "accepted", "corrected", "not-a-digit", "blank"
 DECISIONS = (ACCEPTED, CORRECTED, NOT_A_DIGIT, BLANK)
+# Every status a verified row can have: classify's, and not-a-digit, which only a person gives (blank is one of classify's).
+VERIFIED_STATUSES = STATUSES + (NOT_A_DIGIT,)
 # The keys of person_counts, one per decision: what ``report`` shows per job.
 COUNT_KEYS = {ACCEPTED: "confirmed", CORRECTED: "corrected", NOT_A_DIGIT: "not_a_digit", BLANK: "blank"}
 
@@ -89,12 +92,22 @@ def person_counts(folder: Path) -> dict | None:
     """``{"rows", "person", "confirmed", "corrected", "not_a_digit", "blank"}`` of ``folder/verified.csv``; None without one."""
     if not has_verified(folder):
         return None
-    counts = {"rows": 0, "person": 0, **{key: 0 for key in COUNT_KEYS.values()}}
-    for row in verified_rows(folder):
-        counts["rows"] += 1
-        if row["decided_by"] == PERSON:
-            counts["person"] += 1
-            counts[COUNT_KEYS[row["decision"]]] += 1
+    path = Path(folder) / VERIFIED_CSV
+    # Only the two columns that say who decided what are read (the report runs this on million-row days):
+    # each distinct pair is checked once, as _typed checks it, and a bad one names its first line.
+    pairs: Counter = Counter()
+    first_line: dict[tuple[str, str], int] = {}
+    by, what = len(COLUMNS) + EXTRA_COLUMNS.index("decided_by"), len(COLUMNS) + EXTRA_COLUMNS.index("decision")
+    for line, record in _records(path):
+        pair = (record[by], record[what])
+        pairs[pair] += 1
+        first_line.setdefault(pair, line)
+    counts = {"rows": sum(pairs.values()), "person": 0, **{key: 0 for key in COUNT_KEYS.values()}}
+    for (decided_by, decision), n in pairs.items():
+        _check_decision(decided_by, decision, path, first_line[(decided_by, decision)])
+        if decided_by == PERSON:
+            counts["person"] += n
+            counts[COUNT_KEYS[decision]] += n
     return counts
 
 
@@ -115,7 +128,12 @@ def _typed(record: list[str], path: Path, line: int) -> dict:
         row["model_label"] = int(model_label) if model_label else None
     except ValueError as exc:
         raise JobCorruptError(f"{path}: line {line}: {exc}") from None
-    if decided_by not in (PERSON, MODEL) or (decision or None) not in (*DECISIONS, None) or (decided_by == PERSON) != bool(decision):
-        raise JobCorruptError(f"{path}: line {line}: decided_by {decided_by!r} with decision {decision!r}")
+    _check_decision(decided_by, decision, path, line)
     row.update(decided_by=decided_by, decided_at=decided_at or None, decision=decision or None)
     return row
+
+
+def _check_decision(decided_by: str, decision: str, path: Path, line: int) -> None:
+    """A person's row has one of the decisions, a model's row none."""
+    if decided_by not in (PERSON, MODEL) or (decision or None) not in (*DECISIONS, None) or (decided_by == PERSON) != bool(decision):
+        raise JobCorruptError(f"{path}: line {line}: decided_by {decided_by!r} with decision {decision!r}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchclf.jobs.folder import Job, read_job
+from batchclf.jobs.verified import VERIFIED_CSV
 from batchclf.report.select import select_jobs
 from batchclf.report.summary import summarise, totals
 
@@ -31,4 +32,19 @@ def collect(
     warnings: list[str] = []
     jobs = [read_job(folder, inputs or ()) for folder in select_jobs(refs, jobs_dir, since, last, warnings)]
     summaries = [summarise(job) for job in jobs]
+    warnings += [behind for job, summary in zip(jobs, summaries) if (behind := _verified_behind(job, summary))]
     return Report(jobs, summaries, totals(summaries), warnings)
+
+
+def _verified_behind(job: Job, summary: dict) -> str | None:
+    """A warning when a daemon day grew after its review was applied: verified.csv lacks the rows added since."""
+    if summary["rows_from"] != VERIFIED_CSV:
+        return None
+    try:
+        behind = job.results_csv.stat().st_mtime > (job.folder / VERIFIED_CSV).stat().st_mtime
+    except OSError:
+        return None
+    if not behind:
+        return None
+    return (f"{job.folder}: results.csv changed after {VERIFIED_CSV} was written; rows added since are not counted "
+            f"(run batchclf review apply {job.id} again)")

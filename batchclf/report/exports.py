@@ -1,8 +1,9 @@
 """The report as files for other tools: the per-job table as CSV, a workbook for office users.
 
 The workbook (openpyxl, the ``xlsx`` extra) has a "Summary" sheet (one line
-per job and the totals) and a "Rows" sheet (every row of the jobs, streamed
-in openpyxl's write-only mode so a big job never sits in memory).  Cells
+per job and the totals) and a "Rows" sheet (every row of the jobs, from
+``verified.csv`` when a person's review was applied, as the report counts
+them, streamed in openpyxl's write-only mode so a big job never sits in memory).  Cells
 hold real numbers and shares as percentages, under readable titles.
 """
 
@@ -15,15 +16,21 @@ from pathlib import Path
 from batchclf.errors import ExportError
 from batchclf.jobs.folder import Job
 from batchclf.jobs.rows import COLUMNS, STATUSES, csv_cell
+from batchclf.jobs.verified import COUNT_KEYS, has_verified, verified_rows
 from batchclf.printable import printable
+from batchclf.report.summary import STATUSES as REPORTED_STATUSES
 
+# The review's columns come last, so a reader of the older table by position still finds its columns.
+PERSON_COLUMNS = tuple(f"person_{key}" for key in COUNT_KEYS.values())
 JOB_COLUMNS = (
     "job", "kind", "started", "seconds", "files", "rows", *STATUSES,
     "review_rate", "failed_rate", "files_per_second", "model", "model_sha256",
+    *(status for status in REPORTED_STATUSES if status not in STATUSES), "rows_from", *PERSON_COLUMNS,
 )
 JOB_TITLES = (
     "Job", "Kind", "Started (UTC)", "Seconds", "Files", "Rows", "OK", "Review", "Blank", "Failed", "Duplicate",
     "Review share", "Failed share", "Files per second", "Model", "Model SHA-256",
+    "Not a digit", "Rows from", "Confirmed by a person", "Corrected by a person", "Not a digit (person)", "Blank (person)",
 )
 ROW_TITLES = {
     "file": "File", "page": "Page", "status": "Status", "label": "Label", "confidence": "Confidence",
@@ -35,14 +42,34 @@ EXCEL_MAX_ROWS = 1_048_576  # a sheet's hard limit, header included
 
 
 def job_line(summary: dict) -> dict:
-    """One job as a flat record in :data:`JOB_COLUMNS` order."""
+    """One job as a flat record in :data:`JOB_COLUMNS` order (the person's counts empty for a job nobody reviewed)."""
     return {
         "job": summary["id"], "kind": summary["kind"], "started": summary["started"], "seconds": summary["seconds"],
         "files": summary["files"], "rows": summary["rows"], **summary["counts"],
         "review_rate": summary["review_rate"], "failed_rate": summary["failed_rate"],
         "files_per_second": summary["files_per_second"],
         "model": summary["model"]["file"], "model_sha256": summary["model"]["sha256"],
+        "rows_from": summary["rows_from"], **_person(summary["verified"]),
     }
+
+
+def total_line(totals: dict) -> dict:
+    """The totals as a flat record in :data:`JOB_COLUMNS` order (what has no total is None)."""
+    return {
+        **dict.fromkeys(JOB_COLUMNS), "job": "Total", "kind": f"{totals['jobs']} jobs", "seconds": totals["seconds"],
+        "files": totals["files"], "rows": totals["rows"], **totals["counts"],
+        "review_rate": totals["review_rate"], "failed_rate": totals["failed_rate"], "files_per_second": totals["files_per_second"],
+        **_person(totals["verified"]),
+    }
+
+
+def _person(counts: dict | None) -> dict:
+    return {f"person_{key}": None if counts is None else counts[key] for key in COUNT_KEYS.values()}
+
+
+def job_rows(job: Job):
+    """The rows the report reads for a job: its verified.csv when a person's review was applied, else results.csv."""
+    return verified_rows(job.folder) if has_verified(job.folder) else job.rows()
 
 
 def write_jobs_csv(path: Path, summaries: list[dict]) -> None:
@@ -104,19 +131,17 @@ def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: d
         values[review], values[failed] = percent(summary_sheet, values[review]), percent(summary_sheet, values[failed])
         append(summary_sheet, values)
     summary_sheet.append([])
-    append(
-        summary_sheet,
-        ["Total", f"{totals['jobs']} jobs", None, totals["seconds"], totals["files"], totals["rows"],
-         *totals["counts"].values(), percent(summary_sheet, totals["review_rate"]),
-         percent(summary_sheet, totals["failed_rate"]), totals["files_per_second"]],
-    )
+    line = total_line(totals)
+    values = [line[column] for column in JOB_COLUMNS]
+    values[review], values[failed] = percent(summary_sheet, values[review]), percent(summary_sheet, values[failed])
+    append(summary_sheet, values)
 
     rows_sheet = book.create_sheet("Rows")
     rows_sheet.freeze_panes = "A2"
     header(rows_sheet, ["Job", *(ROW_TITLES[column] for column in COLUMNS)])
     written, left_out = 0, 0
     for job in jobs:
-        for row in job.rows():
+        for row in job_rows(job):
             if written + 1 >= EXCEL_MAX_ROWS:
                 left_out += 1
                 continue
@@ -125,7 +150,7 @@ def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: d
             written += 1
     if left_out:
         note = book.create_sheet("Note")
-        append(note, [f"{left_out} rows did not fit into one sheet; results.csv holds them all."])
+        append(note, [f"{left_out} rows did not fit into one sheet; results.csv (verified.csv, after a review) holds them all."])
     _save(book, path)
     return written
 

@@ -11,7 +11,10 @@ every ``review`` and ``failed`` row with the original image (at most
 160 px), the 28x28 the model saw (recomputed by the same decode and
 :func:`batchclf.scan.preprocess.normalize_to_bytes` as prediction; no
 TensorFlow), file name, page, label, confidence, second choice and the
-reason.  An input file that is gone shows as "missing".
+reason.  An input file that is gone shows as "missing", one the job's
+inputs rule refuses (:mod:`batchclf.jobs.inputs`: a link leading out, a
+name with ``..``, a folder outside the job's home and ``--inputs``) as
+"outside the inputs".
 
 Rows are streamed from ``results.csv`` and the page is written as they
 come (one JSON block per job, never run as script), so a million-row day
@@ -74,7 +77,7 @@ import numpy as np
 from PIL import Image
 
 from batchclf.errors import ImageDecodeError
-from batchclf.jobs.folder import Job, parse_time, row_from_cells
+from batchclf.jobs.folder import RESULTS_CSV, Job, parse_time, row_from_cells
 from batchclf.jobs.rows import COLUMNS, FAILED, NOT_A_DIGIT, REVIEW
 from batchclf.scan import decode, preprocess
 
@@ -171,7 +174,11 @@ class _Section:
     def __init__(self, job: Job, summary: dict):
         self.job = job
         self.id = summary["id"]
-        self.expected = sum(summary["counts"][status] for status in DOUBTFUL)
+        # The cards are results.csv's doubtful rows; after a review the summary counts verified.csv's, so count them here.
+        if summary.get("rows_from", RESULTS_CSV) == RESULTS_CSV:
+            self.expected = sum(summary["counts"][status] for status in DOUBTFUL)
+        else:
+            self.expected = sum(cells[_STATUS_AT] in DOUBTFUL for cells in job.cells())
         self.review_below = summary.get("review_below")
         self.shown = 0
 
@@ -180,7 +187,7 @@ class _Section:
         for number, cells in enumerate(self.job.cells(), start=1):
             if cells[_STATUS_AT] in DOUBTFUL:
                 self.shown += 1
-                yield _item(number, row_from_cells(cells), self.job.input_location, pages, self.review_below)
+                yield _item(number, row_from_cells(cells), self.job.locate_input, pages, self.review_below)
 
 
 class _PageCache:
@@ -226,10 +233,11 @@ def _item(number: int, row: dict, locate, pages: _PageCache, review_below: float
         "note": None,  # why a picture is not shown
         "changed": False,
     }
-    location = locate(row)
-    if location is None:
-        item["note"] = "missing"
+    located = locate(row)
+    if located.path is None:
+        item["note"] = located.problem  # "missing", or "outside the inputs": the locator says which
         return item
+    location = located.path
     try:
         item.update(_pictures(row, location, pages))
     except Exception as exc:  # one strange file never loses the whole sheet

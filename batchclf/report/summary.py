@@ -1,8 +1,13 @@
-"""One job's numbers, computed in one streaming pass over ``results.csv``.
+"""One job's numbers, computed in one streaming pass over its rows.
 
-The pass works on blocks of raw CSV cells, column by column, and converts
-only the rows it keeps (the lowest-confidence ones and the failures), so a
-million-row day is summarised in seconds and in constant memory.  The keys of :func:`summarise`
+The rows are the job's ``verified.csv`` when a person's review was applied
+(``batchclf review apply``: the final labels and statuses, including
+``not-a-digit``), else its ``results.csv``; ``rows_from`` says which, and
+``verified`` how many rows a person confirmed, corrected, or marked not a
+digit or blank (None without a review).  The pass works on blocks of raw CSV
+cells, column by column, and converts only the rows it keeps (the
+lowest-confidence ones and the failures), so a million-row day is
+summarised in seconds and in constant memory.  The keys of :func:`summarise`
 and :func:`totals` are the report's stable JSON schema (listed in the README).
 """
 
@@ -15,17 +20,25 @@ from operator import itemgetter
 import numpy as np
 
 from batchclf.errors import JobCorruptError
-from batchclf.jobs.folder import Job, parse_time, row_from_cells
-from batchclf.jobs.rows import COLUMNS, FAILED, REVIEW, STATUSES
+from batchclf.jobs.folder import RESULTS_CSV, SUMMARY_JSON, Job, parse_time, row_from_cells
+from batchclf.jobs.rows import COLUMNS, FAILED, REVIEW
+from batchclf.jobs.verified import VERIFIED_CSV, VERIFIED_STATUSES, has_verified, person_counts, verified_blocks
 
 HISTOGRAM_BINS = 10  # confidence histogram: [0.0, 0.1), ..., [0.9, 1.0]
 LOWEST_SHOWN = 10
 FAILURES_LISTED = 1000  # failures beyond this are counted, not listed (a broken share can fail everything)
 
 _COLUMNS = tuple(itemgetter(COLUMNS.index(c)) for c in ("status", "page", "label", "confidence", "processed_at"))
+# Every status the report counts: classify's, and not-a-digit, which a person's review gives (verified.csv).
+STATUSES = VERIFIED_STATUSES
+# The origin of a job's review threshold (summary.json ``review``), every one a number from 0 to 1.
+REVIEW_ORIGIN_KEYS = ("review_below", "target_error", "expected_error", "expected_coverage")
 
 
 def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILURES_LISTED) -> dict:
+    verified = has_verified(job.folder)
+    rows_from = VERIFIED_CSV if verified else RESULTS_CSV
+    source = job.folder / rows_from  # the file errors name
     statuses: Counter = Counter()
     labels: Counter = Counter()
     histogram = np.zeros(HISTOGRAM_BINS, np.int64)
@@ -34,7 +47,7 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
     failures: list[dict] = []
     failures_unlisted = 0
     first_stamp = last_stamp = ""
-    for block in job.blocks():
+    for block in verified_blocks(job.folder) if verified else job.blocks():
         # Column by column: C-level counting instead of Python work per row.
         status, page, label, confidence, stamp = (list(map(column, block)) for column in _COLUMNS)
         rows += len(block)
@@ -43,7 +56,7 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
         labels.update(label)
         scored = [i for i, value in enumerate(confidence) if value]
         if scored:
-            values = _confidences([confidence[i] for i in scored], job)
+            values = _confidences([confidence[i] for i in scored], source)
             usable = (values >= 0) & (values <= 1)  # NaN and infinity are no score (the row is still counted)
             if not usable.all():
                 scored = [i for i, ok in zip(scored, usable.tolist()) if ok]
@@ -54,7 +67,7 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
             least = sorted(least + [(values[k], rows - len(block) + scored[k], block[scored[k]]) for k in keep])[:lowest]
         failed = status.count(FAILED)
         if failed and len(failures) < failures_listed:
-            failures.extend(_row(block[i], job) for i, value in enumerate(status) if value == FAILED)
+            failures.extend(_row(block[i], source) for i, value in enumerate(status) if value == FAILED)
             failed = max(0, len(failures) - failures_listed)
             del failures[failures_listed:]
         failures_unlisted += failed
@@ -64,7 +77,7 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
             last_stamp = max(last_stamp, max(stamp))
     labels.pop("", None)
     meta = job.meta
-    seconds, finished = _duration(job, first_stamp, last_stamp)
+    seconds, finished = _duration(job, source, first_stamp, last_stamp)
     model = meta.get("model") or {}
     return {
         "id": job.id,
@@ -92,7 +105,10 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
         },
         "device": meta.get("device"),
         "review_below": meta.get("review_below"),
-        "lowest_confidence": [_row(cells, job) for _, _, cells in least],
+        "review": review_origin(meta, job.folder / SUMMARY_JSON),
+        "rows_from": rows_from,
+        "verified": person_counts(job.folder) if verified else None,
+        "lowest_confidence": [_row(cells, source) for _, _, cells in least],
         "failures": failures,
         "failures_unlisted": failures_unlisted,
         "torn_lines": list(job.torn),
@@ -105,6 +121,7 @@ def totals(entries: list[dict]) -> dict:
     rows = sum(entry["rows"] for entry in entries)
     seconds = sum(entry["seconds"] or 0 for entry in entries)
     files = sum(entry["files"] for entry in entries)
+    reviewed = [entry["verified"] for entry in entries if entry["verified"] is not None]
     models = []
     for entry in entries:
         key = {"file": entry["model"]["file"], "sha256": entry["model"]["sha256"]}
@@ -120,7 +137,27 @@ def totals(entries: list[dict]) -> dict:
         "review_rate": _share(counts[REVIEW], rows),
         "failed_rate": _share(counts[FAILED], rows),
         "models": models,
+        # Summed over the jobs a person reviewed (None when none was): their rows, and what the person decided.
+        "verified": {key: sum(counts[key] for counts in reviewed) for key in reviewed[0]} if reviewed else None,
     }
+
+
+def review_origin(meta: dict, path) -> dict | None:
+    """Where the job's review threshold came from (``review`` in summary.json), checked; None when not recorded.
+
+    ``{"review_below", "target_error", "expected_error", "expected_coverage"}``, each a number from 0 to 1
+    or None; other keys are not passed on.  Anything else is one JobCorruptError naming the file and key.
+    """
+    origin = meta.get("review")
+    if origin is None:
+        return None
+    if not isinstance(origin, dict):
+        raise JobCorruptError(f"{path}: review: expected an object, got {repr(origin)[:80]}")
+    for key in REVIEW_ORIGIN_KEYS:
+        value = origin.get(key)
+        if value is not None and not (type(value) in (int, float) and math.isfinite(value) and 0 <= value <= 1):
+            raise JobCorruptError(f"{path}: review.{key}: expected a number from 0 to 1, got {repr(value)[:80]}")
+    return {key: origin.get(key) for key in REVIEW_ORIGIN_KEYS}
 
 
 def _rate(files: int, seconds: float | None) -> float | None:
@@ -131,13 +168,13 @@ def _rate(files: int, seconds: float | None) -> float | None:
     return rate if math.isfinite(rate) else None
 
 
-def _confidences(cells: list[str], job: Job) -> np.ndarray:
+def _confidences(cells: list[str], source) -> np.ndarray:
     """A block's confidence cells as numbers (one C-level conversion); text that is no number names the job's file."""
     try:
         return np.array(cells, dtype=np.float64)
     except ValueError:
         bad = next(cell for cell in cells if not _is_float(cell))
-        raise JobCorruptError(f"{job.results_csv}: confidence {bad[:40]!r} is not a number") from None
+        raise JobCorruptError(f"{source}: confidence {bad[:40]!r} is not a number") from None
 
 
 def _is_float(text: str) -> bool:
@@ -148,18 +185,18 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _row(cells: list[str], job: Job) -> dict:
+def _row(cells: list[str], source) -> dict:
     try:
         return row_from_cells(cells)
     except JobCorruptError as exc:
-        raise JobCorruptError(f"{job.results_csv}: row of {cells[0][:80]!r}: {exc}") from None
+        raise JobCorruptError(f"{source}: row of {cells[0][:80]!r}: {exc}") from None
 
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def _duration(job: Job, first_stamp: str, last_stamp: str) -> tuple[float | None, str | None]:
+def _duration(job: Job, source, first_stamp: str, last_stamp: str) -> tuple[float | None, str | None]:
     """A classify job's own timing; a daemon day's active span, first row to last."""
     meta = job.meta
     if meta.get("seconds") is not None:
@@ -168,6 +205,6 @@ def _duration(job: Job, first_stamp: str, last_stamp: str) -> tuple[float | None
         try:
             span = (parse_time(last_stamp) - parse_time(first_stamp)).total_seconds()
         except ValueError:
-            raise JobCorruptError(f"{job.results_csv}: processed_at {first_stamp[:40]!r} .. {last_stamp[:40]!r} are not both times") from None
+            raise JobCorruptError(f"{source}: processed_at {first_stamp[:40]!r} .. {last_stamp[:40]!r} are not both times") from None
         return (round(span, 3) if span > 0 else None), last_stamp
     return None, None

@@ -37,6 +37,13 @@ def print_job(summary: dict, console: Console) -> None:
         highlight=False,
         markup=False,
     )
+    threshold = review_line(summary)
+    if threshold:
+        console.print(threshold, highlight=False, markup=False)
+    if summary.get("verified") is not None:
+        console.print(
+            f"reviewed by a person: {person_line(summary['verified'])} (rows from {summary['rows_from']})", highlight=False, markup=False
+        )
 
     rows = summary["rows"]
     statuses = _table(plain, "status", "rows", "share", "")
@@ -81,10 +88,36 @@ def print_job(summary: dict, console: Console) -> None:
         console.print(f"warning: skipped a torn last line of results.csv ({printable(torn)})", highlight=False, markup=False)
 
 
+def review_line(summary: dict) -> str:
+    """Where the review threshold came from: "review below 0.97, chosen for at most 0.2% wrong among ok rows; measured ..."."""
+    origin = summary.get("review") or {}
+    below = origin.get("review_below", summary.get("review_below"))
+    if below is None:
+        return ""
+    line = f"review below {below:g}"
+    if origin.get("target_error") is not None:
+        line += f", chosen for at most {_share(origin['target_error'])} wrong among ok rows"
+    measured = [
+        *([_share(origin["expected_error"])] if origin.get("expected_error") is not None else []),
+        *([f"at {_share(origin['expected_coverage'])} accepted"] if origin.get("expected_coverage") is not None else []),
+    ]
+    if measured:
+        line += "; measured " + " ".join(measured)
+    return line
+
+
+def person_line(counts: dict) -> str:
+    """What a person decided in a job's review: "120 confirmed, 15 corrected, 2 not a digit, 0 blank"."""
+    return (
+        f"{counts['confirmed']:,} confirmed, {counts['corrected']:,} corrected, "
+        f"{counts['not_a_digit']:,} not a digit, {counts['blank']:,} blank"
+    )
+
+
 def print_jobs(summaries: list[dict], totals: dict, console: Console) -> None:
     """Many jobs: one line each and the totals; a model change or a review rate well above the usual is marked."""
     plain = not console.is_terminal
-    table = _table(plain, "started", "job", "kind", "files", "review", "failed", "files/s", "model")
+    table = _table(plain, "started", "job", "kind", "files", "review", "failed", "files/s", "model", "reviewed by a person")
     rates = sorted(s["review_rate"] for s in summaries if s["review_rate"] is not None)
     usual = rates[len(rates) // 2] if rates else None
     previous_model = None
@@ -100,11 +133,13 @@ def print_jobs(summaries: list[dict], totals: dict, console: Console) -> None:
         table.add_row(
             _shown(_short_time(summary["started"])), _shown(summary["id"]), summary["kind"], f"{summary['files']:,}",
             review, _percent(summary["failed_rate"]), _rate(summary["files_per_second"], unit=""), model_text,
+            person_line(summary["verified"]) if summary.get("verified") is not None else "-",
         )
     table.add_section()
     table.add_row(
         "total", f"{totals['jobs']} jobs", "", f"{totals['files']:,}", _percent(totals["review_rate"]),
         _percent(totals["failed_rate"]), _rate(totals["files_per_second"], unit=""), f"{len(totals['models'])} model(s)",
+        person_line(totals["verified"]) if totals.get("verified") is not None else "-",
     )
     console.print(table)
     counts = ", ".join(f"{status} {n:,}" for status, n in totals["counts"].items())
@@ -124,6 +159,11 @@ def _bar(n: int, of: int, plain: bool) -> str:
     if n and not width:
         width = 1  # a non-zero count is never invisible
     return ("#" if plain else "█") * width
+
+
+def _share(share: float) -> str:
+    """A small share with the digits it has: 0.002 as 0.2%, 0.0018 as 0.18%, 0.9 as 90%."""
+    return f"{share * 100:.3g}%"
 
 
 def _percent(share: float | None) -> str:
