@@ -150,7 +150,7 @@ def test_the_shipped_detector_catches_unseen_non_digits(tmp_path, mnist_dir, shi
     figures = non_digit_figures(tmp_path / "set", shipped_model, shipped_detector)
     caught = np.mean([f["caught"] for f in figures.values()])
     assert set(figures) == set(nondigits.KINDS)
-    assert caught >= 0.85, figures  # the README's figure is measured on 1,000 a kind; this is a smaller draw
+    assert caught >= 0.85, figures  # docs/models.md's figure is measured on 1,000 a kind; this is a smaller draw
 
 
 @pytest.mark.integration
@@ -163,7 +163,7 @@ def test_the_shipped_detector_rarely_flags_real_digits(shipped_model, shipped_de
 
     predictor = Predictor(shipped_model, detector=shipped_detector)
     # USPS meets the budget (<= 2% extra); the Swiss scans do not (4.3% measured, mostly their
-    # continental ones, see the README): this guards against it getting worse.
+    # continental ones, see docs/models.md): this guards against it getting worse.
     assert evaluate_folder(predictor, usps)["not_digit_extra_share"] <= 0.02
     assert evaluate_folder(predictor, SCANS, workers=2)["not_digit_extra_share"] <= 0.05
 

@@ -29,7 +29,7 @@ from batchclf.watch.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-# The bounds as the README and --help state them.
+# The bounds as docs/reliability.md and --help state them.
 MAX_BATCH, MAX_WORKERS, MAX_SECONDS = 16384, 256, 86400
 FLOATS = [s for s in SETTINGS if s.type is float]
 INTEGERS = [s for s in SETTINGS if s.type is int]
