@@ -49,7 +49,7 @@ def homes_in_pytest_tmp(monkeypatch):
 
     The refusal itself is tested in tests/test_operations_wiring.py, with the real list.
     """
-    monkeypatch.setattr(render, "PRIVATE_TMP", ())
+    monkeypatch.setattr(render, "PRIVATE_TMP", (), raising=False)
 
 
 def install_units(tmp_path: Path, model: Path, *extra, dest="units") -> dict[str, str]:
