@@ -225,7 +225,7 @@ def _proc_subset(d: Deployment) -> str:
     # Tried (docs/deployment.md, the sandbox): TensorFlow and the decode workers run under subset=pid, but
     # the daemon's filesystem check reads /proc/mounts, which it hides, so an inbox on NFS or SMB would
     # no longer be polled. Left out until that check reads /proc/self/mounts.
-    why = "CUDA reads /proc/driver/nvidia" if d.gpu else "it hides /proc/mounts, from which the daemon tells an NFS/SMB inbox (polled)"
+    why = "CUDA reads /proc/driver/nvidia" if d.gpu else "it hides /proc/mounts, which the daemon reads to tell an inbox on NFS or SMB (polled) from a local one"
     return f"# ProcSubset=pid is not set: {why}."
 
 
