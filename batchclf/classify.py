@@ -41,6 +41,7 @@ class ClassifyOptions:
     ray_address: str | None = None
     actors: int | None = None
     gpus_per_actor: float = 0.0
+    metrics_file: Path | None = None  # a Prometheus text file for node_exporter, written when the job is complete
 
 
 def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None = None) -> Path:
@@ -54,13 +55,19 @@ def run(paths: Iterable[Path], options: ClassifyOptions, progress: bool | None =
     _check_inputs(paths)
     folder = _create_job_folder(options.out_dir)
     try:
-        _run_job(folder, paths, options, progress)
+        meta = _run_job(folder, paths, options, progress)
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise OutputPathError(f"cannot write job folder {folder}: {exc.strerror or exc}") from exc
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    if options.metrics_file is not None:
+        # After the job is complete, outside the cleanup above: a metrics file that cannot be written is
+        # logged and never costs the job. Imported here: prometheus_client only for runs that ask for it.
+        from batchclf.metrics.textfile import write_job_metrics
+
+        write_job_metrics(options.metrics_file, meta)
     return folder
 
 
@@ -86,7 +93,7 @@ def _create_job_folder(out_dir: Path) -> Path:
         raise OutputPathError(f"cannot create a job folder in {out_dir}: {exc.strerror or exc}") from exc
 
 
-def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress: bool | None) -> None:
+def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress: bool | None) -> dict:
     from batchclf.engines import get_engine
     from batchclf.engines.base import EngineSettings
 
@@ -126,6 +133,7 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
     os.unlink(jsonl_tmp)
     # Last: a job folder with a summary is complete (batchclf.jobs.folder.read_job relies on it).
     reports.write_summary(folder / job_folder.SUMMARY_JSON, meta)
+    return meta
 
 
 class Duplicates:

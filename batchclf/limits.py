@@ -18,6 +18,8 @@ MAX_ACTORS = 256  # Ray labelling actors, each holding a model
 MAX_GPUS_PER_ACTOR = 64.0
 MAX_INPUT_SCALE = 65535.0  # a model trained on raw 16-bit pixels
 MAX_SECONDS = 86400.0  # any interval of the daemon (latency, settle, polls, rescans): one day
+MAX_DRIFT_WINDOW = 100_000  # rows the drift monitor keeps (two numbers each)
+MAX_DRIFT_FACTOR = 100.0  # review share this many times the baseline's: past it, drift would never warn
 
 # --target-error: the share of accepted digits allowed to be wrong.
 MIN_TARGET_ERROR = 0.00001

@@ -43,6 +43,15 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+@pytest.fixture(autouse=True)
+def homes_in_pytest_tmp(monkeypatch):
+    """pytest's tmp_path lives under /tmp, which the units refuse (PrivateTmp=yes hides it): lifted for these tests.
+
+    The refusal itself is tested in tests/test_operations_wiring.py, with the real list.
+    """
+    monkeypatch.setattr(render, "PRIVATE_TMP", (), raising=False)
+
+
 def install_units(tmp_path: Path, model: Path, *extra, dest="units") -> dict[str, str]:
     """``batchclf service install --dest``: the units written, by file name."""
     result = invoke("service", "install", "--home", tmp_path / "home", "--model", model, "--run-as", ME,
@@ -117,7 +126,7 @@ def test_paths_with_spaces_and_percent_signs_survive_systemd_quoting(tmp_path, s
     argv = [arg.replace("%%", "%") for arg in exec_argv(unit)]  # systemd's specifier escape
     assert argv[2] == str(home / "inbox") and argv[argv.index("--home") + 1] == str(home)
     writable = shlex.split(directives(unit)["ReadWritePaths"][0].replace("%%", "%"))
-    assert writable == [str(home / name) for name in ("inbox", "processed", "failed", "jobs")]
+    assert writable == [str(home / name) for name in ("inbox", "processed", "failed", "jobs", "metrics")]
 
 
 def test_deny_write_execute_opt_in_verifies(tmp_path, shipped_model, systemd_analyze):
@@ -205,13 +214,13 @@ def test_exec_start_flags_parse_with_the_real_cli_and_name_the_sandboxed_folders
     printed = parse_printed(result.stdout)
     home = tmp_path / "home"
     expected = {"inbox": home / "inbox", "out": home / "jobs", "processed": home / "processed",
-                "failed": home / "failed", "model": shipped_model}
+                "failed": home / "failed", "model": shipped_model, "metrics_file": home / "metrics" / "batchclf.prom"}
     for key, path in expected.items():
         assert printed[key] == (str(path), "flag"), key  # flags win over the environment
     assert printed["oneshot"][0] is (name == "batchclf-nightly.service")
     writable = shlex.split(directives(unit)["ReadWritePaths"][0])
     assert directives(unit)["RequiresMountsFor"] == directives(unit)["ReadWritePaths"]
-    assert sorted(writable) == sorted(str(expected[k]) for k in ("inbox", "processed", "failed", "out"))
+    assert sorted(writable) == sorted([*(str(expected[k]) for k in ("inbox", "processed", "failed", "out")), str(home / "metrics")])
 
 
 def test_without_model_the_unit_follows_the_model_in_use(tmp_path, shipped_model):

@@ -176,3 +176,66 @@ def test_watch_help_shows_each_setting_with_its_env_and_config_key():
     for s in SETTINGS:
         assert s.env in text and f"config key {s.name}" in text
         assert s.positional or s.flag in text
+
+
+# -- the operations settings (issue 20): metrics file, retention, drift ---------------------------
+
+
+def test_operations_settings_from_flag_env_and_config_reach_operations(tmp_path, clean_env):
+    from batchclf.watch.operations import Operations
+
+    (tmp_path / "batchclf.toml").write_text('metrics_file = "metrics/batchclf.prom"\nkeep_failed = 90\ndrift_factor = 3\n')
+    env = {"BATCHCLF_KEEP_PROCESSED": "12w", "BATCHCLF_DRIFT_MARGIN": "0.05"}
+    printed = print_config("--home", tmp_path, "--drift-window", "0", "--drift-confidence-drop", "0.1", env=env)
+    assert printed["metrics_file"] == (str(tmp_path / "metrics" / "batchclf.prom"), "config")  # relative to the file
+    assert printed["keep_processed"] == ("12w", "env BATCHCLF_KEEP_PROCESSED")
+    assert printed["keep_failed"] == ("90", "config")
+    assert printed["drift_window"] == (0, "flag") and printed["drift_factor"] == (3.0, "config")
+    assert printed["drift_margin"] == (0.05, "env BATCHCLF_DRIFT_MARGIN")
+    assert printed["drift_confidence_drop"] == (0.1, "flag")
+    ops = Operations.from_options(resolve({"keep_processed": "30d", "drift_window": 0}, home=tmp_path, environ={}).options())
+    assert ops.keep_processed == 30 and ops.keep_failed == 90 and ops.metrics_file == tmp_path / "metrics" / "batchclf.prom"
+    assert ops.drift.window == 0 and not ops.drift.enabled and ops.drift.factor == 3.0
+
+
+def test_operations_settings_default_to_off_and_keep_everything(tmp_path, clean_env):
+    printed = print_config("--home", tmp_path)
+    for name in ("metrics_file", "keep_processed", "keep_failed"):
+        assert printed[name] == (None, "default")
+    assert printed["drift_window"] == (500, "default") and printed["drift_factor"] == (2.0, "default")
+    assert printed["drift_margin"] == (0.02, "default") and printed["drift_confidence_drop"] == (0.05, "default")
+
+
+@pytest.mark.parametrize(
+    "flag, env, key, bad, message",
+    [
+        ("--keep-processed", "BATCHCLF_KEEP_PROCESSED", "keep_processed", "3x", "expected days like 30d or 12w (or forever), got '3x'"),
+        ("--keep-failed", "BATCHCLF_KEEP_FAILED", "keep_failed", "0d", "must be at least 1d, got '0d'"),
+        ("--drift-window", "BATCHCLF_DRIFT_WINDOW", "drift_window", "-1", "must be at least 0, got -1"),
+        ("--drift-window", "BATCHCLF_DRIFT_WINDOW", "drift_window", "100001", "must be at most 100000, got 100001"),
+        ("--drift-factor", "BATCHCLF_DRIFT_FACTOR", "drift_factor", "0.5", "must be at least 1, got 0.5"),
+        ("--drift-factor", "BATCHCLF_DRIFT_FACTOR", "drift_factor", "nan", "must be a finite number"),
+        ("--drift-margin", "BATCHCLF_DRIFT_MARGIN", "drift_margin", "1.5", "must be at most 1, got 1.5"),
+        ("--drift-confidence-drop", "BATCHCLF_DRIFT_CONFIDENCE_DROP", "drift_confidence_drop", "-0.1", "must be at least 0"),
+    ],
+)
+def test_bad_operations_settings_are_one_error_line_from_every_source(tmp_path, clean_env, flag, env, key, bad, message):
+    def refused(args, environ=None):
+        result = runner.invoke(app, ["watch", "--print-config", "--home", str(tmp_path), *args], env=environ)
+        assert result.exit_code != 0, (args, environ, result.output)
+        return result.stderr
+
+    # The environment and the config file go through the one settings check: one Error line naming where.
+    from_env = refused([], {env: bad})
+    assert from_env.startswith(f"Error: ${env}: ") and from_env.count("\n") == 1 and message in from_env, from_env
+    toml_value = f'"{bad}"' if key.startswith("keep") else bad
+    (tmp_path / "batchclf.toml").write_text(f"{key} = {toml_value}\n")
+    from_config = refused([])
+    assert from_config.startswith("Error: ") and from_config.count("\n") == 1
+    assert f"{tmp_path / 'batchclf.toml'}: {key}: " in from_config and message in from_config
+    (tmp_path / "batchclf.toml").unlink()
+    from_flag = refused([flag, bad])
+    if key.startswith("keep"):  # text: only the settings check can refuse it, naming the flag
+        assert from_flag == f"Error: {flag}: {message}\n"
+    else:  # numbers: click refuses them by the same declared bounds before resolution
+        assert flag in from_flag

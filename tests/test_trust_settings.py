@@ -57,7 +57,8 @@ def assert_one_error_line(result, *needles):
 
 
 def test_every_float_setting_is_declared_with_both_bounds():
-    assert {s.name for s in FLOATS} == {"max_latency", "settle", "poll_interval", "rescan", "input_scale", "review_below"}
+    assert {s.name for s in FLOATS} == {"max_latency", "settle", "poll_interval", "rescan", "input_scale", "review_below",
+                                        "drift_factor", "drift_margin", "drift_confidence_drop"}
     for s in FLOATS + INTEGERS:
         assert s.minimum is not None and s.maximum is not None and math.isfinite(s.maximum), s.name
 

@@ -55,6 +55,11 @@ def classify(
         float_option("--gpus-per-actor", 0.0, limits.MAX_GPUS_PER_ACTOR,
                      "GPUs per Ray labelling actor (0: CPU)."),
     ] = 0.0,
+    metrics_file: Annotated[
+        Optional[Path],
+        typer.Option("--metrics-file", help="When the job is complete, write its Prometheus metrics here (node_exporter's "
+                                            "textfile collector; a *.prom file), with batchclf_last_success_timestamp_seconds."),
+    ] = None,
     home: Home = None,
 ):
     """Classify scanned digits into a job folder of CSV/JSON reports; prints the folder last."""
@@ -82,6 +87,7 @@ def classify(
         ray_address=ray_address,
         actors=actors,
         gpus_per_actor=gpus_per_actor,
+        metrics_file=metrics_file.absolute() if metrics_file else None,
     )
     folder = run(paths, options)
     print_job_counts(folder)

@@ -50,6 +50,13 @@ def _note_if_root(deployment) -> None:
         typer.echo("note: the units run the daemon as root; --run-as USER gives it an account of its own", err=True)
 
 
+def _warn_ownership(deployment, root: bool | None = None) -> None:
+    from batchclf.service.install import ownership_fixes
+
+    for line in ownership_fixes(deployment, root=root):
+        typer.echo(line, err=True)
+
+
 @app.command("print")
 @friendly_errors
 def print_units(
@@ -58,7 +65,12 @@ def print_units(
 ):
     """Print the rendered units."""
     deployment, units = _units(inbox, home, model, config, user, run_as, at, nightly_only, deny_write_execute)
+    from batchclf.service.install import metrics_hint
+
     typer.echo("\n".join(f"# --- {name}\n{text}" for name, text in units.items()), nl=False)
+    for line in metrics_hint(deployment):
+        typer.echo(line, err=True)
+    _warn_ownership(deployment, root=True)  # missing folders: `sudo batchclf service install` creates them for the user
     _note_if_root(deployment)
 
 
@@ -80,19 +92,21 @@ def install(
     target = dest.absolute() if dest else (installer.user_units() if user else installer.SYSTEM_UNITS)
     # Plan and apply under one lock, so two installs at once never mix; a dry run takes none (it would create the folder).
     with nullcontext() if dry_run else installer.locked(target):
+        installer.check_never_both(units, target, deployment.path("inbox"))
         steps = installer.plan(units, target, [target, *deployment.writable], force=force)
         for step in steps:
             typer.echo(("would " if dry_run else "") + str(step))
         if not dry_run:
             installer.apply(steps, units, owner=deployment.user)
     typer.echo("\n".join(installer.next_commands(deployment, units, target)))
+    _warn_ownership(deployment)
     _note_if_root(deployment)
 
 
 @app.command()
 @friendly_errors
 def status(inbox: Inbox = None, home: Home = None, config: Config = None, as_json: AsJson = False):
-    """Whether a daemon holds the inbox, its pid, the journal's last entry and today's counts (no systemd needed)."""
+    """Whether a daemon holds the inbox, its pid, the journal's last entry, today's counts, drift and retention (no systemd needed)."""
     from batchclf.service.status import status as read_status
 
     result = read_status(settings.resolve({"inbox": inbox}, home=home, config=config))

@@ -11,15 +11,18 @@ installs at once never mix: the second sees the first's units.
 from __future__ import annotations
 
 import fcntl
+import grp
 import os
 import pwd
+import shlex
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from batchclf.atomic import write_text_atomic
 from batchclf.errors import ServiceError
-from batchclf.service.render import NIGHTLY_TIMER, WATCH_SERVICE, Deployment
+from batchclf.service.render import NIGHTLY_SERVICE, NIGHTLY_TIMER, WATCH_SERVICE, Deployment
 
 SYSTEM_UNITS = Path("/etc/systemd/system")
 
@@ -80,6 +83,106 @@ def plan(units: dict[str, str], dest: Path, folders: list[Path], force: bool = F
     return steps
 
 
+def check_never_both(units: dict[str, str], dest: Path, inbox: Path) -> None:
+    """Refuse a nightly run for an inbox a daemon unit in ``dest`` already serves, and the reverse.
+
+    Both would take the one inbox lock (the nightly run then fails every
+    night) and write one journal. A full install writes the nightly units
+    beside the daemon's as the alternative to enable, so a nightly unit
+    counts as a deployment of its own only when no daemon unit there serves
+    the same inbox (it came from ``--nightly-only``).
+    """
+    inbox = Path(os.path.abspath(inbox))
+    daemon, nightly = served_inbox(dest / WATCH_SERVICE), served_inbox(dest / NIGHTLY_SERVICE)
+    if WATCH_SERVICE not in units and daemon == inbox:
+        raise ServiceError(f"{dest / WATCH_SERVICE} already runs the daemon on {inbox}: a nightly timer for the same inbox "
+                           "would fail on the daemon's inbox lock (never both); give the nightly run its own --home")
+    if WATCH_SERVICE in units and nightly == inbox and daemon != inbox:
+        raise ServiceError(f"{dest / NIGHTLY_SERVICE} already runs nightly on {inbox} (--nightly-only): a daemon on the "
+                           "same inbox would make it fail on the inbox lock (never both); use another --home, or remove "
+                           "the nightly units first")
+
+
+def served_inbox(unit: Path) -> Path | None:
+    """The inbox an installed unit's ``ExecStart=batchclf watch INBOX ...`` names; None when absent or not ours."""
+    try:
+        lines = unit.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("ExecStart="):
+            try:
+                argv = shlex.split(line[len("ExecStart="):])  # our quoting: plain words or C-escaped "..."
+            except ValueError:
+                return None
+            if len(argv) > 2 and argv[1] == "watch" and not argv[2].startswith("-"):
+                # Undo the unit escapes render._command adds ($$ for $, %% for %).
+                return Path(os.path.abspath(argv[2].replace("$$", "$").replace("%%", "%")))
+    return None
+
+
+def ownership_fixes(d: Deployment, root: bool | None = None) -> list[str]:
+    """For a system unit: the folders its user could not write, each as a warning, then the commands that fix them.
+
+    Judged by owner, group and mode bits (not ACLs). A folder ``install``
+    will create is fine when root runs it (it hands them to the user);
+    otherwise it is created by whoever runs ``install``.
+    """
+    if d.user_unit:
+        return []
+    try:
+        account = pwd.getpwnam(d.user)
+    except KeyError:
+        return []
+    if account.pw_uid == 0:
+        return []
+    root = os.geteuid() == 0 if root is None else root
+    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if d.user in g.gr_mem}
+    owner = f"{d.user}:{d.group}"
+    chown, create, lines = [], [], []
+    for folder in d.writable:
+        try:
+            info = os.stat(folder)
+        except FileNotFoundError:
+            if not root:
+                lines.append(f"warning: {folder} does not exist yet and would not be {d.user}'s: the daemon could not write it")
+                create.append(folder)
+            continue
+        except OSError:
+            continue
+        if not _writable_by(info, account.pw_uid, groups):
+            lines.append(f"warning: {folder} is not writable by {d.user} (owner {_name(info)}, mode "
+                         f"{stat.S_IMODE(info.st_mode):04o}): the daemon would fail on it")
+            chown.append(folder)
+    if chown:
+        lines.append("fix: sudo chown " + owner + " " + " ".join(shlex.quote(str(f)) for f in chown))
+    if create:
+        lines.append(f"fix: sudo install -d -o {d.user} -g {d.group} " + " ".join(shlex.quote(str(f)) for f in create))
+    return lines
+
+
+def _writable_by(info: os.stat_result, uid: int, groups: set[int]) -> bool:
+    if not stat.S_ISDIR(info.st_mode):
+        return False
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IWUSR and info.st_mode & stat.S_IXUSR)
+    if info.st_gid in groups:
+        return bool(info.st_mode & stat.S_IWGRP and info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IWOTH and info.st_mode & stat.S_IXOTH)
+
+
+def _name(info: os.stat_result) -> str:
+    try:
+        user = pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        user = str(info.st_uid)
+    try:
+        group = grp.getgrgid(info.st_gid).gr_name
+    except KeyError:
+        group = str(info.st_gid)
+    return f"{user}:{group}"
+
+
 def apply(steps: list[Step], units: dict[str, str], owner: str | None) -> None:
     """Carry out ``steps``; new folders go to ``owner`` when root creates them for a system unit."""
     for step in steps:
@@ -121,4 +224,16 @@ def next_commands(d: Deployment, units: dict[str, str], dest: Path) -> list[str]
     unit = WATCH_SERVICE if WATCH_SERVICE in units else NIGHTLY_TIMER
     journal = "journalctl --user" if d.user_unit else "journalctl"
     lines.append(f"# logs: {journal} -u {unit.replace('.timer', '.service')} -f; timers: {systemctl} list-timers")
+    lines += metrics_hint(d)
+    return lines
+
+
+def metrics_hint(d: Deployment) -> list[str]:
+    """How to point node_exporter's textfile collector at the units' metrics file."""
+    folder = d.metrics_file.parent
+    lines = [f"# metrics: {d.metrics_file}; point node_exporter at its folder: "
+             f"node_exporter --collector.textfile.directory={shlex.quote(str(folder))}"]
+    if not d.user_unit:
+        lines.append(f"# the unit's UMask=0027 makes the file readable by group {d.group}, not by others: "
+                     f"sudo usermod -aG {d.group} <node_exporter's user>")
     return lines

@@ -30,11 +30,40 @@ NIGHTLY_SERVICE = "batchclf-nightly.service"
 NIGHTLY_TIMER = "batchclf-nightly.timer"
 DEFAULT_AT = "02:00"
 
-# The folders the daemon writes, in the order ReadWritePaths= names them.
+# The folders the daemon writes, in the order ReadWritePaths= names them (then the metrics file's folder).
 WRITABLE = ("inbox", "processed_dir", "failed_dir", "out_dir")
+# Paths ExecStart= always names: what the sandbox must name too.
+PINNED = (*WRITABLE, "metrics_file")
+# Where the units put the Prometheus text file unless the settings name one (node_exporter reads the folder).
+METRICS_FOLDER, METRICS_NAME = "metrics", "batchclf.prom"
+
+# PrivateTmp=yes gives the service empty private ones: a deployment path under them is invisible to the daemon.
+PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
+
+# The NVIDIA driver's control node: on a machine that has it, device = auto means the GPU.
+NVIDIA_CTL = Path("/dev/nvidiactl")
 
 # ProtectHome=yes hides these; a deployment that lives under one of them needs "read-only".
 HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
+
+PRIVATE_DEVICES = """\
+# No physical devices: a private /dev with only null, zero, random, the pseudo TTYs and shared memory.
+PrivateDevices=yes"""
+GPU_DEVICES = """\
+# Rendered for a GPU (device = gpu, or auto on a machine with /dev/nvidiactl): PrivateDevices=yes would
+# hide /dev/nvidia*, so the device list is closed instead, except for the NVIDIA nodes.
+DevicePolicy=closed
+DeviceAllow=char-nvidia-frontend rw
+DeviceAllow=char-nvidia-uvm rw
+DeviceAllow=char-nvidia-caps r"""
+SYSTEM_ONLY = """\
+# Other users' processes are invisible in /proc.
+ProtectProc=invisible
+${proc_subset}
+# SysV and POSIX IPC objects the service user leaves behind (decode workers' semaphores) go when it stops.
+RemoveIPC=yes"""
+USER_ONLY = """\
+# ProtectProc=, ProcSubset= and RemoveIPC= work only in system units: left out of this user unit."""
 
 MDWE_OFF = """\
 # MemoryDenyWriteExecute= stays off: TensorFlow's oneDNN kernels are generated at run time into
@@ -56,18 +85,27 @@ class Deployment:
     group: str | None
     at: str = DEFAULT_AT
     deny_write_execute: bool = False
+    gpu: bool = False  # rendered for a GPU: the NVIDIA device nodes stay reachable
 
     @property
     def user_unit(self) -> bool:
         return self.user is None
 
     def path(self, field: str) -> Path:
+        if field == "metrics_file":
+            return self.metrics_file
         return self.effective.values[field].value
 
     @property
+    def metrics_file(self) -> Path:
+        """The settings' metrics file, else ``<home>/metrics/batchclf.prom``: a service always writes one."""
+        chosen = self.effective.values["metrics_file"].value
+        return chosen if chosen is not None else self.effective.home / METRICS_FOLDER / METRICS_NAME
+
+    @property
     def writable(self) -> list[Path]:
-        """The folders the daemon writes: exactly what the sandbox leaves writable."""
-        folders = [self.path(f) for f in WRITABLE]
+        """The folders the daemon writes: exactly what the sandbox leaves writable (and ``install`` creates)."""
+        folders = [self.path(f) for f in WRITABLE] + [self.metrics_file.parent]
         return list(dict.fromkeys(folders))
 
     @property
@@ -88,7 +126,26 @@ def deployment(effective: Effective, *, user_unit: bool = False, run_as: str | N
             group = grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
         except KeyError:
             raise ServiceError(f"no user {user!r} on this machine (--run-as)") from None
-    return Deployment(effective, find_executable(), user, group, check_time(at), deny_write_execute)
+    d = Deployment(effective, find_executable(), user, group, check_time(at), deny_write_execute, for_gpu(effective))
+    check_not_in_private_tmp(d)
+    return d
+
+
+def for_gpu(effective: Effective) -> bool:
+    """Render for a GPU: ``device = gpu``, or ``auto`` (the default) on a machine with the NVIDIA driver loaded."""
+    device = effective.values["device"].value
+    return device == "gpu" or (device == "auto" and NVIDIA_CTL.exists())
+
+
+def check_not_in_private_tmp(d: Deployment) -> None:
+    """Refuse a deployment path under /tmp or /var/tmp: with PrivateTmp=yes the service sees empty ones there."""
+    for path in d.readable:
+        for shown in dict.fromkeys((Path(os.path.abspath(path)), Path(os.path.realpath(path)))):
+            hidden = next((root for root in PRIVATE_TMP if _inside(shown, root)), None)
+            if hidden is not None:
+                raise ServiceError(f"{path}: under {hidden}, which the units' PrivateTmp=yes replaces with an empty "
+                                   "folder of the service's own, so the daemon would not see it; use a folder under "
+                                   "/srv or /var/lib")
 
 
 def invoking_user() -> str:
@@ -125,7 +182,7 @@ def exec_argv(d: Deployment, oneshot: bool = False) -> list[str]:
     argv = [str(d.executable), "watch"]
     for s in SETTINGS:
         chosen = d.effective.values[s.field].source != DEFAULT
-        if s.type is Path and (s.field in WRITABLE or chosen):
+        if s.type is Path and (s.field in PINNED or chosen):
             value = str(d.path(s.field))
             argv += [value] if s.positional else [s.flag, value]
     argv += ["--home", str(d.effective.home)]
@@ -151,6 +208,8 @@ def render(d: Deployment, nightly_only: bool = False) -> dict[str, str]:
             "protect_home": protect_home,
             "protect_home_why": protect_home_why,
             "memory_deny_write_execute": MDWE_ON if d.deny_write_execute else MDWE_OFF,
+            "devices": GPU_DEVICES if d.gpu else PRIVATE_DEVICES,
+            "system_only": USER_ONLY if d.user_unit else Template(SYSTEM_ONLY).substitute(proc_subset=_proc_subset(d)),
         }).rstrip("\n"),
         "wanted_by": "default.target" if d.user_unit else "multi-user.target",
     }
@@ -160,6 +219,14 @@ def render(d: Deployment, nightly_only: bool = False) -> dict[str, str]:
     units[NIGHTLY_SERVICE] = _fill(NIGHTLY_SERVICE + ".in", {**common, "exec_start": _command(exec_argv(d, oneshot=True))})
     units[NIGHTLY_TIMER] = _fill(NIGHTLY_TIMER + ".in", {**common, "at": unit_value(d.at), "on_calendar": unit_value(f"*-*-* {d.at}:00")})
     return units
+
+
+def _proc_subset(d: Deployment) -> str:
+    # Tried (docs/deployment.md, the sandbox): TensorFlow and the decode workers run under subset=pid, but
+    # the daemon's filesystem check reads /proc/mounts, which it hides, so an inbox on NFS or SMB would
+    # no longer be polled. Left out until that check reads /proc/self/mounts.
+    why = "CUDA reads /proc/driver/nvidia" if d.gpu else "it hides /proc/mounts, which the daemon reads to tell an inbox on NFS or SMB (polled) from a local one"
+    return f"# ProcSubset=pid is not set: {why}."
 
 
 def _protect_home(d: Deployment) -> tuple[str, str]:

@@ -18,8 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from batchclf.jobs.folder import journal_path
+from batchclf.metrics.drift import read_drift_state
+from batchclf.printable import printable
 from batchclf.watch.journal import day_status
 from batchclf.watch import lock as inbox_lock
+from batchclf.watch.operations import Operations, retention_dry_run
 from batchclf.watch.settings import Effective
 
 PROC_LOCKS = Path("/proc/locks")
@@ -37,6 +40,9 @@ class Status:
     counts_today: dict[str, int] = field(default_factory=dict)
     last: dict | None = None  # the journal's latest file: path, status, day, moved_to, processed_at
     problem: str | None = None  # why the journal could not be read
+    drift: str = ""  # the drift state the daemon last recorded (jobs/watch-drift.json), as one line
+    retention: str | None = None  # what retention would remove now; None: no keep period set
+
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -57,6 +63,9 @@ class Status:
             moved = f", now {self.last['moved_to']}" if self.last.get("moved_to") else ""
             when = self.last.get("processed_at") or self.last["day"]
             out.append(f"last:    {self.last['path']} ({self.last['status']}) at {when}{moved}")
+        out.append(self.drift)
+        if self.retention is not None:
+            out.append(self.retention)
         return out
 
 
@@ -69,7 +78,20 @@ def status(effective: Effective, now: datetime | None = None) -> Status:
     day = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
     result = Status(str(inbox), str(lock), holder is not None, holder or recorded_pid(lock), str(journal), day)
     _read_journal(journal, result)
+    result.drift = drift_line(out_dir)
+    options = effective.options()
+    operations = Operations.from_options(options)
+    if operations.keep_processed is not None or operations.keep_failed is not None:  # "forever" sets none
+        result.retention = retention_dry_run(options).line()
     return result
+
+
+def drift_line(out_dir: Path) -> str:
+    """The drift state's one line; the state file is input like any other, so it is escaped for the terminal."""
+    state = read_drift_state(out_dir)
+    if state is None:
+        return "drift: nothing recorded yet (no daemon has run on these folders with drift detection on)"
+    return printable(state.line())
 
 
 def lock_holder(lock: Path) -> int | None:

@@ -28,7 +28,11 @@ from typing import Callable, Mapping, get_type_hints
 
 from batchclf import paths
 from batchclf.errors import SettingsError
-from batchclf.limits import MAX_BATCH, MAX_INPUT_SCALE, MAX_SECONDS, MAX_TARGET_ERROR, MAX_WORKERS, MIN_TARGET_ERROR, Share
+from batchclf.limits import (
+    MAX_BATCH, MAX_DRIFT_FACTOR, MAX_DRIFT_WINDOW, MAX_INPUT_SCALE, MAX_SECONDS, MAX_TARGET_ERROR, MAX_WORKERS,
+    MIN_TARGET_ERROR, Share,
+)
+from batchclf.watch.retention import parse_keep
 
 ENV_PREFIX = "BATCHCLF_"
 CONFIG_ENV = "BATCHCLF_CONFIG"
@@ -44,15 +48,19 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 def setting(default=MISSING, *, help: str, name: str | None = None, minimum: float | None = None,
             maximum: float | None = None, choices: tuple[str, ...] = (), positional: bool = False,
-            derive: Callable[[Path, dict], Path] | None = None, derived: str = ""):
+            derive: Callable[[Path, dict], Path] | None = None, derived: str = "",
+            validate: Callable[[object, str], object] | None = None):
     """A :class:`WatchOptions` field that users can set.
 
     ``name`` is the config key and gives the flag and the variable (default:
     the field name); ``derive(home, chosen)`` computes a path default from
-    the home and the settings resolved before it, described by ``derived``.
+    the home and the settings resolved before it, described by ``derived``;
+    ``validate(value, where)`` checks a value in words a range cannot say
+    (raising :class:`SettingsError` naming ``where``), in the one check
+    every source passes (:func:`_checked`).
     """
     spec = dict(help=help, name=name, minimum=minimum, maximum=maximum, choices=choices, positional=positional,
-                derive=derive, derived=derived)
+                derive=derive, derived=derived, validate=validate)
     return field(default=default, metadata={"setting": spec})
 
 
@@ -97,6 +105,23 @@ class WatchOptions:
     failed_dir: Path | None = setting(None, name="failed", help="Where broken files go.",
                                       derive=lambda _, chosen: chosen["inbox"].parent / "failed",
                                       derived="failed/ beside the inbox")
+    # Operations (batchclf.watch.operations.Operations.from_options reads these by name).
+    metrics_file: Path | None = setting(None, help="Write Prometheus metrics here (node_exporter's textfile collector; "
+                                                   "a *.prom file), at most every 5 s and at exit (unset: none).")
+    keep_processed: str | None = setting(None, validate=parse_keep,
+                                         help="Remove processed/YYYY-MM-DD folders older than this: 30d, 12w, 30 (days) "
+                                              "or forever (unset: keep everything).")
+    keep_failed: str | None = setting(None, validate=parse_keep,
+                                      help="Remove failed/YYYY-MM-DD folders older than this: 30d, 12w, 30 (days) "
+                                           "or forever (unset: keep everything).")
+    drift_window: int = setting(500, minimum=0, maximum=MAX_DRIFT_WINDOW,
+                                help="Drift warning over the last this many labelled rows (0 = off).")
+    drift_factor: float = setting(2.0, minimum=1.0, maximum=MAX_DRIFT_FACTOR,
+                                  help="Drift when the review share is above this times the baseline's...")
+    drift_margin: float = setting(0.02, minimum=0.0, maximum=1.0,
+                                  help="...and at least this much above it (0.02 = 2 points).")
+    drift_confidence_drop: float = setting(0.05, minimum=0.0, maximum=1.0,
+                                           help="Drift also when the mean confidence is this far below the baseline's.")
     # Not a setting: how often the counts reach the log and systemd's STATUS= (tests shorten it).
     status_interval: float = 60.0
 
@@ -116,6 +141,7 @@ class Setting:
     positional: bool
     derive: Callable[[Path, dict], Path] | None
     derived: str
+    validate: Callable[[object, str], object] | None = None
 
     @property
     def flag(self) -> str:
@@ -145,7 +171,8 @@ def _declared() -> tuple[Setting, ...]:
             (kind,) = [arg for arg in kind.__args__ if arg is not type(None)]
         out.append(Setting(field=f.name, name=spec["name"] or f.name, type=kind, default=f.default,
                            help=spec["help"], minimum=spec["minimum"], maximum=spec["maximum"], choices=spec["choices"],
-                           positional=spec["positional"], derive=spec["derive"], derived=spec["derived"]))
+                           positional=spec["positional"], derive=spec["derive"], derived=spec["derived"],
+                           validate=spec["validate"]))
     return tuple(out)
 
 
@@ -324,6 +351,8 @@ def parse_text(s: Setting, text: str, where: str) -> object:
 def parse_toml(s: Setting, raw: object, where: str, base: Path) -> object:
     """A value from the config file: TOML already typed it, so only check it."""
     expected = {bool: (bool,), int: (int,), float: (int, float), Share: (int, float, str), str: (str,), Path: (str,)}[s.type]
+    if s.validate is not None and s.type is str and isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)  # keep_processed = 30: days, as "30" would be
     if not isinstance(raw, expected) or (isinstance(raw, bool) and s.type is not bool):
         raise SettingsError(f"{where}: expected {_kind(s)}, got {_toml_value(raw) if _plain(raw) else type(raw).__name__}")
     if s.type is Path:
@@ -358,6 +387,8 @@ def _checked(s: Setting, value, where: str):
         raise SettingsError(f"{where}: must be at most {s.maximum:g}, got {value}")
     if s.choices and value not in s.choices:
         raise SettingsError(f"{where}: must be one of {', '.join(s.choices)}, got {value!r}")
+    if s.validate is not None:
+        s.validate(value, where)
     return value
 
 
