@@ -88,7 +88,9 @@ def test_daemon_day_layout_and_span(tmp_path):
     assert job.kind is JobKind.WATCH
     summary = summarise(job)
     assert summary["rows"] == 4 and summary["counts"]["review"] == 1
-    assert summary["seconds"] == 20.0 and summary["files_per_second"] == 0.2
+    # Rows 10 s apart: the daemon waited between them, and each gap counts only up to the 5 s idle cut.
+    assert summary["wall_seconds"] == 20.0
+    assert summary["seconds"] == 10.0 and summary["files_per_second"] == 0.4
     assert summary["started"] == stamps[0] and summary["finished"] == stamps[-1]
     assert find_job("2026-11-25", tmp_path / "jobs") == folder
     assert find_job("watch-2026-11-25", tmp_path / "jobs") == folder
@@ -196,9 +198,9 @@ def test_json_keys_are_the_documented_ones(classify_job):
     result = CliRunner().invoke(app, ["report", str(classify_job), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"report_version", "jobs", "totals"}
+    assert set(data) == {"report_version", "jobs", "totals", "drift"}
     assert set(data["jobs"][0]) == {
-        "id", "kind", "folder", "started", "finished", "seconds", "files", "rows", "files_per_second", "counts",
+        "id", "kind", "folder", "started", "finished", "seconds", "wall_seconds", "files", "rows", "files_per_second", "counts",
         "review_rate", "failed_rate", "labels", "confidence_histogram", "model", "device", "review_below",
         "lowest_confidence", "failures", "failures_unlisted", "torn_lines", "review", "rows_from", "verified",
     }
@@ -206,7 +208,7 @@ def test_json_keys_are_the_documented_ones(classify_job):
         "jobs", "files", "rows", "seconds", "files_per_second", "counts", "review_rate", "failed_rate", "models", "verified",
     }
     readme = (Path(__file__).resolve().parent.parent / "docs" / "reports.md").read_text()
-    for key in list(data["jobs"][0]) + list(data["totals"]):
+    for key in list(data) + list(data["jobs"][0]) + list(data["totals"]):
         assert f"`{key}`" in readme, f"README does not document report key {key}"
 
 

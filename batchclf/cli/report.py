@@ -31,21 +31,39 @@ def report(
         Optional[Path], typer.Option("--html", help="Write a self-contained review sheet of every review and failed item.")
     ] = None,
     inputs: Inputs = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when --since finds no job in the window (default: say so, exit 0).")
+    ] = False,
     home: Home = None,
 ):
     """Summarise job folders: counts, labels, confidences, failures; trends over many jobs."""
     from rich.console import Console
 
     from batchclf import paths
+    from batchclf.errors import JobNotFoundError
     from batchclf.printable import printable
     from batchclf.report import exports
     from batchclf.report.collect import collect
     from batchclf.report.terminal import print_job, print_jobs
 
-    result = collect(jobs or [], jobs_dir or paths.jobs_dir(home), since, last, input_folders(inputs))
+    folder = jobs_dir or paths.jobs_dir(home)
+    result = collect(jobs or [], folder, since, last, input_folders(inputs))
     notes = Console(stderr=True)
     for warning in result.warnings:
         typer.echo(f"warning: {printable(warning)}", err=True)  # whole lines: never wrapped at 80 columns
+    if not result.summaries:
+        # Only a --since window can be empty: a quiet weekend, not a failure (a cron job must not mail an error).
+        quiet = f"no jobs in the window (since {printable(since)}, in {printable(str(folder))})"
+        if csv_path or xlsx_path or html_path:
+            quiet += "; no file written"
+        if strict:
+            raise JobNotFoundError(quiet)
+        if as_json:
+            typer.echo(quiet, err=True)  # stdout stays one JSON object for the parser
+            typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False, allow_nan=False))
+        else:
+            typer.echo(quiet)
+        return
     if csv_path:
         exports.write_jobs_csv(csv_path, result.summaries)
         notes.print(f"wrote {csv_path}", highlight=False, markup=False)
@@ -68,3 +86,5 @@ def report(
         print_job(result.summaries[0], console)
     else:
         print_jobs(result.summaries, result.totals, console)
+    if result.drift is not None and result.has_daemon_day:
+        console.print(printable(result.drift.line()), highlight=False, markup=False)

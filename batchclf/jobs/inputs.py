@@ -19,13 +19,19 @@ moved them, and any of these can lie.  So one rule decides, here:
   records ``inputs: ["/"]``, reaches nothing outside those.
 
 :func:`inside` is the one "is this real path inside that folder" check;
-:class:`Located` says what was found, or why nothing was (``missing`` or
-``outside the inputs``), so the sheet can show the difference.
+:class:`Located` says what was found, or why nothing was (``missing``,
+``removed by retention`` or ``outside the inputs``), so the sheet can show
+the difference.  "Removed by retention": the journal moved a daemon day's
+input into a day folder (``processed/YYYY-MM-DD/`` or ``failed/YYYY-MM-DD/``)
+of a recorded processed or failed folder, and that day folder is gone while
+the folder holding it is still there (what ``--keep-processed`` /
+``--keep-failed`` leave behind; a whole ``processed/`` gone is "missing").
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -33,11 +39,13 @@ from typing import Callable, Iterable
 JOBS_FOLDER_NAME = "jobs"  # paths.jobs_dir(home) is HOME/jobs: only there does a job folder imply its home
 MISSING = "missing"
 OUTSIDE = "outside the inputs"
+REMOVED = "removed by retention"
+DAY_FOLDER = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")  # processed/YYYY-MM-DD: the day folders retention removes
 
 
 @dataclass(frozen=True)
 class Located:
-    """A row's input: its real path when it may be read, else None and why (:data:`MISSING` or :data:`OUTSIDE`)."""
+    """A row's input: its real path when it may be read, else None and why (:data:`MISSING`, :data:`REMOVED`, :data:`OUTSIDE`)."""
 
     path: Path | None
     problem: str | None = None
@@ -96,12 +104,15 @@ class InputLocator:
 
     ``candidates(name)`` yields where the file may be (joined paths, the
     journal's moves); ``allowed`` are real folders (or real files, allowed
-    as themselves).
+    as themselves).  ``gone(name)``, when given, says why a name found
+    nowhere is gone (:data:`REMOVED`), or None for plain :data:`MISSING`.
     """
 
-    def __init__(self, candidates: Callable[[str], Iterable[str | os.PathLike | None]], allowed: list[str]):
+    def __init__(self, candidates: Callable[[str], Iterable[str | os.PathLike | None]], allowed: list[str],
+                 gone: Callable[[str], str | None] | None = None):
         self._candidates = candidates
         self.allowed = allowed
+        self._gone = gone
 
     def __call__(self, name) -> Located:
         if not is_relative_name(name):
@@ -119,7 +130,9 @@ class InputLocator:
             if any(within(folder, candidate_real) for folder in self.allowed):
                 return Located(Path(candidate_real))
             refused = True
-        return Located(None, OUTSIDE if refused else MISSING)
+        if refused:
+            return Located(None, OUTSIDE)
+        return Located(None, (self._gone and self._gone(name)) or MISSING)
 
 
 def classify_locator(meta: dict, job_folder: Path, given: Iterable[Path] = ()) -> InputLocator:
@@ -140,19 +153,43 @@ def watch_locator(meta: dict, job_folder: Path, moved: dict[str, str], given: It
     """A daemon day: rows are inbox-relative; ``moved`` (from the journal) says where each went.
 
     Allowed: the recorded inbox and the ``processed/`` and ``failed/`` beside
-    it (and those the day recorded, if it did), each inside an anchor.
+    it (and those the day recorded, if it did), each inside an anchor.  An
+    input moved into a day folder of one of those that retention removed is
+    :data:`REMOVED`.
     """
     inbox = meta.get("inbox") or None
-    recorded = []
+    destinations = []
     if inbox:
         parent = os.path.dirname(os.path.abspath(inbox))
-        recorded += [inbox, os.path.join(parent, "processed"), os.path.join(parent, "failed")]
-    recorded += [meta[key] for key in ("processed", "failed") if isinstance(meta.get(key), str)]
-    allowed = anchored(recorded, anchors(job_folder, given))
+        destinations += [os.path.join(parent, "processed"), os.path.join(parent, "failed")]
+    destinations += [meta[key] for key in ("processed", "failed") if isinstance(meta.get(key), str)]
+    anchor_list = anchors(job_folder, given)
+    allowed = anchored(([inbox] if inbox else []) + destinations, anchor_list)
+    kept_in = anchored(destinations, anchor_list)
 
     def candidates(name: str):
         yield moved.get(name)
         if inbox:
             yield os.path.join(inbox, name)
 
-    return InputLocator(candidates, allowed)
+    def gone(name: str) -> str | None:
+        target = moved.get(name)
+        return REMOVED if target and removed_day_folder(target, kept_in) else None
+
+    return InputLocator(candidates, allowed, gone)
+
+
+def removed_day_folder(target: str | os.PathLike, folders: list[str]) -> bool:
+    """Was ``target`` inside a ``YYYY-MM-DD`` day folder, directly under one of the real ``folders``, that is gone
+    while that folder is still there?  Only places inside ``folders`` are looked at (a journal can name anything)."""
+    try:
+        target_real = real(target)  # a path that no longer exists resolves as far as it does
+    except (OSError, ValueError):
+        return False
+    for folder in folders:
+        if target_real == folder or not within(folder, target_real):
+            continue
+        day = os.path.relpath(target_real, folder).split(os.sep)[0]
+        if DAY_FOLDER.match(day) and os.path.isdir(folder) and not os.path.lexists(os.path.join(folder, day)):
+            return True
+    return False

@@ -11,7 +11,9 @@ every ``review`` and ``failed`` row with the original image (at most
 160 px), the 28x28 the model saw (recomputed by the same decode and
 :func:`batchclf.scan.preprocess.normalize_to_bytes` as prediction; no
 TensorFlow), file name, page, label, confidence, second choice and the
-reason.  An input file that is gone shows as "missing", one the job's
+reason.  An input file that is gone shows as "missing" (or "removed by
+retention" when the daemon's day folder it was moved into was removed by
+``--keep-processed`` / ``--keep-failed``), one the job's
 inputs rule refuses (:mod:`batchclf.jobs.inputs`: a link leading out, a
 name with ``..``, a folder outside the job's home and ``--inputs``) as
 "outside the inputs".
@@ -235,7 +237,7 @@ def _item(number: int, row: dict, locate, pages: _PageCache, review_below: float
     }
     located = locate(row)
     if located.path is None:
-        item["note"] = located.problem  # "missing", or "outside the inputs": the locator says which
+        item["note"] = located.problem  # "missing", "removed by retention" or "outside the inputs": the locator says which
         return item
     location = located.path
     try:

@@ -35,6 +35,9 @@ def select_jobs(
 ) -> list[Path]:
     """Job folders, oldest first: the named ones, else those in the window, else the latest one.
 
+    A window (``since``) with no job in it is no error: an empty list (a quiet
+    weekend is not a failure for a cron job; the CLI says so, and fails only
+    with ``--strict``).  No job at all without a window is one.
     Folders under ``jobs_dir`` named like jobs but not valid ones are skipped, each with a line in ``warnings``.
     """
     if refs:
@@ -47,9 +50,8 @@ def select_jobs(
         folders = folders[-last:] if last > 0 else []
     elif since is None:
         folders = folders[-1:]
-    if not folders:
-        window = f" since {since}" if since else ""
-        raise JobNotFoundError(f"no jobs{window} in {jobs_dir}")
+    if not folders and since is None:
+        raise JobNotFoundError(f"no jobs in {jobs_dir}")
     return folders
 
 

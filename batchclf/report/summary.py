@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import timezone
 from operator import itemgetter
 
 import numpy as np
@@ -24,6 +25,13 @@ from batchclf.jobs.folder import RESULTS_CSV, SUMMARY_JSON, Job, parse_time, row
 from batchclf.jobs.rows import COLUMNS, FAILED, REVIEW
 from batchclf.jobs.verified import VERIFIED_CSV, VERIFIED_STATUSES, has_verified, person_counts, verified_blocks
 
+# A daemon day's working time: the gaps between its rows' distinct processed_at times, each counted up to this.
+# Under load batches follow each other well within it (a 32-file batch of 300 px scans takes a fraction of a
+# second here, and a file waits at most settle 1 s + max-latency 0.5 s by default); a longer gap is the daemon
+# waiting for files (a lunch break, the night), of which only this much counts.  Capped rather than dropped: the
+# first batch after a pause took some time too, so the rate is never overstated, only at most this much per pause
+# understated.
+IDLE_GAP_SECONDS = 5.0
 HISTOGRAM_BINS = 10  # confidence histogram: [0.0, 0.1), ..., [0.9, 1.0]
 LOWEST_SHOWN = 10
 FAILURES_LISTED = 1000  # failures beyond this are counted, not listed (a broken share can fail everything)
@@ -47,6 +55,8 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
     failures: list[dict] = []
     failures_unlisted = 0
     first_stamp = last_stamp = ""
+    times: list[np.ndarray] = []  # a daemon day's distinct row times (epoch seconds), for its working time
+    timed_by_rows = job.meta.get("seconds") is None
     for block in verified_blocks(job.folder) if verified else job.blocks():
         # Column by column: C-level counting instead of Python work per row.
         status, page, label, confidence, stamp = (list(map(column, block)) for column in _COLUMNS)
@@ -75,9 +85,11 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
         if earliest:
             first_stamp = min(first_stamp or earliest, earliest)
             last_stamp = max(last_stamp, max(stamp))
+            if timed_by_rows:
+                times.append(_epoch_seconds(set(filter(None, stamp)), source))
     labels.pop("", None)
     meta = job.meta
-    seconds, finished = _duration(job, source, first_stamp, last_stamp)
+    seconds, wall_seconds, finished = _duration(job, first_stamp, last_stamp, times)
     model = meta.get("model") or {}
     return {
         "id": job.id,
@@ -86,6 +98,7 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
         "started": meta.get("started") or first_stamp or None,
         "finished": finished,
         "seconds": seconds,
+        "wall_seconds": wall_seconds,
         "files": files,
         "rows": rows,
         "files_per_second": _rate(files, seconds),
@@ -116,10 +129,19 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
 
 
 def totals(entries: list[dict]) -> dict:
-    """Sums over many jobs, and the models they ran (so a model change stands out)."""
+    """Sums over many jobs, and the models they ran (so a model change stands out).
+
+    ``seconds`` is the jobs' working time summed (a classify job's run, a
+    daemon day's working time: never a night of waiting), and
+    ``files_per_second`` the files of the jobs that have a timing over it:
+    the rate while working, over jobs of both kinds, each weighted by its
+    time.  A job without a timing (a day of one batch) adds its files to
+    ``files`` but not to the rate, which it would inflate.
+    """
     counts = {status: sum(entry["counts"][status] for entry in entries) for status in STATUSES}
     rows = sum(entry["rows"] for entry in entries)
-    seconds = sum(entry["seconds"] or 0 for entry in entries)
+    timed = [entry for entry in entries if entry["seconds"]]
+    seconds = sum(entry["seconds"] for entry in timed)
     files = sum(entry["files"] for entry in entries)
     reviewed = [entry["verified"] for entry in entries if entry["verified"] is not None]
     models = []
@@ -132,7 +154,7 @@ def totals(entries: list[dict]) -> dict:
         "files": files,
         "rows": rows,
         "seconds": round(seconds, 3),
-        "files_per_second": _rate(files, seconds),
+        "files_per_second": _rate(sum(entry["files"] for entry in timed), seconds),
         "counts": counts,
         "review_rate": _share(counts[REVIEW], rows),
         "failed_rate": _share(counts[FAILED], rows),
@@ -196,15 +218,46 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def _duration(job: Job, source, first_stamp: str, last_stamp: str) -> tuple[float | None, str | None]:
-    """A classify job's own timing; a daemon day's active span, first row to last."""
+def _duration(job: Job, first_stamp: str, last_stamp: str, times: list[np.ndarray]) -> tuple[float | None, float | None, str | None]:
+    """``(seconds, wall_seconds, finished)``.
+
+    A classify job: its own timing, both.  A daemon day: ``seconds`` is its
+    working time (see :func:`working_seconds`), ``wall_seconds`` the span
+    from its first row to its last, idle hours included.
+    """
     meta = job.meta
     if meta.get("seconds") is not None:
-        return float(meta["seconds"]), meta.get("finished")
-    if first_stamp and last_stamp:
+        return float(meta["seconds"]), float(meta["seconds"]), meta.get("finished")
+    if not (first_stamp and last_stamp and times):
+        return None, None, None
+    distinct = np.unique(np.concatenate(times))
+    span = float(distinct[-1] - distinct[0])
+    return _positive(working_seconds(distinct)), _positive(span), last_stamp
+
+
+def working_seconds(distinct: np.ndarray, idle_gap: float = IDLE_GAP_SECONDS) -> float:
+    """The time a daemon was at work, from its rows' distinct times (sorted epoch seconds).
+
+    The daemon records no batch spans: the rows of a batch share one
+    ``processed_at``, stamped when the model answered.  So the gap from one
+    row time to the next is the time the next batch took while the daemon
+    was busy, and waiting once it grows past ``idle_gap``, which is where it
+    is cut (see :data:`IDLE_GAP_SECONDS`).
+    """
+    return float(np.minimum(np.diff(distinct), idle_gap).sum()) if len(distinct) > 1 else 0.0
+
+
+def _positive(seconds: float) -> float | None:
+    return round(seconds, 3) if seconds > 0 else None
+
+
+def _epoch_seconds(stamps: set[str], source) -> np.ndarray:
+    """Distinct ``processed_at`` texts as epoch seconds (a time without a zone is UTC, as the writers mean it)."""
+    out = np.empty(len(stamps), np.float64)
+    for k, stamp in enumerate(stamps):
         try:
-            span = (parse_time(last_stamp) - parse_time(first_stamp)).total_seconds()
-        except ValueError:
-            raise JobCorruptError(f"{source}: processed_at {first_stamp[:40]!r} .. {last_stamp[:40]!r} are not both times") from None
-        return (round(span, 3) if span > 0 else None), last_stamp
-    return None, None
+            moment = parse_time(stamp)
+            out[k] = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+        except (ValueError, OverflowError):
+            raise JobCorruptError(f"{source}: processed_at {stamp[:40]!r} is not a time") from None
+    return out
