@@ -222,11 +222,11 @@ def render(d: Deployment, nightly_only: bool = False) -> dict[str, str]:
 
 
 def _proc_subset(d: Deployment) -> str:
-    # Tried (docs/deployment.md, the sandbox): TensorFlow and the decode workers run under subset=pid, but
-    # the daemon's filesystem check reads /proc/mounts, which it hides, so an inbox on NFS or SMB would
-    # no longer be polled. Left out until that check reads /proc/self/mounts.
-    why = "CUDA reads /proc/driver/nvidia" if d.gpu else "it hides /proc/mounts, which the daemon reads to tell an inbox on NFS or SMB (polled) from a local one"
-    return f"# ProcSubset=pid is not set: {why}."
+    # TensorFlow and the decode workers run under subset=pid, and the daemon reads its mount table from
+    # /proc/self/mounts, which stays visible; CUDA reads /proc/driver/nvidia, which it would hide.
+    if d.gpu:
+        return "# ProcSubset=pid is not set: CUDA reads /proc/driver/nvidia, which it hides."
+    return "ProcSubset=pid"
 
 
 def _protect_home(d: Deployment) -> tuple[str, str]:

@@ -25,8 +25,11 @@ from watchdog.observers.polling import PollingObserver
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "davfs", "sshfs", "lustre", "gpfs", "fuse"}
 
 
-def filesystem_type(path: Path, mounts_file: Path = Path("/proc/mounts")) -> str:
-    """The type of the filesystem holding ``path``, from the mount table (longest mount-point prefix)."""
+def filesystem_type(path: Path, mounts_file: Path = Path("/proc/self/mounts")) -> str:
+    """The type of the filesystem holding ``path``, from the mount table (longest mount-point prefix).
+
+    /proc/self/mounts, not /proc/mounts: the unit's ProcSubset=pid hides the latter, not the process's own.
+    """
     target = os.path.realpath(path)
     best, best_type = "", "unknown"
     try:
