@@ -41,7 +41,8 @@ def classify(
         bool, typer.Option("--dedupe", metavar="",
                            help="A file with the same bytes as an earlier one of the job: 'duplicate' rows pointing at its first row (as the daemon).")
     ] = False,
-    engine: Annotated[str, typer.Option("--engine", help="local (worker processes here) or ray (Ray Data; pip install 'batchclf[ray]').")] = "local",
+    # "\\[": rich reads an unescaped [...] in help as markup and drops it.
+    engine: Annotated[str, typer.Option("--engine", help="local (worker processes here) or ray (Ray Data; pip install 'batchclf\\[ray]').")] = "local",
     ray_address: Annotated[
         Optional[str], typer.Option("--ray-address", help="Join a Ray cluster: auto or ray://HOST:PORT (default: a private Ray on 127.0.0.1).")
     ] = None,

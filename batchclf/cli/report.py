@@ -25,7 +25,7 @@ def report(
     as_json: AsJson = False,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the per-job table to this CSV file.")] = None,
     xlsx_path: Annotated[
-        Optional[Path], typer.Option("--xlsx", help="Write a workbook (Summary and Rows sheets); needs batchclf[xlsx].")
+        Optional[Path], typer.Option("--xlsx", help="Write a workbook (Summary and Rows sheets); needs batchclf\\[xlsx] (pip install 'batchclf\\[xlsx]').")
     ] = None,
     html_path: Annotated[
         Optional[Path], typer.Option("--html", help="Write a self-contained review sheet of every review and failed item.")
