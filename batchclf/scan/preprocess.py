@@ -152,11 +152,23 @@ def _work_image(gray: np.ndarray, factor: int) -> tuple[np.ndarray, tuple[np.nda
         return _box_mean(gray, factor), None
     if factor == 1:
         return _unit(gray), (gray, 1 / 255)
-    area = factor * factor
-    # Float means of at most 255 * area are exact to well under half a level, so rint gives the sums.
-    sums = np.rint(_box_mean(gray.astype(np.float32), factor) * np.float32(area))
-    sums = sums.astype(np.uint16 if area <= 257 else np.uint32)
-    return _unit(sums, area), (sums, 1 / (255 * area))
+    sums = _box_sum(gray, factor)
+    return _unit(sums, factor * factor), (sums, 1 / (255 * factor * factor))
+
+
+def _box_sum(gray: np.ndarray, factor: int) -> np.ndarray:
+    """Exact integer sums of a uint8 page over ``factor`` x ``factor`` boxes (a ragged last row or column is dropped).
+
+    Four strided corners of OpenCV's integral image: one pass over the page.
+    """
+    h, w = gray.shape[0] // factor * factor, gray.shape[1] // factor * factor
+    wide = h * w * 255 >= 2**31  # int32 running sums would overflow: float64 ones are exact
+    cv2 = _cv()
+    total = cv2.integral(gray[:h, :w], sdepth=cv2.CV_64F if wide else cv2.CV_32S)
+    sums = total[factor::factor, factor::factor] - total[factor::factor, :-factor:factor]
+    sums -= total[:-factor:factor, factor::factor]
+    sums += total[:-factor:factor, :-factor:factor]
+    return sums.astype(np.int64) if wide else sums
 
 
 def _box_mean(image: np.ndarray, factor: int) -> np.ndarray:
@@ -205,12 +217,12 @@ class _Level:
     def __init__(self, dark_ink: bool, surface: np.ndarray, threshold: float, peak: float, shape: tuple[int, int]):
         self.dark_ink, self.surface, self.threshold, self.peak, self.shape = dark_ink, surface, threshold, peak, shape
 
-    def ink(self, signal: np.ndarray, background: np.ndarray | float) -> np.ndarray:
+    def ink(self, residual: np.ndarray) -> np.ndarray:
+        """Ink strength from the signal less the paper surface (scaled in place: ``residual`` is spent)."""
         half = self.threshold * 0.5
-        out = signal - background
-        out -= np.float32(half)
-        out *= np.float32(1.0 / max(self.peak - half, 1e-6))
-        return _clip01(out)
+        residual -= np.float32(half)
+        residual *= np.float32(1.0 / max(self.peak - half, 1e-6))
+        return _clip01(residual)
 
 
 def _clip01(image: np.ndarray) -> np.ndarray:
@@ -264,7 +276,7 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
         return None
     threshold = max(NOISE_SIGMAS * noise, 0.25 * peak, MIN_CONTRAST * 0.5)
     level = _Level(dark_ink, coefficients, threshold, peak, signal.shape)
-    return level.ink(signal, background), level
+    return level.ink(residual), level
 
 
 def _level_quantiles(levels: np.ndarray, percents) -> list[float]:
@@ -358,8 +370,14 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     if h < 4 or w < 4:
         return np.asarray(_median(signal.ravel()), np.float32)
     step = max(1, -(-max(h, w) // 40))  # fit on a sparse grid: a smooth surface needs few points
-    design = _grid_design(h, w, step)  # (6, points): one row per coefficient
-    values = signal[::step, ::step].astype(np.float64).ravel()
+    grid = signal[::step, ::step]
+    # The design matrix, transposed (one row per term), and the values as a seventh row: with
+    # 0/1 weights, one product gives both sides of the normal equations.
+    rows = np.empty((7, grid.size))
+    rows[:6] = _grid_design(h, w, step)
+    values = rows[6]
+    values.reshape(grid.shape)[...] = grid
+    design = rows[:6]
     # Start from paper: the lighter 60%, less anything on the ink side of the ink/paper split.
     # The split matters for a digit cropped tight (a "0" filling its frame is nearly half
     # ink, and a quadratic surface through it would fit the ring and erase the digit).
@@ -372,21 +390,21 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
             break
         # Least squares through the normal equations: 6 unknowns on centred coordinates
         # are well conditioned, and OpenCV's 6x6 solve costs a fraction of numpy's (or of an SVD).
-        weighted = design * keep
-        solved, coefficients = cv2.solve(weighted @ design.T, weighted @ values[:, None], flags=cv2.DECOMP_LU)
-        if solved:
-            coefficients = coefficients.ravel()
-        else:
-            coefficients, *_ = np.linalg.lstsq(design.T[keep], values[keep], rcond=None)
+        # [[DᵀKD, DᵀKv], ...] as one product (K = K², the 0/1 weights), in OpenCV: numpy's BLAS
+        # hands products this long to its threads, whose waiting costs more than the product.
+        normal = cv2.mulTransposed(rows * keep, False)
+        solved, coefficients = cv2.solve(normal[:6, :6], normal[:6, 6:], flags=cv2.DECOMP_LU)
+        if not solved:
+            coefficients = np.linalg.lstsq(design.T[keep], values[keep], rcond=None)[0][:, None]
         if refit == 2:
             break  # the last fit: its pixels to keep would go unused
-        residual = values - coefficients @ design
+        residual = cv2.gemm(coefficients, design, -1.0, values[None, :], 1.0, flags=cv2.GEMM_1_T).ravel()  # values - cᵀD
         deviation = residual[keep]
         spread = 1.4826 * _median(np.abs(deviation, out=deviation), scratch=True) + 1e-3
         keep = residual < 3 * spread
     if coefficients is None:
         return np.asarray(_median(signal.ravel()), np.float32)
-    return coefficients.astype(np.float32)
+    return coefficients.ravel().astype(np.float32)
 
 
 @functools.lru_cache(maxsize=256)
@@ -528,8 +546,10 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
     rows = (r1 - r0) * work_factor // fit_factor  # a ragged last fine row or column is dropped
     cols = (c1 - c0) * work_factor // fit_factor
     region = gray[top : top + rows * fit_factor, left : left + cols * fit_factor]
-    # The fine copy in float box means, not rounded to uint8 levels: its ink is what the digit is made of.
-    fine = _box_mean(_unit(region), fit_factor)
+    if gray.dtype == np.uint8:
+        fine = _unit(_box_sum(region, fit_factor), fit_factor * fit_factor) if fit_factor > 1 else _unit(region)
+    else:
+        fine = _box_mean(region, fit_factor)
     signal = (1.0 - fine) if level.dark_ink else fine
     # Each fine pixel's centre in page pixels, then in work pixels (a work pixel i covers
     # page pixels [i f, (i + 1) f), so page coordinate p is work coordinate (p + 0.5) / f - 0.5).
@@ -541,7 +561,7 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
         background = _surface(coefficients, signal.shape, level.shape, wy, wx)
     else:
         background = coefficients
-    fine_ink = level.ink(signal, background)
+    fine_ink = level.ink(signal - background)
     # The work pixel under each fine centre: the region lies inside rows r0..r1 and columns c0..c1, so no clipping.
     parent_y = (fy // work_factor).astype(np.intp)
     parent_y -= r0
@@ -636,12 +656,14 @@ def _lanczos_resize(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
     The digit has been fitted this way since the first version; Pillow does the same sums
     pixel by pixel, and its per-call set-up costs more than the products on a digit this size.
     """
+    cv2 = _cv()
     out = image
+    # OpenCV's products, not numpy's: its BLAS hands the larger ones to threads whose waiting costs more.
     if new_w != image.shape[1]:
-        out = out @ _lanczos_weights(image.shape[1], new_w).T
+        out = cv2.gemm(out, _lanczos_weights(image.shape[1], new_w), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
     if new_h != image.shape[0]:
-        out = _lanczos_weights(image.shape[0], new_h) @ out
-    return out.astype(np.float32)  # a copy: the caller scales it in place
+        out = cv2.gemm(_lanczos_weights(image.shape[0], new_h), out, 1.0, None, 0.0)
+    return out if out is not image else image.copy()  # the caller scales it in place
 
 
 @functools.lru_cache(maxsize=1024)
@@ -654,16 +676,16 @@ def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
     support = 3.0 * filter_scale
-    weights = np.zeros((out_size, in_size), np.float64)
-    for i in range(out_size):
-        centre = (i + 0.5) * scale
-        first = max(int(centre - support + 0.5), 0)
-        last = min(int(centre + support + 0.5), in_size)
-        x = (np.arange(first, last) - centre + 0.5) / filter_scale
-        row = np.where((x >= -3.0) & (x < 3.0), np.sinc(x) * np.sinc(x / 3.0), 0.0)
-        total = row.sum()
-        weights[i, first:last] = row / total if total != 0 else row
-    weights = weights.astype(np.float32)
+    centres = (np.arange(out_size) + 0.5) * scale
+    # Each output pixel reads the input pixels [first, last) (C's truncation, as Pillow has it).
+    first = np.maximum((centres - support + 0.5).astype(np.intp), 0)
+    last = np.minimum((centres + support + 0.5).astype(np.intp), in_size)
+    pixels = np.arange(in_size)
+    x = (pixels[None, :] - centres[:, None] + 0.5) / filter_scale
+    inside = (pixels >= first[:, None]) & (pixels < last[:, None]) & (x >= -3.0) & (x < 3.0)
+    weights = np.where(inside, np.sinc(x) * np.sinc(x / 3.0), 0.0)
+    totals = weights.sum(axis=1, keepdims=True)
+    weights = (weights / np.where(totals != 0, totals, 1.0)).astype(np.float32)
     weights.flags.writeable = False
     return weights
 
