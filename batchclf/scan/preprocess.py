@@ -701,12 +701,14 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int,
         resized *= np.float32(1.0 / top_level)
         np.minimum(resized, 1.0, out=resized)
 
-    moments = cv2.moments(resized)
-    total = moments["m00"]
+    # Centre of mass with numpy's float32 sums, not OpenCV's moments (in doubles): on a digit
+    # symmetric to the pixel the centre falls on a half pixel, and the last bit decides its side.
+    total = float(resized.sum())
     if total <= 0:
         cy, cx = (new_h - 1) / 2, (new_w - 1) / 2
     else:
-        cy, cx = moments["m01"] / total, moments["m10"] / total
+        cy = float(resized.sum(axis=1) @ _steps(new_h)) / total
+        cx = float(resized.sum(axis=0) @ _steps(new_w)) / total
     top_left_y = int(round(SIZE / 2 - 0.5 - cy))
     top_left_x = int(round(SIZE / 2 - 0.5 - cx))
     top_left_y = min(max(top_left_y, 0), SIZE - new_h)
@@ -724,11 +726,14 @@ def _lanczos_resize(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
     """
     cv2 = _cv()
     out = image
-    # OpenCV's products, not numpy's: its BLAS hands the larger ones to threads whose waiting costs more.
+    # OpenCV's products, not numpy's: its BLAS hands the larger ones to threads whose waiting
+    # costs more.  In doubles, each pass rounded to float32 as Pillow stores it: the same
+    # floats to the last bit, so a digit symmetric to the pixel is centred as it was.
     if new_w != image.shape[1]:
-        out = cv2.gemm(out, _lanczos_weights(image.shape[1], new_w), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+        out = cv2.gemm(out.astype(np.float64), _lanczos_weights(image.shape[1], new_w), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+        out = out.astype(np.float32)
     if new_h != image.shape[0]:
-        out = cv2.gemm(_lanczos_weights(image.shape[0], new_h), out, 1.0, None, 0.0)
+        out = cv2.gemm(_lanczos_weights(image.shape[0], new_h), out.astype(np.float64), 1.0, None, 0.0).astype(np.float32)
     return out if out is not image else image.copy()  # the caller scales it in place
 
 
@@ -751,7 +756,7 @@ def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     inside = (pixels >= first[:, None]) & (pixels < last[:, None]) & (x >= -3.0) & (x < 3.0)
     weights = np.where(inside, np.sinc(x) * np.sinc(x / 3.0), 0.0)
     totals = weights.sum(axis=1, keepdims=True)
-    weights = (weights / np.where(totals != 0, totals, 1.0)).astype(np.float32)
+    weights = weights / np.where(totals != 0, totals, 1.0)
     weights.flags.writeable = False
     return weights
 
