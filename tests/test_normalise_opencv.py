@@ -220,3 +220,12 @@ def test_the_one_component_shortcut_keeps_the_whole_component():
     np.testing.assert_array_equal(mask, labels == 1)
     (rows, cols), = ndimage.find_objects(labels)
     assert box == (rows.start, rows.stop, cols.start, cols.stop)
+
+
+def test_normalise_cost_runs_the_given_normaliser_over_every_page():
+    """The bench's normalise stage, with any normaliser (how an old and a new one are compared interleaved)."""
+    from batchclf.bench.stages import normalise_cost
+
+    seen, images = [], []
+    seconds = normalise_cost([np.zeros((4, 4)), np.ones((5, 5))], lambda gray: seen.append(gray.shape) or gray.shape, 2, images)
+    assert seen == [(4, 4), (5, 5)] * 2 and images == [(4, 4), (5, 5)] and seconds >= 0.0
