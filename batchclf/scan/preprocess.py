@@ -343,7 +343,7 @@ def _high_quantile(values: np.ndarray, percent: float, below: np.ndarray, n_belo
 
 
 def _quantiles(values: np.ndarray, percents) -> list[float]:
-    """``np.percentile(values, percents)`` (linear interpolation) from a single partition."""
+    """``np.percentile(values, percents)`` (linear interpolation) from one partition (or sort) of ``values``."""
     n = values.size
     positions = [p / 100.0 * (n - 1) for p in percents]
     ranks = [k for x in positions for k in (int(x), min(int(x) + 1, n - 1))]  # x >= 0: int is the floor
@@ -352,7 +352,7 @@ def _quantiles(values: np.ndarray, percents) -> list[float]:
 
 
 def _median(values: np.ndarray, scratch: bool = False) -> float:
-    """``np.median`` of a 1-D array from one partition; ``scratch``: ``values`` is a temporary that may be reordered."""
+    """``np.median`` of a 1-D array from one partition (or sort); ``scratch``: ``values`` is a temporary that may be reordered."""
     n = values.size
     lo = (n - 1) // 2
     if lo + 1 >= n:
