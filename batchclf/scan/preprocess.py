@@ -488,7 +488,8 @@ def _surface(c: np.ndarray, shape: tuple[int, int], frame: tuple[int, int], rows
     along_x = _powers(shape[1], w) if cols is None else _coordinate_powers(cols, w)
     # c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy  =  [1 y y²] C [1 x x²]ᵀ
     terms = np.array([[c[0], c[1], c[3]], [c[2], c[5], 0.0], [c[4], 0.0, 0.0]], np.float32)
-    return (along_y @ terms) @ along_x.T
+    cv2 = _cv()  # its product, not numpy's: numpy's BLAS hands a fine copy's surface to threads that then wait
+    return cv2.gemm(along_y @ terms, along_x, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
 
 
 @functools.lru_cache(maxsize=512)
