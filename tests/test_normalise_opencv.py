@@ -229,3 +229,16 @@ def test_normalise_cost_runs_the_given_normaliser_over_every_page():
     seen, images = [], []
     seconds = normalise_cost([np.zeros((4, 4)), np.ones((5, 5))], lambda gray: seen.append(gray.shape) or gray.shape, 2, images)
     assert seen == [(4, 4), (5, 5)] * 2 and images == [(4, 4), (5, 5)] and seconds >= 0.0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_median_deviation_without_a_second_sort(seed):
+    """The paper noise's median absolute deviation, found by bisection on the sorted residuals, as the plain definition."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 80))
+    values = np.sort((rng.integers(-4, 5, n) * 0.1 if seed % 2 else rng.normal(0, 1, n)).astype(np.float32))  # ties when odd
+    lo = (n - 1) // 2
+    centre = float(values[lo]) + (float(values[min(lo + 1, n - 1)]) - float(values[lo])) * (0.5 * (n - 1) - lo)
+    deviations = np.sort(np.abs(values - np.float32(centre)))
+    a, b = float(deviations[lo]), float(deviations[min(lo + 1, n - 1)])
+    assert preprocess._sorted_deviation_median(values, centre) == a + (b - a) * (0.5 * (n - 1) - lo)

@@ -283,9 +283,7 @@ def _noise_and_peak(flat: np.ndarray, split: float) -> tuple[float, float]:
     # As ``flat < split`` counts them: the comparison is made in the residuals' float32.
     n_below = int(ordered.searchsorted(ordered.dtype.type(split), side="left"))
     paper = ordered[:n_below] if n_below else ordered
-    centre = _sorted_median(paper)
-    deviation = np.abs(paper - np.float32(centre) if paper.dtype == np.float32 else paper - centre)
-    noise = 1.4826 * _sorted_median(cv2.sort(deviation.reshape(1, -1), cv2.SORT_EVERY_ROW | cv2.SORT_ASCENDING)[0])
+    noise = 1.4826 * _sorted_deviation_median(paper, _sorted_median(paper))
     if n <= 100:
         return noise, max(float(ordered[-1]), 0.0)
     x = 99.8 / 100.0 * (n - 1)
@@ -307,6 +305,44 @@ def _noise_and_peak_masked(flat: np.ndarray, below: np.ndarray) -> tuple[float, 
     else:
         peak = max(float(flat.max()), 0.0)
     return noise, peak
+
+
+def _sorted_deviation_median(ordered: np.ndarray, centre: float) -> float:
+    """``np.median(np.abs(ordered - centre))`` for float32 values in ascending order, without a second sort.
+
+    The deviations below the centre, read backwards, and those above it are two ascending
+    runs; the middle ranks of both together are found by bisection on the first run's share.
+    Exact differences order as the float32 ones do (rounding keeps order), so only the two
+    values picked are rounded to float32, as the array arithmetic would round them.
+    """
+    n = ordered.size
+    centre32 = np.float32(centre)
+    split = int(ordered.searchsorted(centre32))  # below: ordered[:split] < centre
+    item, c = ordered.item, float(centre32)
+
+    def below(i):  # i-th smallest deviation among those below the centre
+        return c - item(split - 1 - i)
+
+    def above(j):  # j-th smallest deviation among the rest
+        return item(split + j) - c
+
+    n_below, n_above = split, n - split
+    rank = (n - 1) // 2  # the 0-based rank of the lower middle value
+    # i: how many of the rank + 1 smallest deviations lie below the centre.
+    low, high = max(0, rank + 1 - n_above), min(rank + 1, n_below)
+    while low < high:
+        i = (low + high) // 2
+        if below(i) < above(rank - i):  # the (i+1)-th from below is among the rank + 1 smallest
+            low = i + 1
+        else:
+            high = i
+    i, j = low, rank + 1 - low  # taken from below and from above
+    lower_middle = max(below(i - 1) if i > 0 else -np.inf, above(j - 1) if j > 0 else -np.inf)
+    if n % 2:
+        return float(np.float32(lower_middle))
+    upper_middle = min(below(i) if i < n_below else np.inf, above(j) if j < n_above else np.inf)
+    a, b = float(np.float32(lower_middle)), float(np.float32(upper_middle))
+    return a + (b - a) * 0.5
 
 
 def _sorted_median(ordered: np.ndarray) -> float:
