@@ -785,15 +785,27 @@ def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     filter_scale = max(scale, 1.0)
     support = 3.0 * filter_scale
     centres = (np.arange(out_size) + 0.5) * scale
-    # Each output pixel reads the input pixels [first, last) (C's truncation, as Pillow has it).
+    # Each output pixel reads the input pixels [first, last) (C's truncation, as Pillow has it);
+    # only that band is computed: a weight costs two sines, and a job meets many sizes.
     first = np.maximum((centres - support + 0.5).astype(np.intp), 0)
     last = np.minimum((centres + support + 0.5).astype(np.intp), in_size)
-    pixels = np.arange(in_size)
-    x = (pixels[None, :] - centres[:, None] + 0.5) / filter_scale
-    inside = (pixels >= first[:, None]) & (pixels < last[:, None]) & (x >= -3.0) & (x < 3.0)
-    weights = np.where(inside, np.sinc(x) * np.sinc(x / 3.0), 0.0)
-    totals = weights.sum(axis=1, keepdims=True)
-    weights = weights / np.where(totals != 0, totals, 1.0)
+    span = int((last - first).max())
+    pixels = first[:, None] + np.arange(span)
+    x = (pixels - centres[:, None] + 0.5) * (1.0 / filter_scale)
+    inside = (pixels < last[:, None]) & (x >= -3.0) & (x < 3.0)
+    # sinc(x) sinc(x / 3), each sin(πt) / (πt) with t multiplied as Pillow does, and 1 at x = 0.
+    zero = x == 0.0
+    x[zero] = 1.0
+    a, b = x * np.pi, (x / 3.0) * np.pi
+    band = (np.sin(a) / a) * (np.sin(b) / b)
+    band[zero] = 1.0
+    band[~inside] = 0.0
+    totals = band.cumsum(axis=1)[:, -1:]  # summed left to right, as Pillow sums them
+    band /= np.where(totals != 0.0, totals, 1.0)
+    # Laid into the full matrix, padded on the right so a band near the end needs no clipping.
+    weights = np.zeros((out_size, in_size + span))
+    weights[np.arange(out_size)[:, None], pixels] = band
+    weights = np.ascontiguousarray(weights[:, :in_size])
     weights.flags.writeable = False
     return weights
 
