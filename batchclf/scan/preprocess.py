@@ -765,7 +765,7 @@ def _lanczos_resize(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
     out = image
     # OpenCV's products, not numpy's: its BLAS hands the larger ones to threads whose waiting
     # costs more.  In doubles, each pass rounded to float32 as Pillow stores it: the same
-    # floats to the last bit, so a digit symmetric to the pixel is centred as it was.
+    # floats but for a rare last bit, so a digit symmetric to the pixel is centred as it was.
     if new_w != image.shape[1]:
         out = cv2.gemm(out.astype(np.float64), _lanczos_weights(image.shape[1], new_w), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
         out = out.astype(np.float32)
