@@ -690,7 +690,7 @@ def _steps_cached(n: int) -> np.ndarray:
 
 
 def _steps(n: int) -> np.ndarray:
-    """0, 1, ..., n - 1 as floats (read-only; the longest few kept, so any length is a slice of one)."""
+    """0, 1, ..., n - 1 as floats, read-only: a slice of a cached power-of-two-long run."""
     size = 1 << max(n - 1, 1).bit_length()
     return _steps_cached(size)[:n]
 
