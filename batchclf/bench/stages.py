@@ -94,6 +94,22 @@ def _best_cpu(run, repeats: int) -> float:
     return best
 
 
+def normalise_cost(grays: list, normalize, repeats: int = 3, images: list | None = None) -> float:
+    """Core-seconds for ``normalize`` over every page in ``grays`` (best of ``repeats``); its outputs land in ``images``.
+
+    The bench's normalise stage, and the figure to compare two normalisers by: run them
+    interleaved on the same pages (``normalize`` is ``preprocess.normalize_to_bytes`` or a
+    candidate with its signature).
+    """
+    images = [] if images is None else images
+
+    def normalise_all():
+        images.clear()
+        images.extend(normalize(gray) for gray in grays)
+
+    return _best_cpu(normalise_all, repeats)
+
+
 def sample_files(folder: Path, limit: int) -> list[Path]:
     """Up to ``limit`` image files of a (flat or nested) bench folder, in name order."""
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -132,12 +148,7 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
     decode_us = _best_cpu(decode_all, repeats) * per_file
 
     images: list = []
-
-    def normalise_all():
-        images.clear()
-        images.extend(preprocess.normalize_to_bytes(page.gray) for page in pages)
-
-    normalise_us = _best_cpu(normalise_all, repeats) * per_file
+    normalise_us = normalise_cost([page.gray for page in pages], preprocess.normalize_to_bytes, repeats, images) * per_file
     inked = [image for image in images if image is not None]
 
     # Inference on whole batches (the job pads only its last one): the sample's digits

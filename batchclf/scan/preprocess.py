@@ -2,8 +2,9 @@
 
 Training feeds MNIST arrays through :func:`mnist_to_input`; prediction feeds
 real scans through :func:`normalize` and then the same :func:`mnist_to_input`,
-so the two cannot drift.  numpy only (no TensorFlow) so it runs in worker
-processes and in ``batchclf report``.
+so the two cannot drift.  numpy and OpenCV only (no TensorFlow) so it runs in worker
+processes and in ``batchclf report``; OpenCV is imported on the first page normalised
+(see :func:`_cv`), so importing this module for :func:`mnist_to_input` stays cheap.
 """
 
 from __future__ import annotations
@@ -78,20 +79,20 @@ def normalize(gray: np.ndarray) -> np.ndarray | None:
 
 def _normalize_at(gray: np.ndarray, work_factor: int, fit_factor: int, cut_tight: bool = False) -> np.ndarray | None:
     """Analyse ``gray`` averaged over ``work_factor`` boxes; fit the digit from ``fit_factor`` boxes."""
-    sums = _box_sum(gray, work_factor)
-    levels = (sums, 1.0 / (255 * work_factor * work_factor)) if sums.dtype != np.float32 else None
-    found = _ink_map(_unit(sums, work_factor), levels, cut_tight)
+    found = _ink_map(*_work_image(gray, work_factor), cut_tight)
     if found is None:
         return None
     ink, level = found
-    mask = _digit_mask(ink)
-    if mask is None:
+    digit = _digit_mask(ink)
+    if digit is None:
         return None
+    mask, box = digit
     if fit_factor < work_factor:
-        ink, mask = _finer_crop(gray, fit_factor, work_factor, ink, mask, level)
-        if ink is None:
+        fine = _finer_crop(gray, fit_factor, work_factor, ink, mask, box, level)
+        if fine is None:
             return None
-    return _fit_and_centre(ink, mask)
+        ink, mask, box = fine
+    return _fit_and_centre(ink, mask, box)
 
 
 def normalize_to_bytes(gray: np.ndarray) -> np.ndarray | None:
@@ -140,32 +141,71 @@ def _work_factor(shape: tuple[int, int]) -> int:
     return factor if factor > 1 and min(shape) >= factor else 1
 
 
-def _box_sum(gray: np.ndarray, factor: int) -> np.ndarray:
-    """Sums over ``factor`` x ``factor`` boxes (a ragged last row or column is dropped).
+def _work_image(gray: np.ndarray, factor: int) -> tuple[np.ndarray, tuple[np.ndarray, float] | None]:
+    """The page averaged over ``factor`` boxes as float32 in [0, 1], and for a uint8 page its levels.
 
-    uint8 pages are summed exactly in integers, one strided slice at a time:
-    several times faster than numpy's reduction over a reshaped axis pair.
+    The levels are the exact integer box sums and the scale that makes them the means: the
+    ink map counts them instead of sorting.  Sums, not means rounded to uint8: a rounded
+    work image moves the ink/paper split on a few pages in a hundred.
+    """
+    if gray.dtype != np.uint8:
+        return _box_mean(gray, factor), None
+    if factor == 1:
+        return _unit(gray), (gray, 1 / 255)
+    sums = _box_sum(gray, factor)
+    return _unit(sums, factor * factor), (sums, 1 / (255 * factor * factor))
+
+
+def _box_sum(gray: np.ndarray, factor: int) -> np.ndarray:
+    """Exact integer sums of a uint8 page over ``factor`` x ``factor`` boxes (a ragged last row or column is dropped).
+
+    Four strided corners of OpenCV's integral image: one pass over the page.
+    """
+    h, w = gray.shape[0] // factor * factor, gray.shape[1] // factor * factor
+    wide = h * w * 255 >= 2**31  # int32 running sums would overflow: float64 ones are exact
+    cv2 = _cv()
+    total = cv2.integral(gray[:h, :w], sdepth=cv2.CV_64F if wide else cv2.CV_32S)
+    sums = total[factor::factor, factor::factor] - total[factor::factor, :-factor:factor]
+    sums -= total[:-factor:factor, factor::factor]
+    sums += total[:-factor:factor, :-factor:factor]
+    return sums.astype(np.int64) if wide else sums
+
+
+def _box_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Float32 means over ``factor`` x ``factor`` boxes (a ragged last row or column is dropped).
+
+    OpenCV's area resampling at an integer factor is exactly the box mean.
     """
     if factor == 1:
-        return gray
-    h, w = (gray.shape[0] // factor) * factor, (gray.shape[1] // factor) * factor
-    wide = np.uint16 if gray.dtype == np.uint8 and factor <= 16 else (np.uint32 if gray.dtype == np.uint8 else np.float32)
-    rows = gray[0:h:factor, :w].astype(wide)
-    for i in range(1, factor):
-        rows += gray[i:h:factor, :w]
-    out = rows[:, 0::factor].copy()
-    for j in range(1, factor):
-        out += rows[:, j::factor]
-    return out
+        return image
+    h, w = image.shape[0] // factor, image.shape[1] // factor
+    cv2 = _cv()
+    return cv2.resize(image[: h * factor, : w * factor], (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _unit(summed: np.ndarray, factor: int = 1) -> np.ndarray:
-    """Box sums (or a page) as float32 box means in [0, 1]."""
-    full = 255.0 if summed.dtype in (np.uint8, np.uint16, np.uint32) else 1.0
-    scale = np.float32(1.0 / (full * factor * factor))
-    if scale == 1 and summed.dtype == np.float32:
-        return summed
-    return summed * scale if summed.dtype == np.float32 else summed.astype(np.float32) * scale
+def _unit(levels: np.ndarray, area: int = 1) -> np.ndarray:
+    """Integer levels (a uint8 page, or sums over ``area`` pixels of one) as float32 in [0, 1]; float32 is already."""
+    if levels.dtype == np.float32:
+        return levels
+    return np.multiply(levels, np.float32(1 / (255 * area)), dtype=np.float32)
+
+
+_CV2 = None
+
+
+def _cv():
+    """OpenCV, imported on first use and kept to one thread.
+
+    Each worker process normalises on its own core, and on images this small OpenCV's
+    thread pool would only add hand-offs between threads.
+    """
+    global _CV2
+    if _CV2 is None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _CV2 = cv2
+    return _CV2
 
 
 # --- The ink map ----------------------------------------------------------------------
@@ -177,9 +217,18 @@ class _Level:
     def __init__(self, dark_ink: bool, surface: np.ndarray, threshold: float, peak: float, shape: tuple[int, int]):
         self.dark_ink, self.surface, self.threshold, self.peak, self.shape = dark_ink, surface, threshold, peak, shape
 
-    def ink(self, signal: np.ndarray, background: np.ndarray | float) -> np.ndarray:
+    def ink(self, residual: np.ndarray) -> np.ndarray:
+        """Ink strength from the signal less the paper surface (scaled in place: ``residual`` is spent)."""
         half = self.threshold * 0.5
-        return np.clip((signal - background - half) * np.float32(1.0 / max(self.peak - half, 1e-6)), 0.0, 1.0)
+        residual -= np.float32(half)
+        residual *= np.float32(1.0 / max(self.peak - half, 1e-6))
+        return _clip01(residual)
+
+
+def _clip01(image: np.ndarray) -> np.ndarray:
+    """``np.clip(image, 0, 1)`` in place, as two ufunc calls (np.clip's Python wrapper costs more on small images)."""
+    np.maximum(image, 0.0, out=image)
+    return np.minimum(image, 1.0, out=image)
 
 
 def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
@@ -210,87 +259,173 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     # Paper noise from paper pixels only (below the ink/paper split): a spread over every
     # pixel grows with the share of ink, and would call a bold, tightly cropped digit noise.
     flat = residual.ravel()
-    below = flat < _otsu_threshold(flat)
+    split = _otsu_threshold(flat)
     if cut_tight:
-        below = _away_from_ink(below.reshape(residual.shape)).ravel()
-    paper_residual = flat[below]
-    if paper_residual.size == 0:
-        paper_residual = flat
-    noise = 1.4826 * _median(np.abs(paper_residual - _median(paper_residual)))
-    if flat.size > 100:
-        peak = max(_high_quantile(flat, 99.8, below, paper_residual.size), 0.0)
+        noise, peak = _noise_and_peak_masked(flat, _away_from_ink((flat < split).reshape(residual.shape)).ravel())
     else:
-        peak = max(float(flat.max()), 0.0)
+        noise, peak = _noise_and_peak(flat, split)
     if peak < MIN_CONTRAST or peak < NOISE_SIGMAS * 2 * noise:
         return None
     threshold = max(NOISE_SIGMAS * noise, 0.25 * peak, MIN_CONTRAST * 0.5)
     level = _Level(dark_ink, coefficients, threshold, peak, signal.shape)
-    return level.ink(signal, background), level
+    return level.ink(residual), level
+
+
+def _noise_and_peak(flat: np.ndarray, split: float) -> tuple[float, float]:
+    """The paper noise (1.4826 MAD of the residuals below ``split``) and the ink peak (their 99.8th percentile, >= 0).
+
+    From one sort of the residuals: the paper's are its first part (no masking and copying),
+    and every quantile is read off it.
+    """
+    cv2 = _cv()
+    ordered = cv2.sort(flat.reshape(1, -1), cv2.SORT_EVERY_ROW | cv2.SORT_ASCENDING)[0]
+    n = ordered.size
+    # As ``flat < split`` counts them: the comparison is made in the residuals' float32.
+    n_below = int(ordered.searchsorted(ordered.dtype.type(split), side="left"))
+    paper = ordered[:n_below] if n_below else ordered
+    noise = 1.4826 * _sorted_deviation_median(paper, _sorted_median(paper))
+    if n <= 100:
+        return noise, max(float(ordered[-1]), 0.0)
+    x = 99.8 / 100.0 * (n - 1)
+    lo = int(x)
+    a, b = float(ordered[lo]), float(ordered[min(lo + 1, n - 1)])
+    return noise, max(a + (b - a) * (x - lo), 0.0)
+
+
+def _noise_and_peak_masked(flat: np.ndarray, below: np.ndarray) -> tuple[float, float]:
+    """:func:`_noise_and_peak` with the paper given as a mask (a cell cut tight: its paper away from the ink)."""
+    paper_residual = flat[below]
+    n_below = paper_residual.size
+    if n_below == 0:
+        paper_residual = flat.copy()
+    deviation = paper_residual - _median(paper_residual, scratch=True)
+    noise = 1.4826 * _median(np.abs(deviation, out=deviation), scratch=True)
+    if flat.size > 100:
+        peak = max(_high_quantile(flat, 99.8, below, n_below if n_below else flat.size), 0.0)
+    else:
+        peak = max(float(flat.max()), 0.0)
+    return noise, peak
+
+
+def _sorted_deviation_median(ordered: np.ndarray, centre: float) -> float:
+    """``np.median(np.abs(ordered - centre))`` for float32 values in ascending order, without a second sort.
+
+    The deviations below the centre, read backwards, and those above it are two ascending
+    runs; the middle ranks of both together are found by bisection on the first run's share.
+    Exact differences order as the float32 ones do (rounding keeps order), so only the two
+    values picked are rounded to float32, as the array arithmetic would round them.
+    """
+    n = ordered.size
+    centre32 = np.float32(centre)
+    split = int(ordered.searchsorted(centre32))  # below: ordered[:split] < centre
+    item, c = ordered.item, float(centre32)
+
+    def below(i):  # i-th smallest deviation among those below the centre
+        return c - item(split - 1 - i)
+
+    def above(j):  # j-th smallest deviation among the rest
+        return item(split + j) - c
+
+    n_below, n_above = split, n - split
+    rank = (n - 1) // 2  # the 0-based rank of the lower middle value
+    # i: how many of the rank + 1 smallest deviations lie below the centre.
+    low, high = max(0, rank + 1 - n_above), min(rank + 1, n_below)
+    while low < high:
+        i = (low + high) // 2
+        if below(i) < above(rank - i):  # the (i+1)-th from below is among the rank + 1 smallest
+            low = i + 1
+        else:
+            high = i
+    i, j = low, rank + 1 - low  # taken from below and from above
+    lower_middle = max(below(i - 1) if i > 0 else -np.inf, above(j - 1) if j > 0 else -np.inf)
+    if n % 2:
+        return float(np.float32(lower_middle))
+    upper_middle = min(below(i) if i < n_below else np.inf, above(j) if j < n_above else np.inf)
+    a, b = float(np.float32(lower_middle)), float(np.float32(upper_middle))
+    return a + (b - a) * 0.5
+
+
+def _sorted_median(ordered: np.ndarray) -> float:
+    """``np.median`` of values already in ascending order."""
+    n = ordered.size
+    lo = (n - 1) // 2
+    a, b = float(ordered[lo]), float(ordered[min(lo + 1, n - 1)])
+    return a + (b - a) * (0.5 * (n - 1) - lo)
 
 
 def _level_quantiles(levels: np.ndarray, percents) -> list[float]:
     """``np.percentile`` (linear interpolation) of non-negative integers, from one count of their levels."""
-    cumulative = np.cumsum(np.bincount(levels))
+    cumulative = np.bincount(levels).cumsum()
     n = int(cumulative[-1])
     positions = [p / 100.0 * (n - 1) for p in percents]
     ranks = []
     for x in positions:
-        lo = int(np.floor(x))
+        lo = int(x)  # x >= 0: the floor
         ranks += [lo, min(lo + 1, n - 1)]
-    values = np.searchsorted(cumulative, ranks, side="right")  # the level holding each rank
-    out = []
-    for i, x in enumerate(positions):
-        a, b = float(values[2 * i]), float(values[2 * i + 1])
-        out.append(a + (b - a) * (x - np.floor(x)))
-    return out
+    values = cumulative.searchsorted(ranks, side="right").tolist()  # the level holding each rank
+    return [a + (b - a) * (x - int(x)) for x, a, b in zip(positions, values[0::2], values[1::2])]
 
 
 def _high_quantile(values: np.ndarray, percent: float, below: np.ndarray, n_below: int) -> float:
     """``np.percentile(values, percent)`` for a high ``percent``, sorting only the values not ``below`` a split."""
     n = values.size
     x = percent / 100.0 * (n - 1)
-    lo = int(np.floor(x))
+    lo = int(x)  # x >= 0: the floor
     if lo < n_below or n_below == n:
         return _quantiles(values, (percent,))[0]
-    upper = values[~below]
     hi = min(lo + 1, n - 1)
-    part = np.partition(upper, sorted({lo - n_below, hi - n_below}))
-    a, b = float(part[lo - n_below]), float(part[hi - n_below])
+    a, b = _ranked(values[~below], (lo - n_below, hi - n_below), scratch=True)
     return a + (b - a) * (x - lo)
 
 
 def _quantiles(values: np.ndarray, percents) -> list[float]:
-    """``np.percentile(values, percents)`` (linear interpolation) from a single partition."""
+    """``np.percentile(values, percents)`` (linear interpolation) from one partition (or sort) of ``values``."""
     n = values.size
     positions = [p / 100.0 * (n - 1) for p in percents]
-    kth = sorted({int(np.floor(x)) for x in positions} | {min(int(np.floor(x)) + 1, n - 1) for x in positions})
-    part = np.partition(values, kth)
-    out = []
-    for x in positions:
-        lo = int(np.floor(x))
-        hi = min(lo + 1, n - 1)
-        a, b = float(part[lo]), float(part[hi])
-        out.append(a + (b - a) * (x - lo))
-    return out
+    ranks = [k for x in positions for k in (int(x), min(int(x) + 1, n - 1))]  # x >= 0: int is the floor
+    found = _ranked(values, ranks)
+    return [a + (b - a) * (x - int(x)) for x, a, b in zip(positions, found[0::2], found[1::2])]
 
 
-def _median(values: np.ndarray) -> float:
-    (value,) = _quantiles(values, (50.0,))
-    return value
+def _median(values: np.ndarray, scratch: bool = False) -> float:
+    """``np.median`` of a 1-D array from one partition (or sort); ``scratch``: ``values`` is a temporary that may be reordered."""
+    n = values.size
+    lo = (n - 1) // 2
+    if lo + 1 >= n:
+        return float(values[lo])  # a single value
+    a, b = _ranked(values, (lo, lo + 1), scratch)
+    return a + (b - a) * (0.5 * (n - 1) - lo)
+
+
+SORT_FROM = 2048  # from about this many values OpenCV's sort beats numpy's partition (2x at 5,000 ink-map residuals)
+
+
+def _ranked(values: np.ndarray, ranks, scratch: bool = False) -> list[float]:
+    """The values of a 1-D array at the given 0-based ranks in sorted order.
+
+    ``scratch``: ``values`` is a temporary that may be reordered.
+    """
+    if values.size >= SORT_FROM:
+        cv2 = _cv()
+        ordered = cv2.sort(values.reshape(1, -1), cv2.SORT_EVERY_ROW | cv2.SORT_ASCENDING)[0]
+    else:
+        ordered = values if scratch else values.copy()
+        ordered.partition(sorted(set(ranks)))
+    return [float(ordered[k]) for k in ranks]
 
 
 def _paper_level(signal: np.ndarray) -> np.ndarray:
     """The paper's one level (a 0-d array, like a surface too small to fit): the median on the paper side."""
     flat = signal.ravel()
     paper = flat[flat < _otsu_threshold(flat)]
-    return np.asarray(_median(paper if paper.size else flat), np.float32)
+    return np.asarray(_median(paper, scratch=True) if paper.size else _median(flat), np.float32)
 
 
 def _away_from_ink(paper: np.ndarray) -> np.ndarray:
-    """The paper pixels whose 3x3 neighbourhood is all paper: no anti-aliased stroke edge among them."""
-    from scipy import ndimage
+    """The paper pixels whose 3x3 neighbourhood is all paper: no anti-aliased stroke edge among them.
 
-    inner = ndimage.binary_erosion(paper, np.ones((3, 3), bool), border_value=1)
+    (OpenCV's erosion counts outside the image as paper.)"""
+    inner = _cv().erode(paper.view(np.uint8), _SQUARE_3X3).view(bool)
     return inner if np.count_nonzero(inner) >= 8 else paper
 
 
@@ -314,44 +449,68 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     h, w = signal.shape
     if h < 4 or w < 4:
         return np.asarray(_median(signal.ravel()), np.float32)
-    step = max(1, int(np.ceil(max(h, w) / 40)))  # fit on a sparse grid: a smooth surface needs few points
-    design = _grid_design(h, w, step)
-    values = signal[::step, ::step].ravel().astype(np.float64)
+    step = max(1, -(-max(h, w) // 40))  # fit on a sparse grid: a smooth surface needs few points
+    grid = signal[::step, ::step]
+    # The design matrix, transposed (one row per term), and the values as a seventh row: with
+    # 0/1 weights, one product gives both sides of the normal equations.
+    rows = np.empty((7,) + grid.shape)
+    _fill_design(rows, h, w, step)
+    rows[6] = grid
+    rows = rows.reshape(7, -1)
+    values, design = rows[6], rows[:6]
     # Start from paper: the lighter 60%, less anything on the ink side of the ink/paper split.
     # The split matters for a digit cropped tight (a "0" filling its frame is nearly half
     # ink, and a quadratic surface through it would fit the ring and erase the digit).
     (light,) = _quantiles(values, (60.0,))
     keep = (values <= light) & (values < _otsu_threshold(values))
     coefficients = None
+    cv2 = _cv()
     for refit in range(3):
-        if np.count_nonzero(keep) < design.shape[1] * 4:
+        if np.count_nonzero(keep) < 6 * 4:
             break
         # Least squares through the normal equations: 6 unknowns on centred coordinates
-        # are well conditioned, and a 6x6 solve costs a fraction of an SVD.
-        weighted = design.T * keep
-        try:
-            coefficients = np.linalg.solve(weighted @ design, weighted @ values)
-        except np.linalg.LinAlgError:
-            coefficients, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        # are well conditioned, and OpenCV's 6x6 solve costs a fraction of numpy's (or of an SVD).
+        # [[DᵀKD, DᵀKv], ...] as one product (K = K², the 0/1 weights), in OpenCV: numpy's BLAS
+        # hands products this long to its threads, whose waiting costs more than the product.
+        normal = cv2.mulTransposed(rows * keep, False)
+        solved, coefficients = cv2.solve(normal[:6, :6], normal[:6, 6:], flags=cv2.DECOMP_LU)
+        if not solved:
+            coefficients = np.linalg.lstsq(design.T[keep], values[keep], rcond=None)[0][:, None]
         if refit == 2:
             break  # the last fit: its pixels to keep would go unused
-        residual = values - design @ coefficients
-        spread = 1.4826 * _median(np.abs(residual[keep])) + 1e-3
+        residual = cv2.gemm(coefficients, design, -1.0, values[None, :], 1.0, flags=cv2.GEMM_1_T).ravel()  # values - cᵀD
+        deviation = residual[keep]
+        spread = 1.4826 * _median(np.abs(deviation, out=deviation), scratch=True) + 1e-3
         keep = residual < 3 * spread
     if coefficients is None:
         return np.asarray(_median(signal.ravel()), np.float32)
-    return coefficients.astype(np.float32)
+    return coefficients.ravel().astype(np.float32)
 
 
-@functools.lru_cache(maxsize=256)
-def _grid_design(h: int, w: int, step: int) -> np.ndarray:
-    """The quadratic design matrix on every ``step``-th pixel of an ``h`` x ``w`` image (pages repeat sizes)."""
-    ys = np.arange(0, h, step) / max(h - 1, 1) - 0.5
-    xs = np.arange(0, w, step) / max(w - 1, 1) - 0.5
-    yy, xx = np.repeat(ys, len(xs)), np.tile(xs, len(ys))
-    design = _quadratic_design(yy, xx)
-    design.flags.writeable = False
-    return design
+def _fill_design(rows: np.ndarray, h: int, w: int, step: int) -> None:
+    """The quadratic design matrix, transposed, on every ``step``-th pixel of an ``h`` x ``w`` image, into ``rows[:6]``.
+
+    One row per term (1, x, y, x², y², xy), each laid out as the sparse grid.  Built in
+    place each time from the two cached axes: work images come in too many sizes for a
+    cache of whole matrices to hit.
+    """
+    ys, yy = _grid_axis(h, step)
+    xs, xx = _grid_axis(w, step)
+    rows[0] = 1.0
+    rows[1] = xs
+    rows[2] = ys[:, None]
+    rows[3] = xx
+    rows[4] = yy[:, None]
+    np.multiply(ys[:, None], xs, out=rows[5])
+
+
+@functools.lru_cache(maxsize=512)
+def _grid_axis(n: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``step``-th of ``n`` pixel coordinates centred to [-0.5, 0.5], and their squares."""
+    t = np.arange(0, n, step) / max(n - 1, 1) - 0.5
+    tt = t * t
+    t.flags.writeable = tt.flags.writeable = False
+    return t, tt
 
 
 def _surface(c: np.ndarray, shape: tuple[int, int], frame: tuple[int, int], rows=None, cols=None) -> np.ndarray:
@@ -361,148 +520,201 @@ def _surface(c: np.ndarray, shape: tuple[int, int], frame: tuple[int, int], rows
     copy's pixels); by default the whole frame, of ``shape``.
     """
     h, w = frame
-    ys = (np.arange(shape[0], dtype=np.float32) if rows is None else rows.astype(np.float32)) / max(h - 1, 1) - 0.5
-    xs = (np.arange(shape[1], dtype=np.float32) if cols is None else cols.astype(np.float32)) / max(w - 1, 1) - 0.5
-    along_x = c[0] + c[1] * xs + c[3] * (xs * xs)
-    along_y = c[2] * ys + c[4] * (ys * ys)
-    return along_x[None, :] + along_y[:, None] + (c[5] * ys)[:, None] * xs[None, :]
+    along_y = _powers(shape[0], h) if rows is None else _coordinate_powers(rows, h)
+    along_x = _powers(shape[1], w) if cols is None else _coordinate_powers(cols, w)
+    # c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy  =  [1 y y²] C [1 x x²]ᵀ
+    terms = np.array([[c[0], c[1], c[3]], [c[2], c[5], 0.0], [c[4], 0.0, 0.0]], np.float32)
+    cv2 = _cv()  # its product, not numpy's: numpy's BLAS hands a fine copy's surface to threads that then wait
+    return cv2.gemm(along_y @ terms, along_x, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+
+
+@functools.lru_cache(maxsize=512)
+def _powers(n: int, frame: int) -> np.ndarray:
+    """``[1, t, t²]`` for the ``n`` first pixels of a ``frame``-long side, ``t`` centred on it (pages repeat sizes)."""
+    powers = _coordinate_powers(np.arange(n), frame)
+    powers.flags.writeable = False
+    return powers
+
+
+def _coordinate_powers(coordinates: np.ndarray, frame: int) -> np.ndarray:
+    """``[1, t, t²]`` at pixel coordinates (maybe fractional) along a ``frame``-long side, ``t`` from -0.5 to 0.5."""
+    powers = np.empty((coordinates.size, 3), np.float32)
+    powers[:, 0] = 1.0
+    t = powers[:, 1]
+    np.divide(coordinates, max(frame - 1, 1), out=t, casting="unsafe")
+    t -= 0.5
+    np.multiply(t, t, out=powers[:, 2])
+    return powers
 
 
 def _otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
     """The level that best splits ``values`` into two classes (Otsu: most between-class variance).
 
-    The histogram is ``np.histogram``'s (equal bins over the range) counted with one bincount.
+    The histogram is ``np.histogram``'s (``bins`` equal bins over the range).  Each value's
+    bin number goes to OpenCV's Otsu as a byte: the split that maximises the variance
+    between classes of bin numbers is the split between classes of values, as the bin
+    centres are the numbers scaled and shifted.
     """
-    low, high = float(values.min()), float(values.max())
+    cv2 = _cv()
+    low, high, _, _ = cv2.minMaxLoc(values)
     if low == high:
         low, high = low - 0.5, high + 0.5
     width = (high - low) / bins
-    index = ((values - low) * (1.0 / width)).astype(np.intp)
+    index = values - low
+    index *= 1.0 / width
     np.minimum(index, bins - 1, out=index)
-    counts = np.bincount(index, minlength=bins)[:bins]
-    edges = low + width * np.arange(bins + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight_low = np.cumsum(counts)
-    weight_high = weight_low[-1] - weight_low
-    mass_low = np.cumsum(counts * centres)
-    mean_low = mass_low / np.maximum(weight_low, 1)
-    mean_high = (mass_low[-1] - mass_low) / np.maximum(weight_high, 1)
-    between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    return float(edges[int(np.argmax(between)) + 1])
-
-
-def _quadratic_design(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    return np.stack([np.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys], axis=1)
+    last_low_bin, _ = cv2.threshold(index.astype(np.uint8), 0, 255, cv2.THRESH_OTSU)
+    return low + width * (int(last_low_bin) + 1)
 
 
 # --- The digit --------------------------------------------------------------------------
 
 
-def _digit_mask(ink: np.ndarray) -> np.ndarray | None:
-    """The pixels that belong to the digit: large connected components, minus specks and edge lines."""
-    from scipy import ndimage
+def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The pixels that belong to the digit: large connected components, minus specks and edge lines.
 
-    binary = ink > 0
-    labels, count = ndimage.label(binary, structure=np.ones((3, 3), bool))
-    if count == 0:
+    Returns the mask and its bounding box ``(top, bottom, left, right)`` (bottom and right
+    exclusive), read off the kept components' boxes.
+    """
+    cv2 = _cv()
+    binary = (ink > 0).view(np.uint8)
+    count, labels = cv2.connectedComponents(binary, connectivity=8, ltype=cv2.CV_32S)
+    if count <= 1:
         return None
-    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
-    mass[0] = 0.0
-    largest = float(mass.max())
-    keep = np.zeros(count + 1, bool)
-    candidates = np.flatnonzero(mass >= SPECK_FRACTION * largest)  # specks never need their box
-    boxes = ndimage.find_objects(labels)
+    if count == 2:
+        # One component (most pages): it is the digit; its statistics would cost three times the labelling.
+        if cv2.countNonZero(binary) < 3:
+            return None
+        left, top, width, height = cv2.boundingRect(binary)
+        return binary.view(bool), (top, top + height, left, left + width)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_32S)
+    # Each component's ink (label 0, the background, has none).
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count).tolist()
+    largest = max(mass)
     h, w = ink.shape
-    for i in candidates:
-        if _is_edge_line(boxes[i - 1], h, w) and mass[i] < largest:
-            continue
-        keep[i] = True
-    if not keep.any():
+    candidates = [i for i in range(1, count) if mass[i] >= SPECK_FRACTION * largest]  # specks never need their box
+    boxes = stats[candidates].tolist()  # left, top, width, height, area
+    kept = [(i, box) for i, box in zip(candidates, boxes) if not (_is_edge_line(box, h, w) and mass[i] < largest)]
+    if not kept:
         # Only edge lines: the largest is still the best guess of the digit.
-        keep[int(np.argmax(mass))] = True
-    mask = keep[labels]
-    if np.count_nonzero(mask) < 3:
+        i = mass.index(largest)
+        kept = [(i, stats[i].tolist())]
+    if sum(box[4] for _, box in kept) < 3:
         return None
-    return mask
+    if len(kept) == 1:
+        mask = labels == kept[0][0]
+    else:
+        wanted = np.zeros(count, bool)
+        wanted[[i for i, _ in kept]] = True
+        mask = wanted[labels]
+    top = min(box[1] for _, box in kept)
+    bottom = max(box[1] + box[3] for _, box in kept)
+    left = min(box[0] for _, box in kept)
+    right = max(box[0] + box[2] for _, box in kept)
+    return mask, (top, bottom, left, right)
 
 
-def _is_edge_line(box, h: int, w: int) -> bool:
-    """A long thin component touching the border: a ruled or grid line left by cutting the scan."""
-    rows, cols = box
-    height, width = rows.stop - rows.start, cols.stop - cols.start
-    touches = rows.start == 0 or cols.start == 0 or rows.stop == h or cols.stop == w
+def _is_edge_line(stat: list[int], h: int, w: int) -> bool:
+    """A long thin component touching the border: a ruled or grid line left by cutting the scan.
+
+    ``stat``: the component's row of OpenCV's statistics (left, top, width, height, area)."""
+    left, top, width, height = stat[:4]
+    touches = top == 0 or left == 0 or top + height == h or left + width == w
     thin = max(height, width) >= 6 * max(min(height, width), 1)
     long = height >= 0.4 * h or width >= 0.4 * w
     return touches and thin and long
 
 
-def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: np.ndarray, level: _Level):
-    """The digit's ink and mask cut from a finer copy of the page (box size ``fit_factor``).
+def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: np.ndarray, box, level: _Level):
+    """The digit's ink, mask and box cut from a finer copy of the page (box size ``fit_factor``), or None.
 
     Only the digit's box (and one work pixel around it) is averaged and cut, with
     the polarity, paper surface, threshold and peak found on the work image.  A
     fine pixel is the digit's when it is ink and its work pixel is the digit or
     touches it without belonging to another component (a speck or an edge line).
     """
+    cv2 = _cv()
     h, w = mask.shape
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, h)  # work pixels, one around the box
-    c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, w)
-    allowed = _dilate_3x3(mask[r0:r1, c0:c1])
-    allowed &= ~((ink[r0:r1, c0:c1] > 0) & ~mask[r0:r1, c0:c1])
+    top_row, bottom_row, left_col, right_col = box
+    r0, r1 = max(top_row - 1, 0), min(bottom_row + 1, h)  # work pixels, one around the box
+    c0, c1 = max(left_col - 1, 0), min(right_col + 1, w)
+    near = mask[r0:r1, c0:c1]
+    allowed = cv2.dilate(near.view(np.uint8), _SQUARE_3X3).view(bool)  # outside the image counts as not the digit
+    other_ink = (ink[r0:r1, c0:c1] > 0) > near  # ink of another component (a > b: a and not b)
+    allowed = allowed > other_ink
     top, left = r0 * work_factor, c0 * work_factor
-    region = gray[top : r1 * work_factor, left : c1 * work_factor]
-    fine = _unit(_box_sum(region, fit_factor), fit_factor)
-    signal = (1.0 - fine) if level.dark_ink else fine
+    rows = (r1 - r0) * work_factor // fit_factor  # a ragged last fine row or column is dropped
+    cols = (c1 - c0) * work_factor // fit_factor
+    region = gray[top : top + rows * fit_factor, left : left + cols * fit_factor]
+    if gray.dtype == np.uint8:
+        fine = _unit(_box_sum(region, fit_factor), fit_factor * fit_factor) if fit_factor > 1 else _unit(region)
+    else:
+        fine = _box_mean(region, fit_factor)
+    if fine.base is None and fine is not region:  # a fresh array: turned into the residual in place
+        residual = np.subtract(1.0, fine, out=fine) if level.dark_ink else fine
+    else:
+        residual = (1.0 - fine) if level.dark_ink else fine.copy()
     # Each fine pixel's centre in page pixels, then in work pixels (a work pixel i covers
     # page pixels [i f, (i + 1) f), so page coordinate p is work coordinate (p + 0.5) / f - 0.5).
-    fy = top + fit_factor * np.arange(signal.shape[0]) + (fit_factor - 1) / 2
-    fx = left + fit_factor * np.arange(signal.shape[1]) + (fit_factor - 1) / 2
-    wy, wx = (fy + 0.5) / work_factor - 0.5, (fx + 0.5) / work_factor - 0.5
+    fy = _steps(rows) * fit_factor + (top + (fit_factor - 1) / 2)
+    fx = _steps(cols) * fit_factor + (left + (fit_factor - 1) / 2)
     coefficients = level.surface
-    background = _surface(coefficients, signal.shape, level.shape, wy, wx) if coefficients.ndim else coefficients
-    fine_ink = level.ink(signal, background)
-    parent_y = np.clip((fy // work_factor).astype(np.intp) - r0, 0, allowed.shape[0] - 1)
-    parent_x = np.clip((fx // work_factor).astype(np.intp) - c0, 0, allowed.shape[1] - 1)
-    fine_mask = allowed[parent_y[:, None], parent_x[None, :]] & (fine_ink > 0)
-    if np.count_nonzero(fine_mask) < 3:
-        return None, None
-    return fine_ink, fine_mask
+    if coefficients.ndim:
+        wy, wx = (fy + 0.5) / work_factor - 0.5, (fx + 0.5) / work_factor - 0.5
+        residual -= _surface(coefficients, residual.shape, level.shape, wy, wx)
+    else:
+        residual -= coefficients
+    fine_ink = level.ink(residual)
+    # The work pixel under each fine centre: the region lies inside rows r0..r1 and columns c0..c1, so no clipping.
+    parent_y = (fy // work_factor).astype(np.intp)
+    parent_y -= r0
+    parent_x = (fx // work_factor).astype(np.intp)
+    parent_x -= c0
+    fine_mask = allowed.take(parent_y, axis=0).take(parent_x, axis=1)
+    fine_mask &= fine_ink > 0
+    x, y, width, height = cv2.boundingRect(fine_mask.view(np.uint8))
+    if width == 0 or cv2.countNonZero(fine_mask.view(np.uint8)) < 3:
+        return None
+    return fine_ink, fine_mask, (y, y + height, x, x + width)
 
 
-def _dilate_3x3(mask: np.ndarray) -> np.ndarray:
-    """Binary dilation by a 3x3 square, as two 1-D passes (the square is separable)."""
-    rows = mask.copy()
-    rows[1:] |= mask[:-1]
-    rows[:-1] |= mask[1:]
-    out = rows.copy()
-    out[:, 1:] |= rows[:, :-1]
-    out[:, :-1] |= rows[:, 1:]
-    return out
+_SQUARE_3X3 = np.ones((3, 3), np.uint8)
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _steps_cached(n: int) -> np.ndarray:
+    steps = np.arange(n, dtype=np.float64)
+    steps.flags.writeable = False
+    return steps
+
+
+def _steps(n: int) -> np.ndarray:
+    """0, 1, ..., n - 1 as floats, read-only: a slice of a cached power-of-two-long run."""
+    size = 1 << max(n - 1, 1).bit_length()
+    return _steps_cached(size)[:n]
 
 
 def _stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width of a binary shape: area over half its perimeter.
 
-    The perimeter is the shape less its erosion by a cross (scipy's default element,
-    outside the image counts as background), computed on shifted views.
+    The perimeter is the shape less its erosion by a cross, outside the image
+    counting as background.
     """
-    area = float(np.count_nonzero(mask))
-    padded = np.pad(mask, 1)
-    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & mask
-    edge_count = area - float(np.count_nonzero(inner))
+    cv2 = _cv()
+    pixels = mask.view(np.uint8)
+    area = float(cv2.countNonZero(pixels))
+    inner = cv2.erode(pixels, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    edge_count = area - float(cv2.countNonZero(inner))
     return 2.0 * area / max(edge_count, 1.0)
 
 
-def _fit_and_centre(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    from PIL import Image
-    from scipy import ndimage
-
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    crop_mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    crop = np.where(crop_mask, ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], np.float32(0.0))
+def _fit_and_centre(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The digit's ink inside ``box`` fitted into the 20x20 box (aspect kept) and centred by mass in 28x28."""
+    cv2 = _cv()
+    top, bottom, left, right = box
+    crop_mask = mask[top:bottom, left:right]
+    crop = ink[top:bottom, left:right] * crop_mask  # only the digit's pixels (ink is never negative)
     longest = max(crop.shape)
 
     # A fine pen on a big scan shrinks to a faint 1 px line; MNIST strokes are bolder.
@@ -511,29 +723,29 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if width < 0.6 * wanted:
         grow = int(round(wanted - width))
         if grow >= 1:
-            crop = np.pad(crop, grow)
-            crop = ndimage.grey_dilation(crop, footprint=_disk(grow))
+            crop = cv2.copyMakeBorder(crop, grow, grow, grow, grow, cv2.BORDER_CONSTANT, value=0)
+            crop = cv2.dilate(crop, _disk(grow), anchor=_disk_anchor(grow), borderType=cv2.BORDER_CONSTANT, borderValue=0)
             longest = max(crop.shape)
 
     scale = BOX / longest
     new_h = max(1, int(round(crop.shape[0] * scale)))
     new_w = max(1, int(round(crop.shape[1] * scale)))
-    resized = np.asarray(
-        Image.fromarray(crop.astype(np.float32, copy=False), mode="F").resize((new_w, new_h), Image.Resampling.LANCZOS),
-        dtype=np.float32,
-    )
-    resized = np.clip(resized, 0.0, None)
+    resized = _lanczos_resize(crop, new_h, new_w)
+    np.maximum(resized, 0.0, out=resized)  # the filter's negative lobes
     inked = resized[resized > 0.05]
-    top = _quantiles(inked, (90.0,))[0] if inked.size else float(resized.max())
-    if top > 0:
-        resized = np.clip(resized * np.float32(1.0 / top), 0.0, 1.0)
+    top_level = _quantiles(inked, (90.0,))[0] if inked.size else float(resized.max())
+    if top_level > 0:
+        resized *= np.float32(1.0 / top_level)
+        np.minimum(resized, 1.0, out=resized)
 
+    # Centre of mass with numpy's float32 sums, not OpenCV's moments (in doubles): on a digit
+    # symmetric to the pixel the centre falls on a half pixel, and the last bit decides its side.
     total = float(resized.sum())
     if total <= 0:
         cy, cx = (new_h - 1) / 2, (new_w - 1) / 2
     else:
-        cy = float(resized.sum(axis=1) @ np.arange(new_h)) / total
-        cx = float(resized.sum(axis=0) @ np.arange(new_w)) / total
+        cy = float(resized.sum(axis=1) @ _steps(new_h)) / total
+        cx = float(resized.sum(axis=0) @ _steps(new_w)) / total
     top_left_y = int(round(SIZE / 2 - 0.5 - cy))
     top_left_x = int(round(SIZE / 2 - 0.5 - cx))
     top_left_y = min(max(top_left_y, 0), SIZE - new_h)
@@ -543,9 +755,74 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _lanczos_resize(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+    """Pillow's antialiased Lanczos resize of a float32 image (rows, then columns), as two small matrix products.
+
+    The digit has been fitted this way since the first version; Pillow does the same sums
+    pixel by pixel, and its per-call set-up costs more than the products on a digit this size.
+    """
+    cv2 = _cv()
+    out = image
+    # OpenCV's products, not numpy's: its BLAS hands the larger ones to threads whose waiting
+    # costs more.  In doubles, each pass rounded to float32 as Pillow stores it: the same
+    # floats but for a rare last bit, so a digit symmetric to the pixel is centred as it was.
+    if new_w != image.shape[1]:
+        out = cv2.gemm(out.astype(np.float64), _lanczos_weights(image.shape[1], new_w), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+        out = out.astype(np.float32)
+    if new_h != image.shape[0]:
+        out = cv2.gemm(_lanczos_weights(image.shape[0], new_h), out.astype(np.float64), 1.0, None, 0.0).astype(np.float32)
+    return out if out is not image else image.copy()  # the caller scales it in place
+
+
+@functools.lru_cache(maxsize=1024)
+def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
+    """The ``(out_size, in_size)`` matrix of Pillow's Lanczos (a = 3) resampling, as Pillow computes it.
+
+    Downscaling widens the kernel by the scale (that is the antialiasing); each output
+    pixel's weights are normalised to sum to one.
+    """
+    scale = in_size / out_size
+    filter_scale = max(scale, 1.0)
+    support = 3.0 * filter_scale
+    centres = (np.arange(out_size) + 0.5) * scale
+    # Each output pixel reads the input pixels [first, last) (C's truncation, as Pillow has it);
+    # only that band is computed: a weight costs two sines, and a job meets many sizes.
+    first = np.maximum((centres - support + 0.5).astype(np.intp), 0)
+    last = np.minimum((centres + support + 0.5).astype(np.intp), in_size)
+    span = int((last - first).max())
+    pixels = first[:, None] + np.arange(span)
+    x = (pixels - centres[:, None] + 0.5) * (1.0 / filter_scale)
+    inside = (pixels < last[:, None]) & (x >= -3.0) & (x < 3.0)
+    # sinc(x) sinc(x / 3), each sin(πt) / (πt) with t multiplied as Pillow does, and 1 at x = 0.
+    zero = x == 0.0
+    x[zero] = 1.0
+    a, b = x * np.pi, (x / 3.0) * np.pi
+    band = (np.sin(a) / a) * (np.sin(b) / b)
+    band[zero] = 1.0
+    band[~inside] = 0.0
+    totals = band.cumsum(axis=1)[:, -1:]  # summed left to right, as Pillow sums them
+    band /= np.where(totals != 0.0, totals, 1.0)
+    # Laid into the full matrix, padded on the right so a band near the end needs no clipping.
+    weights = np.zeros((out_size, in_size + span))
+    weights[np.arange(out_size)[:, None], pixels] = band
+    weights = np.ascontiguousarray(weights[:, :in_size])
+    weights.flags.writeable = False
+    return weights
+
+
+@functools.lru_cache(maxsize=64)
 def _disk(radius: int) -> np.ndarray:
     """A round footprint of diameter ``radius + 1``: dilation by it widens a stroke by ``radius``."""
     size = radius + 1
     centre = (size - 1) / 2
     yy, xx = np.mgrid[0:size, 0:size]
-    return (yy - centre) ** 2 + (xx - centre) ** 2 <= (centre + 0.5) ** 2
+    disk = ((yy - centre) ** 2 + (xx - centre) ** 2 <= (centre + 0.5) ** 2).astype(np.uint8)
+    disk.flags.writeable = False
+    return disk
+
+
+def _disk_anchor(radius: int) -> tuple[int, int]:
+    """Where the disk sits on each pixel: its middle, or for an even size the pixel before the middle
+    (the footprint's origin since the first version, which dilated with scipy's grey_dilation)."""
+    size = radius + 1
+    return ((size - 1) // 2, (size - 1) // 2)
