@@ -1,38 +1,69 @@
-"""Writes that a reader never sees half done: temp file in the same folder, fsync, rename."""
+"""The one atomic write: a temporary sibling, fsync, permissions from the umask, rename, fsync of the folder.
+
+A reader never sees a file half done, and after a crash the file is either
+the old one or the new one.  :func:`replacing` hands out the temporary path
+for writers that need a name (a model, a workbook, a stream);
+:func:`write_bytes_atomic` and :func:`write_text_atomic` are the short forms.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error it becomes ``path``.
+
+    ``suffix`` is the temporary's ending (Keras picks the format of ``model.save`` by it).
+    On an error the temporary is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        yield temporary
+        publish(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def publish(temporary: Path, path: Path) -> None:
+    """A finished temporary file (in ``path``'s folder) becomes ``path``: fsync, umask permissions, rename, fsync."""
+    _sync_file(temporary)
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; reports are for others to read
+    os.replace(temporary, path)
+    fsync_dir(Path(path).parent)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with replacing(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _sync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; reports are for others to read
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def fsync_dir(folder: Path) -> None:

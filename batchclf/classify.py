@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from batchclf.atomic import publish
 from batchclf.jobs import writers as reports
 from batchclf.scan.decode import MB, Limits
 from batchclf.scan.discovery import discover, files_base
@@ -129,7 +130,7 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
         seconds = time.perf_counter() - clock
         meta = job_meta(folder.name, options, engine.describe(), limits, paths, started, seconds, tally)
     reports.write_results_json(folder / job_folder.RESULTS_JSON, meta, jsonl_tmp)
-    os.replace(csv_tmp, folder / job_folder.RESULTS_CSV)
+    publish(csv_tmp, folder / job_folder.RESULTS_CSV)
     os.unlink(jsonl_tmp)
     # Last: a job folder with a summary is complete (batchclf.jobs.folder.read_job relies on it).
     reports.write_summary(folder / job_folder.SUMMARY_JSON, meta)

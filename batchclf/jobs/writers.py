@@ -14,7 +14,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from batchclf.atomic import fsync_dir, write_text_atomic
+from batchclf.atomic import replacing, write_text_atomic
 from batchclf.jobs.rows import COLUMNS, LEGACY_COLUMNS, csv_cell, starts_file
 
 
@@ -89,8 +89,8 @@ def _existing_columns(path: Path) -> tuple[str, ...]:
 def write_results_json(path: Path, meta: dict, jsonl_path: Path) -> None:
     """``{"job": meta, "rows": [...]}`` built by streaming the JSONL rows, written atomically."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", encoding="utf-8") as out, open(jsonl_path, encoding="utf-8") as rows:
+    with replacing(path, suffix=".partial") as tmp, open(tmp, "w", encoding="utf-8") as out, \
+            open(jsonl_path, encoding="utf-8") as rows:
         out.write('{"job": ' + json.dumps(meta, ensure_ascii=False) + ', "rows": [')
         first = True
         for line in rows:
@@ -100,10 +100,6 @@ def write_results_json(path: Path, meta: dict, jsonl_path: Path) -> None:
             out.write(("\n" if first else ",\n") + line)
             first = False
         out.write("\n]}\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def write_summary(path: Path, meta: dict) -> None:

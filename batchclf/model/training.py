@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -184,7 +183,7 @@ def training_stream(x, y, batch_size: int, seed: int, augment: bool):
 
 
 def save_atomic(model, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.partial.keras")
-    model.save(tmp)
-    os.replace(tmp, out)
+    from batchclf.atomic import replacing
+
+    with replacing(Path(out), suffix=".partial" + Path(out).suffix) as temporary:  # Keras picks the format by the suffix
+        model.save(temporary)

@@ -10,11 +10,11 @@ hold real numbers and shares as percentages, under readable titles.
 from __future__ import annotations
 
 import csv
-import os
 from datetime import datetime, timezone
 from itertools import chain, islice
 from pathlib import Path
 
+from batchclf.atomic import replacing
 from batchclf.errors import ExportError
 from batchclf.jobs.folder import Job
 from batchclf.jobs.rows import COLUMNS, STATUSES, csv_cell
@@ -252,10 +252,9 @@ def _check_destination(path: Path) -> None:
 
 def _save(book, path: Path) -> None:
     """Save to a hidden sibling and rename: a failed save leaves no half workbook under the real name."""
-    temporary = path.with_name(f".{path.name}.partial")
     try:
-        book.save(temporary)
-        os.replace(temporary, path)
+        with replacing(path, suffix=".partial") as temporary:
+            book.save(temporary)
     except OSError as exc:
         for sheet in book.worksheets:  # close openpyxl's pending row writers, which would complain at exit
             rows = getattr(sheet, "_rows", None)
@@ -264,8 +263,6 @@ def _save(book, path: Path) -> None:
                     rows.close()
                 except Exception:  # its file is already gone: nothing left to finish
                     pass
-        if temporary.exists():
-            temporary.unlink()
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 

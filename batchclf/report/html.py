@@ -66,8 +66,6 @@ import base64
 import hashlib
 import io
 import math
-import os
-import tempfile
 import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,6 +76,7 @@ import markupsafe
 import numpy as np
 from PIL import Image
 
+from batchclf.atomic import replacing
 from batchclf.errors import ImageDecodeError
 from batchclf.jobs.folder import RESULTS_CSV, Job, parse_time, row_from_cells
 from batchclf.jobs.rows import COLUMNS, FAILED, NOT_A_DIGIT, REVIEW
@@ -116,18 +115,9 @@ def write_review_sheet(path: Path, jobs: list[Job], summaries: list[dict]) -> in
         "histogram": _bars(_summed_histogram(summaries), _bin_names(summaries)),
         "sections": sections,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Rendered into a temporary sibling and renamed: a sheet being rewritten is never seen half done.
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            _environment.get_template(TEMPLATE).stream(context).dump(handle)
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; a sheet is for others to open
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with replacing(path) as temporary, open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+        _environment.get_template(TEMPLATE).stream(context).dump(handle)
     return sum(section.shown for section in sections)
 
 

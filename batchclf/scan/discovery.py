@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from batchclf.scan.decode import SUFFIXES
+from batchclf.jobs.inputs import real, within
 
 IGNORED_NAMES = ("Thumbs.db", ".DS_Store", "desktop.ini")
 IGNORED_PATTERNS = (".*", "*.part", "*.tmp", "*.crdownload", "~$*", "*.partial", "*.swp")
@@ -93,7 +94,7 @@ def discover(paths: Iterable[Path]) -> Iterator[Candidate]:
 
 def _walk(root: Path, base: Path | None) -> Iterator[Candidate]:
     """Depth first in name order, with an explicit stack: a tree of any depth cannot exhaust recursion."""
-    real_root = os.path.realpath(root)
+    real_root = real(root)
     stack = [iter(_listing(root, root, base))]
     while stack:
         for entry in stack[-1]:
@@ -109,9 +110,8 @@ def _walk(root: Path, base: Path | None) -> Iterator[Candidate]:
                 break  # into the folder now; this level resumes where it stopped
             elif entry.is_symlink():
                 if not _is_folder(entry):  # symlinked folders are not entered
-                    target = os.path.realpath(entry.path)
-                    inside = os.path.commonpath([real_root, target]) == real_root
-                    yield Candidate(root, Path(entry.path), escaped=not inside, base=base)
+                    escaped = not within(real_root, real(entry.path))  # the one containment rule (jobs.inputs)
+                    yield Candidate(root, Path(entry.path), escaped=escaped, base=base)
             else:
                 yield Candidate(root, Path(entry.path), base=base)
         else:

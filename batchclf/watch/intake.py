@@ -33,6 +33,7 @@ from batchclf.watch.arrival import HOLD, Arrivals
 from batchclf.watch.journal import Journal, Known
 from batchclf.watch.lock import LOCK_NAME
 from batchclf.watch.stability import StabilityTracker, StableFile
+from batchclf.jobs.inputs import real, within
 
 log = logging.getLogger("batchclf.watch")
 
@@ -63,7 +64,7 @@ class Intake:
     def __init__(self, inbox: Path, own_dirs: tuple[Path, ...], tracker: StabilityTracker, journal: Journal, clock):
         self.inbox, self.tracker, self.journal, self.clock = inbox, tracker, journal, clock
         self._prefix = os.fspath(inbox) + os.sep
-        self._real_inbox = os.path.realpath(inbox)
+        self._real_inbox = real(inbox)
         self._own_dirs = tuple(os.fspath(p) for p in own_dirs)
         self.in_progress: set[str] = set()
         self.arrivals = Arrivals(tracker.settle)
@@ -212,8 +213,7 @@ class Intake:
         """A symlink whose target is outside the inbox: the same rule as ``classify`` (reported, never read)."""
         if not os.path.islink(path):
             return False
-        target = os.path.realpath(path)
-        return os.path.commonpath([self._real_inbox, target]) != self._real_inbox
+        return not within(self._real_inbox, real(path))
 
 
 def not_regular(mode: int) -> str | None:
