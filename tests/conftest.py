@@ -19,6 +19,12 @@ SHIPPED_MODEL = ROOT / "models" / "default.keras"
 os.environ.setdefault("BATCHCLF_DETECTOR", "off")
 
 
+from batchclf import paths as _paths  # noqa: E402
+
+# The real lookup, for the tests that check it (the fixture below hides it from all others).
+REAL_DEFAULT_DETECTOR = _paths.default_detector
+
+
 @pytest.fixture(autouse=True)
 def no_default_detector(monkeypatch):
     from batchclf import paths

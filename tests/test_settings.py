@@ -58,7 +58,7 @@ def test_every_setting_is_a_watch_flag_and_every_watch_flag_a_setting_or_locator
 def test_declaration_covers_watch_options_and_derives_every_name():
     declared = {s.field for s in SETTINGS}
     internal = {f.name for f in dataclasses.fields(WatchOptions)} - declared
-    assert internal == {"batch_size", "status_interval"}  # set by code, never by users
+    assert internal == {"batch_size", "status_interval", "home"}  # set by code, never by users
     by_name = {s.name: s for s in SETTINGS}
     assert by_name["out"].field == "out_dir" and by_name["out"].flag == "--out" and by_name["out"].env == "BATCHCLF_OUT"
     assert by_name["rescan"].field == "rescan_interval" and by_name["max_batch"].flag == "--max-batch"

@@ -167,7 +167,7 @@ class Daemon:
             # Compiled for the daemon's own batch size: a 32-file batch never pays for 256 padded images.
             self.predictor = Predictor(
                 self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch,
-                input_scale=self.options.input_scale, detector=paths.detector(self.options.detector),
+                input_scale=self.options.input_scale, detector=paths.detector(self.options.detector, self.options.home),
                 review_below=self.options.review_below, target_error=self.options.target_error,
             )
         self.predictor.warm_up()

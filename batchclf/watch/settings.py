@@ -124,6 +124,8 @@ class WatchOptions:
                                            help="Drift also when the mean confidence is this far below the baseline's.")
     # Not a setting: how often the counts reach the log and systemd's STATUS= (tests shorten it).
     status_interval: float = 60.0
+    # Not a setting: the home the settings were resolved against, so "auto" (a detector) means the home's.
+    home: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ class Effective:
     values: dict[str, Value]  # by field name
 
     def options(self) -> WatchOptions:
-        return WatchOptions(**{name: v.value for name, v in self.values.items()})
+        return WatchOptions(**{name: v.value for name, v in self.values.items()}, home=self.home)
 
     def describe(self) -> str:
         """The effective settings as a TOML config file, each line saying where its value came from."""
