@@ -13,6 +13,7 @@ threshold that flags a given share of unseen writers' digits.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -100,32 +101,9 @@ def run(mnist: Path, writers_dir: Path, extra_sets: list[Path], base: Path, dete
                             groups=writers.groups[held], probs=score_classifier(model, temperature, writers.images[held]),
                             not_digit=detector_tuning.scores(detector, writers.images[held]))
         log(f"fold {index} ({', '.join(held_writers)}) done, {time.monotonic() - started:.0f} s")
-    if final:
+    if final and not (out / "final" / "detector.keras").is_file():  # a finished run resumes to its cards
         train_pair(base, detector_base, concatenate([others, writers]), data, sides, out / "final", epochs, seed, styles)
         log(f"final models trained on every writer, {time.monotonic() - started:.0f} s")
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Leave-writers-out fine-tuning of the classifier and the detector.")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--writers", type=Path, required=True)
-    parser.add_argument("--extra", type=Path, action="append", default=[])
-    parser.add_argument("--base", type=Path, default=Path("models/default.keras"))
-    parser.add_argument("--detector", type=Path, default=Path("models/detectors/not-a-digit.keras"))
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--no-final", action="store_true")
-    parser.add_argument("--styles", type=float, default=0.0, help="share of MNIST sevens crossed and ones given a foot")
-    args = parser.parse_args(argv)
-    run(args.data, args.writers, args.extra, args.base, args.detector, args.out, args.folds, args.epochs,
-        final=not args.no_final, styles=args.styles, log=lambda text: print(time.strftime("%H:%M:%S"), text, flush=True))
-
-
-if __name__ == "__main__":
-    main()
 
 
 def pooled(out: Path) -> dict[str, np.ndarray]:
@@ -270,3 +248,34 @@ def cross_validate(labelled: list[Path], mnist, base: Path, detector_base: Path,
     others = [Path(p) for p in labelled if Path(p) != writers]
     run(mnist, writers, others, base, detector_base, out, folds=folds, epochs=epochs, seed=seed, final=False, log=log)
     return unseen_figures(out, review_below)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Leave-writers-out fine-tuning of the classifier and the detector.")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--writers", type=Path, required=True)
+    parser.add_argument("--extra", type=Path, action="append", default=[])
+    parser.add_argument("--base", type=Path, default=Path("models/default.keras"))
+    parser.add_argument("--detector", type=Path, default=Path("models/detectors/not-a-digit.keras"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--no-final", action="store_true")
+    parser.add_argument("--styles", type=float, default=0.0, help="share of MNIST sevens crossed and ones given a foot")
+    parser.add_argument("--write-cards", type=float, metavar="REVIEW_BELOW",
+                        help="after the run: write the cards of OUT/final/ (classifier and detector) with the unseen figures, "
+                             "the error-vs-coverage curve and the detector threshold, at this review threshold")
+    args = parser.parse_args(argv)
+    log = lambda text: print(time.strftime("%H:%M:%S"), text, flush=True)  # noqa: E731
+    run(args.data, args.writers, args.extra, args.base, args.detector, args.out, args.folds, args.epochs,
+        final=not args.no_final, styles=args.styles, log=log)
+    if args.write_cards is not None:
+        command = "python -m batchclf.crossval " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_cards(args.out, args.write_cards, command, time.strftime("%Y-%m-%d", time.gmtime()))
+        log(f"cards written in {args.out / 'final'}")
+
+
+if __name__ == "__main__":
+    main()
