@@ -30,15 +30,32 @@ def test_shipped_model_scores_on_real_mnist(predictor, mnist):
 
 
 def test_shipped_card_is_complete_and_honest(shipped_model, mnist):
+    """The card says what the model learned from and what it measured on writers it never saw."""
     card = json.loads(shipped_model.with_suffix(".json").read_text())
     assert card["architecture"] == "default"
     assert card["flops_per_image"] <= 16_000_000
-    assert card["training"]["data_sha256"] == mnist.train_sha256
-    assert card["training"]["command"].startswith("batchclf train --arch default")
+    # Trained on MNIST (base_training), then fine-tuned on USPS zip.train and every shared writer.
+    assert card["base_training"]["data_sha256"] == mnist.train_sha256
+    assert card["base_training"]["command"].startswith("batchclf train --arch default")
+    sources = " ".join(source["path"] for source in card["fine_tuning"]["extra"])
+    assert "zip.train" in sources and "handwritten-scans" in sources and "zip.test" not in sources
     calibration = card["calibration"]
-    # Fitted by validation NLL; on MNIST the net is already well calibrated, so ECE stays small either way.
     assert 0.5 < calibration["temperature"] < 3.0
     assert calibration["validation_ece_after"] < 0.01 and calibration["test_ece_after"] < 0.01
+    # The unseen figures and the curve --target-error reads: leave-writers-out, every writer in one fold.
+    unseen = card["leave_writers_out"]
+    assert sorted(w for fold in unseen["folds"] for w in fold) == sorted(unseen["per_writer"])
+    assert len(unseen["per_writer"]) == 10 and unseen["writers_mean"] >= 0.98 and unseen["review_share"] <= 0.05
+    curve = card["selective"]["curve"]
+    assert [p["review_below"] for p in curve] == sorted(p["review_below"] for p in curve)
+    assert card["second_look"] is True and card["review_below"] == unseen["review_below"]
+
+
+def test_shipped_detector_threshold_flags_one_in_a_hundred_unseen_digits(shipped_model):
+    detector = json.loads((shipped_model.parent / "detectors" / "not-a-digit.json").read_text())
+    assert detector["threshold"]["digits_flagged"] == 0.01
+    assert "leave-writers-out" in detector["threshold"]["set_on"]
+    assert 0.0 < detector["flag_above"] < 1.0
 
 
 def test_classify_realistic_scans_with_the_shipped_model(tmp_path, shipped_model, mnist):
@@ -99,19 +116,23 @@ def test_usps_scans_cut_tight_to_their_ink(tmp_path, predictor):
     assert result["accuracy"] >= 0.97, result["accuracy"]
 
 
-def test_swiss_handwriting_with_the_continental_one(predictor):
-    """Real pen-on-paper scans by ten Swiss writers, whose "1" has a long up-stroke MNIST lacks.
+def test_shipped_models_on_the_writers_they_were_trained_on(shipped_model):
+    """A regression guard, not an accuracy claim: the shipped models learned from these ten writers.
 
-    Before the default recipe drew that up-stroke into 40% of the training ones,
-    173 of 559 of these ones were read as 7 (68.3%; 94.38% overall).
+    Their unseen figures are in the card (leave-writers-out). Here: the detector flags at most 1% of
+    these real digits, and the classifier reads at least 98.5% of them (98.94% when shipped; the
+    sheet the writers copied and what they wrote differ in a few cells, so 100% is not reachable).
     """
     from batchclf.evaluate import evaluate_folder
+    from batchclf.model.predictor import Predictor
     from tests.conftest import ROOT
 
     folder = ROOT.parent / "shared" / "data" / "handwritten-scans"
     if not folder.is_dir():
         pytest.skip(f"handwritten scans not found at {folder} (CI keeps ../shared/data beside the checkout)")
+    predictor = Predictor(shipped_model, device="cpu", detector=shipped_model.parent / "detectors" / "not-a-digit.keras")
     result = evaluate_folder(predictor, folder, workers=2)
     assert result["n"] > 5000
-    assert result["accuracy"] >= 0.96, result["accuracy"]
-    assert result["per_class"]["1"] >= 0.90, result["per_class"]["1"]
+    assert result["not_digit_share"] <= 0.01, result["not_digit_share"]
+    assert result["accuracy"] >= 0.985, result["accuracy"]
+    assert result["per_class"]["1"] >= 0.97, result["per_class"]["1"]  # the continental "1" (MNIST has none)
