@@ -52,19 +52,24 @@ def score_classifier(model, temperature: float, images: np.ndarray) -> np.ndarra
 
 
 def train_pair(base: Path, detector_base: Path, extra: LabelledSet, data, sides, out: Path, epochs: int, seed: int,
-               styles: float = 0.0):
+               styles: float = 0.0, rendered=None):
     """Fine-tune the classifier and the detector on ``extra``; save both under ``out``; return (classifier, T, detector)."""
     out.mkdir(parents=True, exist_ok=True)
-    card = fine_tune(base, extra, data, out / "classifier.keras", epochs=epochs, seed=seed, progress=False, styles=styles)
-    detector = detector_tuning.fine_tune_detector(detector_base, sides[0], extra.images, sides[1], seed=seed)
-    from batchclf.model.training import save_atomic
+    card = fine_tune(base, extra, data, out / "classifier.keras", epochs=epochs, seed=seed, progress=False, styles=styles,
+                     replay_extra=rendered)
+    if (out / "detector.keras").is_file():  # a resumed run (or one that changes only the classifier's recipe)
+        detector = load_keras_model(out / "detector.keras")
+    else:
+        detector = detector_tuning.fine_tune_detector(detector_base, sides[0], extra.images, sides[1], seed=seed)
+        from batchclf.model.training import save_atomic
 
-    save_atomic(detector, out / "detector.keras")
+        save_atomic(detector, out / "detector.keras")
     return load_keras_model(out / "classifier.keras"), cards.temperature(card), detector
 
 
 def run(mnist: Path, writers_dir: Path, extra_sets: list[Path], base: Path, detector_base: Path, out: Path,
-        folds: int = 5, epochs: int = 3, seed: int = 1, final: bool = True, styles: float = 0.0, log=print) -> None:
+        folds: int = 5, epochs: int = 3, seed: int = 1, final: bool = True, styles: float = 0.0, rendered: int = 0,
+        log=print) -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     data = load_mnist(mnist) if isinstance(mnist, (str, Path)) or mnist is None else mnist
@@ -86,9 +91,10 @@ def run(mnist: Path, writers_dir: Path, extra_sets: list[Path], base: Path, dete
         styled = with_national_styles(data.x_train[chosen], data.y_train[chosen], 1.0, np.random.default_rng(seed))
         sides = (np.concatenate([sides[0], styled]), sides[1])
     log(f"detector sides: {len(sides[0])} digits, {len(sides[1])} non-digits, {time.monotonic() - started:.0f} s")
+    replay_extra = rendered_digits(data, rendered, out, seed) if rendered else None
     split = writer_folds(writers.groups, folds)
     (out / "folds.json").write_text(json.dumps({"folds": split, "extra": [str(p) for p in extra_sets],
-                                                "epochs": epochs, "seed": seed, "styles": styles, "base": str(base),
+                                                "epochs": epochs, "seed": seed, "styles": styles, "rendered": rendered, "base": str(base),
                                                 "detector_base": str(detector_base)}, indent=1))
     for index, held_writers in enumerate(split):
         fold_dir = out / f"fold-{index}"
@@ -96,14 +102,32 @@ def run(mnist: Path, writers_dir: Path, extra_sets: list[Path], base: Path, dete
             continue
         held = np.isin(writers.groups, held_writers)
         model, temperature, detector = train_pair(base, detector_base, concatenate([others, writers.select(~held)]),
-                                                  data, sides, fold_dir, epochs, seed + index, styles)
+                                                  data, sides, fold_dir, epochs, seed + index, styles,
+                                                  replay_extra)
         np.savez_compressed(fold_dir / "scores.npz", index=np.flatnonzero(held), labels=writers.labels[held],
                             groups=writers.groups[held], probs=score_classifier(model, temperature, writers.images[held]),
                             not_digit=detector_tuning.scores(detector, writers.images[held]))
         log(f"fold {index} ({', '.join(held_writers)}) done, {time.monotonic() - started:.0f} s")
-    if final and not (out / "final" / "detector.keras").is_file():  # a finished run resumes to its cards
-        train_pair(base, detector_base, concatenate([others, writers]), data, sides, out / "final", epochs, seed, styles)
+    if final and not (out / "final" / "classifier.json").is_file():  # a finished run resumes to its cards
+        train_pair(base, detector_base, concatenate([others, writers]), data, sides, out / "final", epochs, seed, styles,
+                   replay_extra)
         log(f"final models trained on every writer, {time.monotonic() - started:.0f} s")
+
+
+def rendered_digits(data, n: int, out: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` MNIST training digits (of 0-49,999) rendered as scans and read back as prediction reads them, cached."""
+    cache = Path(out) / "rendered.npz"
+    if cache.is_file():
+        with np.load(cache) as saved:
+            return saved["x"], saved["y"]
+    from batchclf.model.detector import scanned_or_none
+
+    chosen = np.random.default_rng(seed + 17).choice(50_000, n, replace=False)
+    images = scanned_or_none([data.x_train[i] for i in chosen], seed + 17, 2)
+    kept = [i for i, image in enumerate(images) if image is not None]
+    x, y = np.stack([images[i] for i in kept]), data.y_train[chosen[kept]].astype(np.int64)
+    np.savez_compressed(cache, x=x, y=y)
+    return x, y
 
 
 def pooled(out: Path) -> dict[str, np.ndarray]:
@@ -204,7 +228,9 @@ def write_cards(out: Path, review_below: float, command: str, when: str, flag_ra
         "date": when,
     }
     classifier = cards.read(final / "classifier.keras")
+    base = cards.read(Path(json.loads((Path(out) / "folds.json").read_text())["base"]))
     classifier.update({
+        "base_training": base.get("training"),  # how the parent was trained (MNIST), which fine_tuning starts from
         "name": "default",
         "file": "default.keras",
         "review_below": review_below,
@@ -264,13 +290,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--no-final", action="store_true")
     parser.add_argument("--styles", type=float, default=0.0, help="share of MNIST sevens crossed and ones given a foot")
+    parser.add_argument("--rendered", type=int, default=0, help="MNIST training digits rendered as scans, replayed too")
     parser.add_argument("--write-cards", type=float, metavar="REVIEW_BELOW",
                         help="after the run: write the cards of OUT/final/ (classifier and detector) with the unseen figures, "
                              "the error-vs-coverage curve and the detector threshold, at this review threshold")
     args = parser.parse_args(argv)
     log = lambda text: print(time.strftime("%H:%M:%S"), text, flush=True)  # noqa: E731
     run(args.data, args.writers, args.extra, args.base, args.detector, args.out, args.folds, args.epochs,
-        final=not args.no_final, styles=args.styles, log=log)
+        final=not args.no_final, styles=args.styles, rendered=args.rendered, log=log)
     if args.write_cards is not None:
         command = "python -m batchclf.crossval " + " ".join(argv if argv is not None else sys.argv[1:])
         write_cards(args.out, args.write_cards, command, time.strftime("%Y-%m-%d", time.gmtime()))

@@ -70,10 +70,14 @@ def _scan_route(task) -> list[np.ndarray | None]:
 
 def _scanned(canvases: list[np.ndarray], seed: int, processes: int) -> list[np.ndarray]:
     """Each canvas as prediction sees it after a rendered scan; blank results dropped."""
+    return [image for image in scanned_or_none(canvases, seed, processes) if image is not None]
+
+
+def scanned_or_none(canvases: list[np.ndarray], seed: int, processes: int) -> list[np.ndarray | None]:
+    """Each canvas as prediction sees it after a rendered scan, None where it came back blank (aligned with the input)."""
     tasks = [(canvases[i : i + 500], seed * 100_003 + i) for i in range(0, len(canvases), 500)]
     with get_context("spawn").Pool(processes) as pool:
-        rendered = [image for chunk in pool.map(_scan_route, tasks) for image in chunk]
-    return [image for image in rendered if image is not None]
+        return [image for chunk in pool.map(_scan_route, tasks) for image in chunk]
 
 
 def _both_routes(canvases: list[np.ndarray], seed: int, processes: int) -> list[np.ndarray]:

@@ -56,6 +56,7 @@ def fine_tune(
     progress: bool = True,
     augment: bool = True,
     styles: float = 0.0,
+    replay_extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Fine-tune ``base`` on ``extra`` plus replayed MNIST; save ``out`` and its card; return the card."""
     if not len(extra):
@@ -79,7 +80,10 @@ def fine_tune(
     replay_x = data.x_train[replayed]
     if styles:
         replay_x = with_national_styles(replay_x, data.y_train[replayed], styles, rng)
-    x, y, repeats = mix_in(replay_x, data.y_train[replayed], extra.images, extra.labels, extra_share)
+    replay_y = data.y_train[replayed]
+    if replay_extra is not None:  # e.g. MNIST training digits rendered as scans: replayed beside the plain ones
+        replay_x, replay_y = np.concatenate([replay_x, replay_extra[0]]), np.concatenate([replay_y, replay_extra[1]])
+    x, y, repeats = mix_in(replay_x, replay_y, extra.images, extra.labels, extra_share)
 
     steps_per_epoch = max(1, len(x) // batch_size)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy")
@@ -124,6 +128,7 @@ def fine_tune(
             "replay_mnist": int(len(replayed)),
             "augmentation": augment,
             "national_styles": styles,
+            "replay_rendered_scans": 0 if replay_extra is None else int(len(replay_extra[1])),
             **(origin or {}),
             "epochs": epochs,
             "learning_rate": learning_rate,
