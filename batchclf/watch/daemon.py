@@ -10,6 +10,7 @@ wrong.  ``stop()`` may be called from a signal handler or another thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -26,6 +27,7 @@ from batchclf.jobs import folder as job_folder
 from batchclf.jobs.rows import now_iso
 from batchclf.metrics import drift as drift_state
 from batchclf.metrics.drift import DriftMonitor
+from batchclf.scan.decode import Limits
 from batchclf.scan.prepare import prepare_many
 from batchclf.watch.batcher import DynamicBatcher
 from batchclf.watch.decide import decide
@@ -118,8 +120,10 @@ class Daemon:
         self._load_model()
         self._recover()
         workers = self.options.workers if self.options.workers is not None else default_workers()
-        pool = WorkerPool(workers, prepare_many) if workers > 0 else None
-        self.dispatcher = Dispatcher(self.inbox, pool, self.events, self._batch_up, prepare_many)
+        # classify's prepare, with the same per-file caps (--max-pages, --max-file-mb).
+        prepare = functools.partial(prepare_many, limits=Limits.from_options(self.options.max_pages, self.options.max_file_mb))
+        pool = WorkerPool(workers, prepare) if workers > 0 else None
+        self.dispatcher = Dispatcher(self.inbox, pool, self.events, self._batch_up, prepare)
         try:
             self._start_operations()
             if not self.options.oneshot:

@@ -29,8 +29,8 @@ from typing import Callable, Mapping, get_type_hints
 from batchclf import paths
 from batchclf.errors import SettingsError
 from batchclf.limits import (
-    MAX_BATCH, MAX_DRIFT_FACTOR, MAX_DRIFT_WINDOW, MAX_INPUT_SCALE, MAX_SECONDS, MAX_TARGET_ERROR, MAX_WORKERS,
-    MIN_TARGET_ERROR, Share,
+    MAX_BATCH, MAX_DRIFT_FACTOR, MAX_DRIFT_WINDOW, MAX_FILE_MB, MAX_INPUT_SCALE, MAX_PAGES, MAX_SECONDS, MAX_TARGET_ERROR,
+    MAX_WORKERS, MIN_TARGET_ERROR, Share,
 )
 from batchclf.watch.retention import parse_keep
 
@@ -86,6 +86,10 @@ class WatchOptions:
     rescan_interval: float = setting(60.0, name="rescan", minimum=0.1, maximum=MAX_SECONDS,
                                      help="Seconds between full rescans that catch lost events.")
     workers: int | None = setting(None, minimum=0, maximum=MAX_WORKERS, help="Decode worker processes (unset: one per CPU; 0 = in-process).")
+    # The same per-file caps as classify's (batchclf.scan.decode.Limits): one consume path, one set of limits.
+    max_pages: int | None = setting(None, minimum=1, maximum=MAX_PAGES, help="Refuse files with more pages than this (unset: 1000).")
+    max_file_mb: int | None = setting(None, minimum=1, maximum=MAX_FILE_MB,
+                                      help="Refuse files larger than this many MB (unset: 256).")
     device: str = setting("auto", choices=("auto", "cpu", "gpu"), help="auto (GPU when TensorFlow sees one), cpu or gpu.")
     # Not a setting: the compiled batch follows max_batch, so a 32-file batch never pays for 256 padded images.
     batch_size: int | None = None
