@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pwd
 import stat
 import struct
 import zlib
@@ -342,7 +343,7 @@ def samples(path: Path) -> dict[tuple[str, tuple], float]:
 
 # -- systemd units ------------------------------------------------------------------------------
 
-ME = __import__("pwd").getpwuid(os.geteuid()).pw_name  # the user running the tests, for --run-as
+ME = pwd.getpwuid(os.geteuid()).pw_name  # the user running the tests, for --run-as
 
 
 def directives(text: str) -> dict[str, list[str]]:
