@@ -121,3 +121,45 @@ def ink_detector(tmp_path_factory) -> Path:
     model.save(path)
     path.with_suffix(".json").write_text(json.dumps({"kind": "not-a-digit detector", "flag_above": 0.5}))
     return path
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A daemon home in tmp_path, with its empty inbox/."""
+    (tmp_path / "inbox").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No BATCHCLF_* setting, config file or home from the environment of whoever runs the tests."""
+    from batchclf.watch import settings
+    from batchclf.watch.settings import SETTINGS
+
+    for name in [s.env for s in SETTINGS] + [settings.CONFIG_ENV, "BATCHCLF_HOME"]:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def homes_in_pytest_tmp(monkeypatch):
+    """pytest's tmp_path lives under /tmp, which the units refuse (PrivateTmp=yes hides it): lifted where a test
+    only needs some home.  The refusal itself is tested in tests/test_operations_wiring.py, with the real list."""
+    from batchclf.service import render
+
+    monkeypatch.setattr(render, "PRIVATE_TMP", (), raising=False)
+
+
+@pytest.fixture(scope="module")
+def systemd_analyze() -> str:
+    """``systemd-analyze``, installed with apt when missing and we are root; else skip, saying why."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("systemd-analyze")
+    if not found and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "systemd"], capture_output=True, timeout=600)
+        found = shutil.which("systemd-analyze")
+    if not found:
+        reason = "not root, so apt-get cannot install it" if os.geteuid() else "apt-get install -y systemd did not provide it"
+        pytest.skip(f"systemd-analyze is missing and {reason}")
+    return found

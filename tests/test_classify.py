@@ -6,15 +6,9 @@ import os
 
 import pytest
 
-from batchclf.classify import ClassifyOptions, run
 from batchclf.jobs.rows import COLUMNS
 
-from .helpers import bad_input_corpus, ink_digit, png_bytes
-
-
-def classify(tmp_path, model, inputs, **kwargs):
-    options = ClassifyOptions(model=model, out_dir=tmp_path / "jobs", workers=kwargs.pop("workers", 0), **kwargs)
-    return run(inputs, options, progress=False)
+from .helpers import bad_input_corpus, classify, ink_digit, png_bytes
 
 
 @pytest.fixture(scope="module")

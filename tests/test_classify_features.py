@@ -11,16 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from batchclf.classify import ClassifyOptions, run
 from batchclf.cli import app
 
-from .helpers import ink_digit, png_bytes
+from .helpers import classify, ink_digit, png_bytes
 from .conftest import synthetic_digits
-
-
-def classify(tmp_path, model, inputs, **kwargs):
-    options = ClassifyOptions(model=model, out_dir=tmp_path / "jobs", workers=0, **kwargs)
-    return run(inputs, options, progress=False)
 
 
 def rows_of(folder):

@@ -10,21 +10,7 @@ from typer.testing import CliRunner
 
 from batchclf.cli import app
 
-from .helpers import ink_digit, png_bytes
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, text):
-    assert result.exit_code != 0
-    assert result.stderr.startswith("Error: ")
-    assert text in result.stderr
-    assert result.stderr.count("\n") == 1
-    assert "Traceback" not in result.output
+from .helpers import assert_one_line_error, ink_digit, invoke, png_bytes
 
 
 def test_help_in_a_subprocess():

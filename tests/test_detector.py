@@ -12,7 +12,7 @@ from PIL import Image
 from batchclf.datasets import nondigits
 from batchclf.jobs.rows import NOT_A_DIGIT, OK, REVIEW, labelled_rows, make_row
 from tests.conftest import ROOT
-from tests.test_cli import invoke
+from tests.helpers import invoke
 
 SHIPPED_DETECTOR = ROOT / "models" / "detectors" / "not-a-digit.keras"
 SCANS = ROOT.parent / "shared" / "data" / "handwritten-scans"
@@ -170,7 +170,7 @@ def test_the_shipped_detector_rarely_flags_real_digits(shipped_model, shipped_de
 
 def test_the_daemon_flags_non_digits_too(tmp_path, tiny_model, ink_detector):
     from batchclf.watch.daemon import Daemon, WatchOptions
-    from tests.test_watch_daemon import report_rows
+    from tests.helpers import report_rows
 
     write_inputs(tmp_path / "inbox")
     jobs = tmp_path / "jobs"

@@ -14,9 +14,7 @@ from batchclf.metrics.drift import (Baseline, DriftMonitor, DriftSettings, card_
                                     read_drift_state, state_path, write_state)
 from batchclf.watch.operations import Operations
 
-from .helpers import ink_digit, png_bytes
-from .test_metrics import samples
-from .test_watch_daemon import drop
+from .helpers import drop, ink_digit, png_bytes, samples
 
 
 def rows(review: int, ok: int, review_confidence: float = 0.4, ok_confidence: float = 0.99) -> list[dict]:

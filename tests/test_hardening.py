@@ -17,17 +17,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from batchclf.classify import ClassifyOptions, run
 from batchclf.model.predictor import Scores
 from batchclf.scan.discovery import Candidate, discover
 
-from .helpers import child_pids, ink_digit, is_alive, png_bytes, spawned_workers, tiff_bytes
-from .test_cli import assert_one_line_error, invoke
+from .helpers import assert_one_line_error, child_pids, classify, ink_digit, invoke, is_alive, png_bytes, spawned_workers, tiff_bytes
 
 
-def classify(tmp_path, model, inputs, **kwargs):
-    options = ClassifyOptions(model=model, out_dir=tmp_path / "jobs", workers=kwargs.pop("workers", 0), **kwargs)
-    return json.loads((run(inputs, options, progress=False) / "results.json").read_text())
+def classify_results(tmp_path, model, inputs, **kwargs):
+    """``classify`` (tests/helpers.py), then the job's results.json, parsed."""
+    return json.loads((classify(tmp_path, model, inputs, **kwargs) / "results.json").read_text())
 
 
 def prepare_file(path: Path, **limits):
@@ -61,7 +59,7 @@ def test_a_name_that_is_not_utf8_is_a_row_with_its_bytes_escaped(tmp_path, tiny_
     inputs.mkdir()
     (inputs / os.fsdecode(b"\xff\xfe.png")).write_bytes(png_bytes(ink_digit()))
     (inputs / "fine.png").write_bytes(png_bytes(ink_digit()))
-    job = classify(tmp_path, tiny_model, [inputs])
+    job = classify_results(tmp_path, tiny_model, [inputs])
     rows = {row["file"]: row for row in job["rows"]}
     assert set(rows) == {"\\xff\\xfe.png", "fine.png"}
     assert rows["\\xff\\xfe.png"]["status"] in ("ok", "review") and rows["\\xff\\xfe.png"]["sha256"]
@@ -143,7 +141,7 @@ def test_a_symlink_loop_is_a_failed_row(tmp_path, tiny_model):
     (inputs / "a.png").symlink_to("b.png")
     (inputs / "b.png").symlink_to("a.png")
     (inputs / "good.png").write_bytes(png_bytes(ink_digit()))
-    rows = {row["file"]: row for row in classify(tmp_path, tiny_model, [inputs])["rows"]}
+    rows = {row["file"]: row for row in classify_results(tmp_path, tiny_model, [inputs])["rows"]}
     assert set(rows) == {"a.png", "b.png", "good.png"}
     assert rows["a.png"]["status"] == rows["b.png"]["status"] == "failed"
     assert "symbolic links" in rows["a.png"]["error"]
@@ -379,7 +377,7 @@ def test_rows_of_several_roots_say_which_root(tmp_path, tiny_model):
     (tmp_path / "b" / "sub" / "y.png").write_bytes(png_bytes(ink_digit()))
     assert [c.relative for c in discover([tmp_path / "a", tmp_path / "b"])] == ["a/x.png", "b/sub/y.png", "b/x.png"]
     assert [c.relative for c in discover([tmp_path / "b"])] == ["sub/y.png", "x.png"]  # one root: as before
-    job = classify(tmp_path, tiny_model, [tmp_path / "a", tmp_path / "b" / "x.png"])
+    job = classify_results(tmp_path, tiny_model, [tmp_path / "a", tmp_path / "b" / "x.png"])
     assert [row["file"] for row in job["rows"]] == ["a/x.png", "b/x.png"]
     assert job["job"]["files_relative_to"] == str(tmp_path)
 

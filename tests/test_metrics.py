@@ -10,22 +10,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from batchclf.metrics.textfile import TextfileWriter, write_job_metrics
 from batchclf.watch.operations import Operations
 
-from .helpers import png_bytes
-from .test_watch_daemon import digit_bytes, drop
-
-
-def samples(path: Path) -> dict[tuple[str, tuple], float]:
-    """Every sample of a metrics file: (name, sorted labels) -> value."""
-    out = {}
-    for family in text_string_to_metric_families(path.read_text(encoding="utf-8")):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
+from .helpers import digit_bytes, drop, png_bytes, samples
 
 
 def by_label(values: dict, name: str, label: str) -> dict[str, float]:

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
-from .helpers import ink_digit, png_bytes
-
-
-def oneshot(inbox: Path, jobs: Path, model: Path) -> int:
-    from batchclf.watch.daemon import Daemon
-    from batchclf.watch.settings import WatchOptions
-
-    return Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=model, oneshot=True, settle=0, workers=0)).run()
+from .helpers import ink_digit, oneshot, png_bytes
 
 
 @pytest.mark.parametrize("name,content,where", [

@@ -12,23 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from batchclf.cli import app
 
-from .helpers import ink_digit, png_bytes
+from .helpers import ink_digit, png_bytes, samples
 
 runner = CliRunner()
-
-
-def samples(path: Path) -> dict[tuple[str, tuple], float]:
-    """``{(sample name, sorted labels): value}`` of a Prometheus text file, as prometheus_client parses it."""
-    out = {}
-    for family in text_string_to_metric_families(path.read_text()):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def fill_inbox(inbox: Path, digits: int, broken: int) -> None:
@@ -96,7 +86,7 @@ import sys  # noqa: E402
 
 from batchclf.service import render  # noqa: E402
 
-from .test_service import ME, directives, exec_argv, invoke, systemd_analyze, verify  # noqa: E402,F401
+from .helpers import ME, directives, exec_argv, invoke, verify  # noqa: E402
 
 NEW_OPTIONS = {
     "CapabilityBoundingSet": [""], "AmbientCapabilities": [""], "UMask": ["0027"], "RestrictNamespaces": ["yes"],
@@ -104,12 +94,6 @@ NEW_OPTIONS = {
     "ProtectKernelLogs": ["yes"], "SystemCallArchitectures": ["native"],
 }
 SYSTEM_ONLY = {"ProtectProc": ["invisible"], "RemoveIPC": ["yes"]}
-
-
-@pytest.fixture
-def homes_in_pytest_tmp(monkeypatch):
-    """pytest's tmp_path is under /tmp, which the units refuse: lifted where a test only needs some home."""
-    monkeypatch.setattr(render, "PRIVATE_TMP", (), raising=False)
 
 
 def install(tmp_path: Path, model: Path, *extra, home="home", dest="units"):

@@ -11,7 +11,7 @@ from batchclf.scan.discovery import Candidate, discover, is_ignored
 from batchclf.engines.local import classify_stream
 from batchclf.scan.pool import CHUNK_FILES, CHUNKS_IN_FLIGHT_PER_WORKER
 
-from .helpers import ink_digit, png_bytes
+from .helpers import crash_on_poison, ink_digit, png_bytes
 
 
 class CountingCandidates:
@@ -74,17 +74,6 @@ def test_discovery_skips_clutter_and_recurses(tmp_path):
 def test_file_argument_is_relative_to_its_folder(tmp_path):
     (tmp_path / "one.png").write_bytes(b"x")
     assert [c.relative for c in discover([tmp_path / "one.png"])] == ["one.png"]
-
-
-def crash_on_poison(candidates):
-    """A prepare function for worker processes that dies like a native decoder fault on 'poison' files."""
-    import os
-
-    from batchclf.scan.prepare import prepare_many
-
-    if any("poison" in c.path.name for c in candidates):
-        os._exit(70)
-    return prepare_many(candidates)
 
 
 def test_a_crashing_decoder_fails_one_file_and_the_job_goes_on(tmp_path):

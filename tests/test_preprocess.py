@@ -10,6 +10,8 @@ from batchclf.scan import decode
 
 from batchclf.scan import preprocess
 
+from .helpers import centre_of_mass
+
 
 def paper_with_ink(h=200, w=160, box=(60, 140, 50, 90), ink=0.1, paper=0.95):
     """Dark ink rectangle outline (a '0'-like ring) on light paper."""
@@ -18,12 +20,6 @@ def paper_with_ink(h=200, w=160, box=(60, 140, 50, 90), ink=0.1, paper=0.95):
     gray[top:bottom, left:right] = ink
     gray[top + 12 : bottom - 12, left + 12 : right - 12] = paper
     return gray
-
-
-def centre_of_mass(image):
-    ys, xs = np.mgrid[0:28, 0:28]
-    total = image.sum()
-    return (ys * image).sum() / total, (xs * image).sum() / total
 
 
 def assert_the_ring(out, atol=1.0, sides=True):

@@ -14,37 +14,12 @@ from typer.testing import CliRunner
 from batchclf.cli import app
 from batchclf.errors import JobCorruptError, JobNotFoundError
 from batchclf.jobs.folder import JobKind, find_job, read_job
-from batchclf.jobs.rows import COLUMNS, csv_cell, make_row
+from batchclf.jobs.rows import COLUMNS
 from batchclf.report.collect import collect
 from batchclf.report.select import SinceError, parse_since, select_jobs
 from batchclf.report.summary import summarise
 
-MODEL = {"file": "default.keras", "sha256": "ab" * 32, "architecture": "default", "card_accuracy": 0.9962}
-
-
-def row(file, status="ok", label=3, confidence=0.99, page=1, **fields):
-    labelled = status in ("ok", "review")
-    return make_row(
-        file=file, page=page, status=status,
-        label=label if labelled else None, confidence=confidence if labelled else None,
-        second_label=(label + 1) % 10 if labelled else None, second_confidence=round(1 - confidence, 6) if labelled else None,
-        processed_at=fields.pop("processed_at", "2026-11-25T03:00:00.000Z"), model="default.keras", **fields,
-    )
-
-
-def write_job(jobs: Path, name: str, rows: list[dict], meta: dict | None = None, jsonl: bool = False) -> Path:
-    folder = jobs / name
-    folder.mkdir(parents=True)
-    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerows([csv_cell(r[c]) for c in COLUMNS] for r in rows)
-    if jsonl:
-        (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    kind = "watch" if name.startswith("watch-") else "classify"
-    summary = {"job_id": name, "kind": kind, "model": MODEL, "device": "/CPU:0", **(meta or {})}
-    (folder / "summary.json").write_text(json.dumps(summary))
-    return folder
+from .helpers import REPORT_MODEL, row, write_job
 
 
 @pytest.fixture
@@ -152,7 +127,7 @@ def many_jobs(jobs: Path) -> list[Path]:
         rows = [row(f"{i}.png") for i in range(20 - review)] + [row(f"r{i}.png", status="review", confidence=0.5) for i in range(review)]
         meta = {"started": f"2026-11-{day}T02:00:00.000Z", "seconds": 10.0}
         folders.append(write_job(jobs, f"202611{day}T020000Z-00{day}", rows, meta))
-    other = dict(MODEL, sha256="cd" * 32)
+    other = dict(REPORT_MODEL, sha256="cd" * 32)
     day = [row("a.png", processed_at="2026-11-23T09:00:00.000Z"), row("b.png", status="failed", page=None, error="x", processed_at="2026-11-23T09:00:05.000Z")]
     folders.append(write_job(jobs, "watch-2026-11-23", day, {"model": other, "inbox": "/nowhere"}))
     return folders

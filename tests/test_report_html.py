@@ -1,13 +1,12 @@
 """The HTML review sheet: hand-made job folders of both layouts, the page's text and policy, and a real headless Chromium.
 
 The keyboard station itself (200 items, reload, group accept, ``review apply``) and the 10,000-card sheet are
-tested in tests/test_review_station.py, which uses the browser helpers here.
+tested in tests/test_review_station.py; the browser and job-folder helpers both use are in tests/helpers.py.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import os
@@ -19,16 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from batchclf.jobs.folder import read_job
-from batchclf.jobs.rows import COLUMNS, csv_cell, make_row
 from batchclf.report.html import write_review_sheet
 from batchclf.report.summary import summarise
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import prepare
 from batchclf.watch.journal import FileRecord, Journal
-from tests.helpers import ink_digit
+from tests.helpers import Browser, chromium_or_skip, drawn, ink_digit, item_of, items, other, review, write_job_folder
 
 CLASSIFY_ID = "20261124T031502Z-3f9a"
 DAY = "2026-11-25"
@@ -37,45 +35,6 @@ HOSTILE_REASON = "<img src=x onerror=alert(2)> not a recognised image format"
 NEWLINE = "new\nline.png"
 BIDI = "scan-17\u202egnp.fdp"  # shows as "scan-17pdf.png" unless the override is isolated or escaped
 PAPER_BY_PAGE = (235, 195, 155)  # each TIFF page on its own paper grey, to tell which page a thumbnail shows
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def drawn(digit: str, paper: int = 235, size: int = 120) -> Image.Image:
-    """A printed digit, dark on ``paper`` grey: real enough for the screenshot to read."""
-    image = Image.new("L", (size, size), paper)
-    font = ImageFont.load_default(size=size * 5 // 6)
-    ImageDraw.Draw(image).text((size / 2, size / 2), digit, font=font, fill=25, anchor="mm", stroke_width=2, stroke_fill=25)
-    return image
-
-
-def review(file: str, page: int | None = 1, label: int = 0, confidence: float = 0.41) -> dict:
-    return make_row(
-        file=file, page=page, status="review", label=label, confidence=confidence, second_label=6,
-        second_confidence=0.33, width=120, height=120, model="default.keras", processed_at="2026-11-24T03:15:03.000Z",
-    )
-
-
-def other(file: str, status: str, page: int | None = 1, error: str | None = None) -> dict:
-    fields = {"label": 1, "confidence": 0.99, "second_label": 7, "second_confidence": 0.01} if status == "ok" else {}
-    return make_row(file=file, page=page, status=status, error=error, processed_at="2026-11-24T03:15:04.000Z", **fields)
-
-
-def write_job(folder: Path, rows: list[dict], meta: dict) -> Path:
-    folder.mkdir(parents=True)
-    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerows([csv_cell(row[column]) for column in COLUMNS] for row in rows)
-    (folder / "summary.json").write_text(json.dumps(meta), encoding="utf-8")
-    return folder
 
 
 def newline_names_allowed(folder: Path) -> bool:
@@ -133,7 +92,7 @@ class Fixture:
             "review_below": 0.6,
             "model": {"file": "/srv/models/default.keras", "sha256": "ab" * 32, "architecture": "cnn", "card_accuracy": 0.9962},
         }
-        self.classify = write_job(jobs_dir / CLASSIFY_ID, rows, meta)
+        self.classify = write_job_folder(jobs_dir / CLASSIFY_ID, rows, meta)
         self.classify_items = [(row["file"], row["page"]) for row in rows if row["status"] in ("review", "failed")]
 
         inbox, processed, failed = root / "inbox", root / "processed", root / "failed"
@@ -152,7 +111,7 @@ class Fixture:
         journal.close()
         day_rows = [review("waiting.png", label=9), review("moved.png", label=8), other("broken.png", "failed", None, "corrupt")]
         day_meta = {"kind": "watch", "inbox": str(inbox)}
-        self.day = write_job(jobs_dir / f"watch-{DAY}", day_rows + [other("fine.png", "ok")], day_meta)
+        self.day = write_job_folder(jobs_dir / f"watch-{DAY}", day_rows + [other("fine.png", "ok")], day_meta)
         self.day_items = [(row["file"], row["page"]) for row in day_rows]
 
     def write(self, name: str = "review.html", which: tuple[str, ...] = ("classify", "day")) -> tuple[Path, int, list]:
@@ -171,18 +130,6 @@ def fixture(tmp_path_factory) -> Fixture:
 def sheet(fixture) -> tuple[Path, str, int, list]:
     path, items, summaries = fixture.write()
     return path, path.read_text(encoding="utf-8"), items, summaries
-
-
-def items(html: str) -> list[dict]:
-    """The cards' data, from the JSON blocks the sheet's script draws them from (grid order)."""
-    blocks = re.findall(r'<script type="application/json" class="items" data-job="([^"]*)">(.*?)</script>', html, re.S)
-    return [{**item, "job": job} for job, block in blocks for item in json.loads(block)]
-
-
-def item_of(html: str, file: str, page: int | None = None) -> dict:
-    matches = [item for item in items(html) if item["file"] == file and (page is None or item["page"] == page)]
-    assert len(matches) == 1, f"{file} page {page}: {len(matches)} items"
-    return matches[0]
 
 
 def data_uri_image(uri: str) -> Image.Image:
@@ -244,7 +191,7 @@ def test_header_names_each_jobs_input_folder_and_zero_counts_are_not_red(fixture
     assert len(rows) == 2
     assert f"<bdi>{fixture.scans}</bdi>" in rows[0] and f"<bdi>{fixture.root / 'inbox'}</bdi>" in rows[1]
     # The classify job has failures (red), the daemon day too; a job without any must not be red.
-    folder = write_job(fixture.root / "20261126T020000Z-00bb", [review("digit.png")], {"kind": "classify", "inputs": [str(fixture.scans)]})
+    folder = write_job_folder(fixture.root / "20261126T020000Z-00bb", [review("digit.png")], {"kind": "classify", "inputs": [str(fixture.scans)]})
     job = read_job(folder)
     path = fixture.root / "zero.html"
     write_review_sheet(path, [job], [summarise(job)])
@@ -303,7 +250,7 @@ def test_a_changed_file_is_flagged_and_a_vanished_page_is_a_placeholder(tmp_path
     scans.mkdir()
     drawn("6").save(scans / "edited.png")
     rows = [{**review("edited.png"), "sha256": "0" * 64}, review("edited.png", page=4)]
-    job = read_job(write_job(tmp_path / "jobs" / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(scans)]}))  # HOME/jobs/JOB: its inputs are in its home
+    job = read_job(write_job_folder(tmp_path / "jobs" / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(scans)]}))  # HOME/jobs/JOB: its inputs are in its home
     path = tmp_path / "sheet.html"
     assert write_review_sheet(path, [job], [summarise(job)]) == 2
     changed, vanished = items(path.read_text(encoding="utf-8"))
@@ -313,8 +260,8 @@ def test_a_changed_file_is_flagged_and_a_vanished_page_is_a_placeholder(tmp_path
 
 def test_a_confidence_that_is_not_a_number_does_not_break_the_cards_data(fixture, tmp_path):
     rows = [review("digit.png", confidence=float("nan")), review("digit.png", page=2, confidence=float("inf"))]
-    job = read_job(write_job(tmp_path / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(fixture.scans)]}))
-    finite = read_job(write_job(tmp_path / "finite" / CLASSIFY_ID, [review("digit.png"), review("digit.png", page=2)], job.meta))
+    job = read_job(write_job_folder(tmp_path / CLASSIFY_ID, rows, {"kind": "classify", "inputs": [str(fixture.scans)]}))
+    finite = read_job(write_job_folder(tmp_path / "finite" / CLASSIFY_ID, [review("digit.png"), review("digit.png", page=2)], job.meta))
     path = tmp_path / "nan.html"
     write_review_sheet(path, [job], [summarise(finite)])  # the summary of such a job is another matter (report/summary.py)
     blocks = re.findall(r'<script type="application/json" class="items" data-job="[^"]*">(.*?)</script>', path.read_text(encoding="utf-8"), re.S)
@@ -327,7 +274,7 @@ def test_a_confidence_that_is_not_a_number_does_not_break_the_cards_data(fixture
 
 
 def test_nothing_to_review(fixture, tmp_path):
-    folder = write_job(tmp_path / "20261126T010000Z-00aa", [other("ok.png", "ok")], {"kind": "classify", "inputs": []})
+    folder = write_job_folder(tmp_path / "20261126T010000Z-00aa", [other("ok.png", "ok")], {"kind": "classify", "inputs": []})
     job = read_job(folder)
     path = tmp_path / "empty.html"
     assert write_review_sheet(path, [job], [summarise(job)]) == 0
@@ -353,47 +300,6 @@ def test_writing_a_sheet_imports_no_tensorflow(fixture):
 
 
 # -- in a real browser --------------------------------------------------------------------------
-
-
-def chromium_or_skip() -> Path:
-    """Debian's Chromium driven by Playwright; never installed by a test."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"browser test skipped: playwright is not importable ({exc}); pip install -e '.[dev]'")
-    if not CHROMIUM.exists():
-        pytest.skip(f"browser test skipped: {CHROMIUM} is missing; install chromium (CI installs it in .ci/run)")
-    return CHROMIUM
-
-
-class Browser:
-    """One headless Chromium page that records console errors, page errors and every request that is not a file:// or data: one."""
-
-    def __init__(self, playwright, viewport=(1280, 900)):
-        self.browser = playwright.chromium.launch(executable_path=str(chromium_or_skip()), args=CHROMIUM_ARGS)
-        self.context = self.browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda message: message.type == "error" and self.problems.append(f"console: {message.text}"))
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        self.context.route("**/*", self._route)
-
-    def _route(self, route):
-        url = route.request.url
-        if url.startswith(("file:", "data:", "blob:")):
-            route.continue_()
-        else:
-            self.requests.append(url)
-            route.abort()
-
-    def open(self, path: Path, station: bool = True) -> None:
-        self.page.goto(path.as_uri())
-        if station:  # the script has drawn the first page of cards
-            self.page.wait_for_selector("#grid[data-ready]", state="attached", timeout=60000)
-
-    def close(self) -> None:
-        self.browser.close()
 
 
 def test_in_headless_chromium(fixture, sheet, tmp_path):

@@ -3,7 +3,6 @@ drift, and inputs that retention removed (issue 20, "Reports an operator trusts"
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -14,11 +13,12 @@ from typer.testing import CliRunner
 
 from batchclf.cli import app
 from batchclf.jobs.folder import read_job
-from batchclf.jobs.rows import COLUMNS, csv_cell, make_row
+from batchclf.jobs.rows import make_row
 from batchclf.report.collect import collect
 from batchclf.report.summary import summarise
 
-MODEL = {"file": "default.keras", "sha256": "ab" * 32, "architecture": "default", "card_accuracy": 0.9962}
+from .helpers import write_job
+
 DAY = "2026-11-25"
 MORNING = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 EVENING = MORNING + timedelta(hours=8)
@@ -28,7 +28,8 @@ def stamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def row(file: str, when: datetime, status: str = "ok", confidence: float = 0.99) -> dict:
+def row_at(file: str, when: datetime, status: str = "ok", confidence: float = 0.99) -> dict:
+    """A row processed at ``when``, by default ok at 99%; a failed one is a truncated file with no page."""
     labelled = status in ("ok", "review")
     return make_row(
         file=file, page=1 if status != "failed" else None, status=status, label=3 if labelled else None,
@@ -38,26 +39,14 @@ def row(file: str, when: datetime, status: str = "ok", confidence: float = 0.99)
     )
 
 
-def write_job(jobs: Path, name: str, rows: list[dict], meta: dict | None = None) -> Path:
-    folder = jobs / name
-    folder.mkdir(parents=True)
-    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerows([csv_cell(r[c]) for c in COLUMNS] for r in rows)
-    kind = "watch" if name.startswith("watch-") else "classify"
-    (folder / "summary.json").write_text(json.dumps({"job_id": name, "kind": kind, "model": MODEL, "device": "/CPU:0", **(meta or {})}))
-    return folder
-
-
 def burst(start: datetime, prefix: str, batches: int = 10, size: int = 30) -> list[dict]:
     """A burst as the daemon writes it: batches 0.5 s apart, one processed_at per batch; a blank row stamped
     by its worker a little before its batch."""
     rows = []
     for b in range(batches):
         when = start + timedelta(seconds=0.5 * b)
-        rows += [row(f"{prefix}/{b}-{k}.png", when) for k in range(size - 1)]
-        rows.append(row(f"{prefix}/{b}-blank.png", when - timedelta(seconds=0.2), status="blank"))
+        rows += [row_at(f"{prefix}/{b}-{k}.png", when) for k in range(size - 1)]
+        rows.append(row_at(f"{prefix}/{b}-blank.png", when - timedelta(seconds=0.2), status="blank"))
     return rows
 
 
@@ -94,10 +83,10 @@ def test_the_terminal_and_json_say_working_time_and_wall_span(idle_day):
 
 def test_totals_over_both_kinds_are_files_over_working_time(idle_day):
     jobs = idle_day.parent
-    rows = [row(f"{i}.png", MORNING) for i in range(100)]
+    rows = [row_at(f"{i}.png", MORNING) for i in range(100)]
     write_job(jobs, "20261125T020000Z-00aa", rows, {"started": "2026-11-25T02:00:00.000Z", "seconds": 10.0})
     # A day of one batch: no time to divide by; its files are counted, but not in the rate they would inflate.
-    write_job(jobs, "watch-2026-11-24", [row(f"{i}.png", MORNING - timedelta(days=1)) for i in range(50)], {"inbox": "/nowhere"})
+    write_job(jobs, "watch-2026-11-24", [row_at(f"{i}.png", MORNING - timedelta(days=1)) for i in range(50)], {"inbox": "/nowhere"})
     report = collect([], jobs, last=10)
     by_id = {summary["id"]: summary for summary in report.summaries}
     assert by_id["watch-2026-11-24"]["seconds"] is None and by_id["watch-2026-11-24"]["files_per_second"] is None
@@ -116,7 +105,7 @@ def test_totals_over_both_kinds_are_files_over_working_time(idle_day):
 
 @pytest.fixture
 def old_jobs(tmp_path) -> Path:
-    write_job(tmp_path / "jobs", "20200101T020000Z-00aa", [row("a.png", MORNING)], {"started": "2020-01-01T02:00:00.000Z", "seconds": 1.0})
+    write_job(tmp_path / "jobs", "20200101T020000Z-00aa", [row_at("a.png", MORNING)], {"started": "2020-01-01T02:00:00.000Z", "seconds": 1.0})
     return tmp_path / "jobs"
 
 
@@ -153,7 +142,7 @@ def test_the_workbook_has_dates_percentages_fitted_widths_and_a_frozen_filtered_
     openpyxl = pytest.importorskip("openpyxl", reason="openpyxl (the xlsx extra) is not installed")
     jobs = idle_day.parent
     long_name = "scans/a-rather-long-folder-name/page-0001.png"  # 44 characters
-    rows = [row(long_name, MORNING, status="review", confidence=0.5), row("=HYPERLINK(1).png", MORNING)]
+    rows = [row_at(long_name, MORNING, status="review", confidence=0.5), row_at("=HYPERLINK(1).png", MORNING)]
     write_job(jobs, "20261125T020000Z-00aa", rows, {"started": "2026-11-25T02:00:00.000Z", "seconds": 2.0})
     book_path = tmp_path / "report.xlsx"
     result = CliRunner().invoke(app, ["report", "--jobs", str(jobs), "--last", "5", "--xlsx", str(book_path)])
@@ -254,7 +243,7 @@ def daemon_home(root: Path, gone: tuple[str, ...]) -> Path:
         for path in sorted(target.rglob("*"), reverse=True):
             path.rmdir() if path.is_dir() else path.unlink()
         target.rmdir()
-    rows = [row(name, MORNING - timedelta(days=24), status="review", confidence=0.4) for name in where]
+    rows = [row_at(name, MORNING - timedelta(days=24), status="review", confidence=0.4) for name in where]
     write_job(jobs, "watch-2026-11-01", rows, {"inbox": str(inbox), "day": "2026-11-01"})
     return root
 

@@ -13,8 +13,7 @@ from batchclf.errors import SettingsError
 from batchclf.watch.operations import Operations
 from batchclf.watch.retention import InboxPruner, RetentionPolicy, parse_keep, plan, remove_tree
 
-from .test_metrics import samples
-from .test_watch_daemon import digit_bytes, drop
+from .helpers import digit_bytes, drop, samples
 
 TODAY = date(2026, 12, 7)
 

@@ -14,7 +14,7 @@ from batchclf.cli import app
 from batchclf.errors import DataFileError
 from batchclf.jobs.verified import VERIFIED_COLUMNS, person_counts, person_labels, verified_blocks, verified_rows
 from batchclf.review.decisions import MAX_BYTES, read_decisions
-from tests.test_report_html import other, review, write_job
+from tests.helpers import other, review, write_job_folder
 
 JOB_ID = "20261124T031502Z-3f9a"
 HEADER = "file,page,label,decision,decided_at,job\r\n"
@@ -30,7 +30,7 @@ def job(tmp_path) -> Path:
         other("bad.png", "failed", page=None, error="corrupt"),
         review("=formula.png", label=7),
     ]
-    return write_job(tmp_path / "jobs" / JOB_ID, rows, {"kind": "classify", "job_id": JOB_ID, "inputs": [str(tmp_path)]})
+    return write_job_folder(tmp_path / "jobs" / JOB_ID, rows, {"kind": "classify", "job_id": JOB_ID, "inputs": [str(tmp_path)]})
 
 
 def corrections(path: Path, text: str, mtime: float | None = None) -> Path:
@@ -44,7 +44,8 @@ def verified(folder: Path) -> dict:
     return {(row["file"], row["page"]): row for row in verified_rows(folder)}
 
 
-def run(*args: str):
+def review_apply(*args: str):
+    """``batchclf review apply ARGS`` through the real CLI: the CliRunner result."""
     return CliRunner().invoke(app, ["review", "apply", *map(str, args)])
 
 
@@ -57,7 +58,7 @@ def test_every_row_with_the_final_label_and_results_csv_untouched(job, tmp_path)
         f"bad.png,,,blank,2026-12-01T08:00:03.000Z,{JOB_ID}\r\n",
         "=formula.png,1,1,corrected,2026-12-01T08:00:04.000Z,\r\n",
     ]))
-    done = run(job, path)
+    done = review_apply(job, path)
     assert done.exit_code == 0, done.output
     assert (job / "results.csv").read_bytes() == before
     rows = verified(job)
@@ -92,7 +93,7 @@ def test_every_row_with_the_final_label_and_results_csv_untouched(job, tmp_path)
 
 def test_an_old_file_without_the_new_columns_still_applies(job, tmp_path):
     path = corrections(tmp_path / "old.csv", "file,page,label\r\na.png,1,3\r\nb.png,1,9\r\n", mtime=1_780_000_000)
-    assert run(job, path).exit_code == 0
+    assert review_apply(job, path).exit_code == 0
     rows = verified(job)
     assert (rows[("a.png", 1)]["decision"], rows[("b.png", 1)]["decision"]) == ("accepted", "corrected")
     assert rows[("b.png", 1)]["decided_at"] == "2026-05-28T20:26:40.000Z"  # when the file was saved
@@ -102,9 +103,9 @@ def test_decisions_accumulate_and_a_newer_one_replaces_an_older(job, tmp_path):
     first = corrections(tmp_path / "1.csv", HEADER + "a.png,1,8,corrected,2026-12-01T08:00:00Z,\r\nb.png,1,5,accepted,2026-12-01T08:00:00Z,\r\n")
     second = corrections(tmp_path / "2.csv", HEADER + "a.png,1,3,accepted,2026-12-02T08:00:00Z,\r\npages.tif,2,4,corrected,2026-12-02T08:00:00Z,\r\n")
     stale = corrections(tmp_path / "3.csv", HEADER + "a.png,1,0,corrected,2026-11-30T08:00:00Z,\r\n")
-    assert run(job, first).exit_code == 0
-    assert run(job, second).exit_code == 0
-    done = run(job, stale)
+    assert review_apply(job, first).exit_code == 0
+    assert review_apply(job, second).exit_code == 0
+    done = review_apply(job, stale)
     assert done.exit_code == 0 and "1 decisions are older than the ones already applied" in done.output
     rows = verified(job)
     assert (rows[("a.png", 1)]["label"], rows[("a.png", 1)]["decision"]) == (3, "accepted")  # the newer file's
@@ -116,7 +117,7 @@ def test_decisions_accumulate_and_a_newer_one_replaces_an_older(job, tmp_path):
 
 def test_a_correction_for_a_row_the_job_does_not_have_is_reported(job, tmp_path):
     path = corrections(tmp_path / "c.csv", HEADER + "a.png,1,3,,,\r\nghost.png,1,4,,,\r\nb.png,2,4,,,\r\nb.png,1,1,,,other-job\r\n")
-    done = run(job, path)
+    done = review_apply(job, path)
     assert done.exit_code == 0
     assert "2 decisions name rows job 20261124T031502Z-3f9a does not have, not applied (listed in verified.json): 'ghost.png' page 1; 'b.png' page 2" in done.output
     assert "1 decisions are for other jobs" in done.output
@@ -127,7 +128,7 @@ def test_a_correction_for_a_row_the_job_does_not_have_is_reported(job, tmp_path)
 
 def test_a_daemon_day_by_its_date(tmp_path):
     jobs = tmp_path / "jobs"
-    day = write_job(jobs / "watch-2026-11-25", [review("in.png", label=2), other("fine.png", "ok")], {"kind": "watch", "inbox": str(tmp_path)})
+    day = write_job_folder(jobs / "watch-2026-11-25", [review("in.png", label=2), other("fine.png", "ok")], {"kind": "watch", "inbox": str(tmp_path)})
     path = corrections(tmp_path / "c.csv", HEADER + "in.png,1,7,corrected,2026-11-25T10:00:00Z,watch-2026-11-25\r\n")
     done = CliRunner().invoke(app, ["review", "apply", "--jobs", str(jobs), "2026-11-25", str(path)])
     assert done.exit_code == 0, done.output
@@ -164,7 +165,7 @@ def test_a_daemon_day_by_its_date(tmp_path):
 def test_bad_corrections_are_one_error_line_and_nothing_is_written(job, tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
-    done = run(job, path)
+    done = review_apply(job, path)
     assert done.exit_code == 1
     lines = done.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: ") and message in lines[0], done.output
@@ -173,7 +174,7 @@ def test_bad_corrections_are_one_error_line_and_nothing_is_written(job, tmp_path
 
 def test_a_damaged_verified_csv_is_one_error_line(job, tmp_path):
     (job / "verified.csv").write_text("file,page\r\na.png,1\r\n", encoding="utf-8")
-    done = run(job, corrections(tmp_path / "c.csv", HEADER))
+    done = review_apply(job, corrections(tmp_path / "c.csv", HEADER))
     assert done.exit_code == 1 and done.output.startswith(f"Error: {job / 'verified.csv'}: not a batchclf verified file")
 
 

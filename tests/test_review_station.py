@@ -23,7 +23,7 @@ from batchclf.jobs.folder import read_job
 from batchclf.jobs.verified import VERIFIED_COLUMNS, person_counts
 from batchclf.report.html import write_review_sheet
 from batchclf.report.summary import summarise
-from tests.test_report_html import Browser, chromium_or_skip, drawn, other, review, write_job
+from tests.helpers import Browser, chromium_or_skip, drawn, other, review, write_job_folder
 
 JOB_ID = "20261201T080000Z-5e11"
 ITEMS = 200
@@ -80,7 +80,7 @@ def station(tmp_path_factory):
         drawn(str(model_label(i)), paper=235 - (i % 5) * 10).save(scans / name(i))
     rows = [review(name(i), label=model_label(i), confidence=confidence(i)) for i in range(ITEMS)]
     rows += [other(f"fine-{k}.png", "ok") for k in range(OK_ROWS)]
-    folder = write_job(root / "jobs" / JOB_ID, rows, {"kind": "classify", "job_id": JOB_ID, "inputs": [str(scans)]})
+    folder = write_job_folder(root / "jobs" / JOB_ID, rows, {"kind": "classify", "job_id": JOB_ID, "inputs": [str(scans)]})
     job = read_job(folder)
     sheet = root / "station.html"
     assert write_review_sheet(sheet, [job], [summarise(job)]) == ITEMS
@@ -231,7 +231,7 @@ def test_ten_thousand_cards_open_quickly_and_the_last_one_is_reached(tmp_path):
         drawn(str(k % 10), paper=240 - k % 40, size=96).save(scans / f"d{k:03d}.png")
     # 100 files, 100 rows each (pages of a day's repeated names): each card still gets its own pictures.
     rows = [review(f"d{k:03d}.png", page=p + 1, label=k % 10, confidence=0.5) for k in range(files) for p in range(BIG // files)]
-    folder = write_job(tmp_path / "jobs" / JOB_ID, rows, {"kind": "classify", "job_id": JOB_ID, "inputs": [str(scans)]})
+    folder = write_job_folder(tmp_path / "jobs" / JOB_ID, rows, {"kind": "classify", "job_id": JOB_ID, "inputs": [str(scans)]})
     job = read_job(folder)
     sheet = tmp_path / "big.html"
     started = time.perf_counter()

@@ -32,24 +32,13 @@ from batchclf.service.status import lock_holder
 from batchclf.watch.lock import lock_path
 from batchclf.watch.settings import SETTINGS, resolve
 
-from .helpers import ink_digit, png_bytes
-from .test_settings import parse_printed
+from .helpers import ME, directives, exec_argv, ink_digit, invoke, parse_printed, png_bytes, verify
 
 runner = CliRunner()
-ME = pwd.getpwuid(os.geteuid()).pw_name
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(autouse=True)
-def homes_in_pytest_tmp(monkeypatch):
-    """pytest's tmp_path lives under /tmp, which the units refuse (PrivateTmp=yes hides it): lifted for these tests.
-
-    The refusal itself is tested in tests/test_operations_wiring.py, with the real list.
-    """
-    monkeypatch.setattr(render, "PRIVATE_TMP", (), raising=False)
+# pytest's tmp_path lives under /tmp, which the units refuse: lifted for every test here (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("homes_in_pytest_tmp")
 
 
 def install_units(tmp_path: Path, model: Path, *extra, dest="units") -> dict[str, str]:
@@ -58,42 +47,6 @@ def install_units(tmp_path: Path, model: Path, *extra, dest="units") -> dict[str
                     "--dest", tmp_path / dest, *extra)
     assert result.exit_code == 0, result.output
     return {path.name: path.read_text() for path in sorted((tmp_path / dest).iterdir())}
-
-
-def directives(text: str) -> dict[str, list[str]]:
-    """``Key=value`` lines of a unit (comments and section headers aside), by key."""
-    out: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line and not line.startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            out.setdefault(key, []).append(value)
-    return out
-
-
-def exec_argv(unit: str) -> list[str]:
-    (line,) = directives(unit)["ExecStart"]
-    return shlex.split(line)  # systemd's double quotes and backslash escapes, as the shell's
-
-
-@pytest.fixture(scope="module")
-def systemd_analyze() -> str:
-    """``systemd-analyze``, installed with apt when missing and we are root; else skip, saying why."""
-    found = shutil.which("systemd-analyze")
-    if not found and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "systemd"], capture_output=True, timeout=600)
-        found = shutil.which("systemd-analyze")
-    if not found:
-        reason = "not root, so apt-get cannot install it" if os.geteuid() else "apt-get install -y systemd did not provide it"
-        pytest.skip(f"systemd-analyze is missing and {reason}")
-    return found
-
-
-def verify(systemd_analyze: str, folder: Path, user: bool = False) -> subprocess.CompletedProcess:
-    runtime = Path(tempfile.mkdtemp(prefix="xdg-"))  # a user manager needs a runtime folder, even offline
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
-    scope = ["--user"] if user else []
-    return subprocess.run([systemd_analyze, *scope, "verify", *sorted(map(str, folder.iterdir()))],
-                          capture_output=True, text=True, env=env, timeout=60)
 
 
 # -- rendering -------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import dataclasses
 import re
 import subprocess
 import sys
-import tomllib
 
 import pytest
 import typer.main
@@ -16,6 +15,8 @@ from batchclf.cli import app
 from batchclf.watch import settings
 from batchclf.watch.settings import SETTINGS, SettingsError, WatchOptions, resolve
 
+from .helpers import parse_printed
+
 runner = CliRunner()
 
 
@@ -24,22 +25,6 @@ def print_config(*args, env=None) -> dict[str, tuple[object, str]]:
     result = runner.invoke(app, ["watch", "--print-config", *map(str, args)], env=env)
     assert result.exit_code == 0, result.output
     return parse_printed(result.stdout)
-
-
-def parse_printed(text: str) -> dict[str, tuple[object, str]]:
-    values = tomllib.loads(text)
-    sources = {}
-    for line in text.splitlines():
-        match = re.match(r"^#? ?(\w+)(?: = .*|: unset)  # (.+)$", line)
-        if match:
-            sources[match.group(1)] = match.group(2)
-    return {name: (values.get(name), source) for name, source in sources.items()}
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in [s.env for s in SETTINGS] + [settings.CONFIG_ENV, "BATCHCLF_HOME"]:
-        monkeypatch.delenv(name, raising=False)
 
 
 def test_every_setting_is_a_watch_flag_and_every_watch_flag_a_setting_or_locator():

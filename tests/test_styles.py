@@ -4,16 +4,13 @@ import numpy as np
 
 from batchclf.model.styles import add_up_stroke, continental_ones
 
+from .helpers import centre_of_mass
+
 
 def stem(top=4, bottom=24, column=14, width=2):
     digit = np.zeros((28, 28), np.float32)
     digit[top:bottom, column : column + width] = 1.0
     return digit
-
-
-def centre_of_mass(digit):
-    yy, xx = np.mgrid[0:28, 0:28]
-    return (yy * digit).sum() / digit.sum(), (xx * digit).sum() / digit.sum()
 
 
 def test_up_stroke_runs_down_left_from_the_top_of_the_stem():

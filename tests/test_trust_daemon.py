@@ -19,17 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ink_digit, png_bytes
-from .test_watch_daemon import digit_bytes, drop, report_rows, wait_for
-from .test_watch_hardening import oneshot, running
+from .helpers import FakeClock, FakeFiles, digit_bytes, drop, ink_digit, oneshot, png_bytes, report_rows, running, wait_for
 
 MOVED = re.compile(r"moved (\d+) files? \((\d+) of them to ")
-
-
-@pytest.fixture
-def home(tmp_path):
-    (tmp_path / "inbox").mkdir()
-    return tmp_path
 
 
 def moves_logged(text: str) -> tuple[int, int]:
@@ -251,8 +243,6 @@ def test_holding_a_file_is_bounded(tmp_path):
 def test_a_hold_outlasts_events_that_change_nothing_and_ends_at_a_change():
     from batchclf.watch.stability import StabilityTracker
 
-    from .test_watch_units import FakeClock, FakeFiles
-
     clock, files = FakeClock(), FakeFiles()
     tracker = StabilityTracker(0.5, clock, stat=files)
     files.write("x.png", 10, 1)
@@ -271,8 +261,6 @@ def test_a_file_changing_for_long_is_named_once_and_fifos_are_tracked():
     import stat as stat_module
 
     from batchclf.watch.stability import StabilityTracker
-
-    from .test_watch_units import FakeClock, FakeFiles
 
     clock, files = FakeClock(), FakeFiles()
     tracker = StabilityTracker(0.5, clock, stat=files)

@@ -10,8 +10,6 @@ failed/), and a recorded folder counts only inside the job's own home
 from __future__ import annotations
 
 import ast
-import csv
-import json
 import logging
 import os
 from pathlib import Path
@@ -26,8 +24,8 @@ from typer.testing import CliRunner
 from batchclf.cli import app
 from batchclf.errors import DataFileError
 from batchclf.jobs.folder import read_job
-from batchclf.jobs.rows import COLUMNS, csv_cell, make_row
-from tests.test_report_html import item_of, items
+from batchclf.jobs.rows import make_row
+from tests.helpers import item_of, items, write_job_folder
 
 JOB = "20261125T030000Z-00aa"
 DAY = "2026-11-25"
@@ -43,19 +41,15 @@ def digit_png(path: Path, value: int = 0) -> Path:
     return path
 
 
-def review(file: str, page: int | None = 1) -> dict:
+def review_of_one(file: str, page: int | None = 1) -> dict:
+    """A review row reading 1 at 40% (runner-up 7 at 30%), as processed on 2026-11-25."""
     return make_row(file=file, page=page, status="review", label=1, confidence=0.4, second_label=7, second_confidence=0.3,
                     processed_at="2026-11-25T03:00:00.000Z", model="default.keras")
 
 
-def write_job(folder: Path, rows: list[dict], meta: dict) -> Path:
-    folder.mkdir(parents=True)
-    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerows([csv_cell(r[c]) for c in COLUMNS] for r in rows)
-    (folder / "summary.json").write_text(json.dumps({"job_id": folder.name, **meta}), encoding="utf-8")
-    return folder
+def write_job_named_by_folder(folder: Path, rows: list[dict], meta: dict) -> Path:
+    """The job folder ``folder``: results.csv, and a summary.json of the folder's name as job id, updated by ``meta``."""
+    return write_job_folder(folder, rows, {"job_id": folder.name, **meta})
 
 
 @pytest.fixture
@@ -87,56 +81,56 @@ def write_moves(journal_path: Path, moves: dict[str, str]) -> None:
 def test_a_job_recording_the_root_as_its_input_reads_nothing_outside_its_home(tmp_path, secret):
     """A handed-over classify job with ``inputs: ["/"]`` once embedded anything its rows named."""
     name = str(secret.relative_to("/"))
-    folder = write_job(tmp_path / "home" / "jobs" / JOB, [review(name)], {"kind": "classify", "inputs": ["/"], "files_relative_to": "/"})
-    assert read_job(folder).input_location(review(name)) is None
+    folder = write_job_named_by_folder(tmp_path / "home" / "jobs" / JOB, [review_of_one(name)], {"kind": "classify", "inputs": ["/"], "files_relative_to": "/"})
+    assert read_job(folder).input_location(review_of_one(name)) is None
 
 
 def test_a_daemon_day_never_reads_absolute_or_dotdot_names(tmp_path, secret):
     home = watch_home(tmp_path)
     names = [str(secret), "../private/secret.png", "sub/../../private/secret.png"]
-    folder = write_job(home / "jobs" / f"watch-{DAY}", [review(n) for n in names], {"kind": "watch", "inbox": str(home / "inbox")})
+    folder = write_job_named_by_folder(home / "jobs" / f"watch-{DAY}", [review_of_one(n) for n in names], {"kind": "watch", "inbox": str(home / "inbox")})
     (home / "inbox" / "sub").mkdir()
     job = read_job(folder)
-    assert [job.input_location(review(n)) for n in names] == [None, None, None]
-    assert {job.locate_input(review(n)).problem for n in names} == {"outside the inputs"}
+    assert [job.input_location(review_of_one(n)) for n in names] == [None, None, None]
+    assert {job.locate_input(review_of_one(n)).problem for n in names} == {"outside the inputs"}
 
 
 def test_a_symlink_in_the_inbox_leading_outside_is_not_followed(tmp_path, secret):
     home = watch_home(tmp_path)
     (home / "inbox" / "link.png").symlink_to(secret)
     digit_png(home / "inbox" / "real.png")
-    folder = write_job(home / "jobs" / f"watch-{DAY}", [review("link.png"), review("real.png")], {"kind": "watch", "inbox": str(home / "inbox")})
+    folder = write_job_named_by_folder(home / "jobs" / f"watch-{DAY}", [review_of_one("link.png"), review_of_one("real.png")], {"kind": "watch", "inbox": str(home / "inbox")})
     job = read_job(folder)
-    assert job.input_location(review("link.png")) is None
-    assert job.locate_input(review("link.png")).problem == "outside the inputs"
-    assert job.input_location(review("real.png")) == Path(os.path.realpath(home / "inbox" / "real.png"))
-    assert job.locate_input(review("gone.png")).problem == "missing"
+    assert job.input_location(review_of_one("link.png")) is None
+    assert job.locate_input(review_of_one("link.png")).problem == "outside the inputs"
+    assert job.input_location(review_of_one("real.png")) == Path(os.path.realpath(home / "inbox" / "real.png"))
+    assert job.locate_input(review_of_one("gone.png")).problem == "missing"
 
 
 def test_a_journal_move_outside_processed_and_failed_is_not_read(tmp_path, secret):
     home = watch_home(tmp_path)
     moved = digit_png(home / "processed" / DAY / "moved.png")
     write_moves(home / "jobs" / "watch-journal.sqlite", {"moved.png": str(moved), "stolen.png": str(secret)})
-    rows = [review("moved.png"), review("stolen.png")]
-    job = read_job(write_job(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")}))
-    assert job.input_location(review("moved.png")) == Path(os.path.realpath(moved))
-    assert job.input_location(review("stolen.png")) is None
+    rows = [review_of_one("moved.png"), review_of_one("stolen.png")]
+    job = read_job(write_job_named_by_folder(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")}))
+    assert job.input_location(review_of_one("moved.png")) == Path(os.path.realpath(moved))
+    assert job.input_location(review_of_one("stolen.png")) is None
 
 
 def test_a_day_recording_a_foreign_inbox_reads_only_inside_its_home(tmp_path, secret):
     """Copied elsewhere, a day's recorded inbox (``/``, or the old home) is not inside its new home: nothing is read."""
     home = watch_home(tmp_path)
     name = str(secret.relative_to("/"))
-    job = read_job(write_job(home / "jobs" / f"watch-{DAY}", [review(name)], {"kind": "watch", "inbox": "/"}))
-    assert job.input_location(review(name)) is None
+    job = read_job(write_job_named_by_folder(home / "jobs" / f"watch-{DAY}", [review_of_one(name)], {"kind": "watch", "inbox": "/"}))
+    assert job.input_location(review_of_one(name)) is None
 
 
 def test_inputs_outside_the_home_are_read_only_when_named_on_the_command_line(tmp_path):
     scans = tmp_path / "shared" / "scans"
     digit_png(scans / "a.png")
-    folder = write_job(tmp_path / "home" / "jobs" / JOB, [review("a.png")], {"kind": "classify", "inputs": [str(scans)]})
-    assert read_job(folder).input_location(review("a.png")) is None
-    assert read_job(folder, [tmp_path / "shared"]).input_location(review("a.png")) == Path(os.path.realpath(scans / "a.png"))
+    folder = write_job_named_by_folder(tmp_path / "home" / "jobs" / JOB, [review_of_one("a.png")], {"kind": "classify", "inputs": [str(scans)]})
+    assert read_job(folder).input_location(review_of_one("a.png")) is None
+    assert read_job(folder, [tmp_path / "shared"]).input_location(review_of_one("a.png")) == Path(os.path.realpath(scans / "a.png"))
     sheet = tmp_path / "sheet.html"
     runner = CliRunner()
     result = runner.invoke(app, ["report", str(folder), "--html", str(sheet)])
@@ -155,8 +149,8 @@ def test_inputs_outside_the_home_are_read_only_when_named_on_the_command_line(tm
 def test_the_review_sheet_never_embeds_an_image_from_outside(tmp_path, secret):
     home = watch_home(tmp_path)
     (home / "inbox" / "link.png").symlink_to(secret)
-    rows = [review("link.png"), review(str(secret)), review("../private/secret.png")]
-    write_job(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")})
+    rows = [review_of_one("link.png"), review_of_one(str(secret)), review_of_one("../private/secret.png")]
+    write_job_named_by_folder(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")})
     sheet = tmp_path / "sheet.html"
     result = CliRunner().invoke(app, ["report", "--home", str(home), "--html", str(sheet)])
     assert result.exit_code == 0, result.output
@@ -170,8 +164,8 @@ def test_the_review_sheet_tells_a_refused_input_from_a_missing_one(tmp_path, sec
     home = watch_home(tmp_path)
     (home / "inbox" / "link.png").symlink_to(secret)
     digit_png(home / "inbox" / "real.png")
-    rows = [review("link.png"), review("gone.png"), review("real.png")]
-    write_job(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")})
+    rows = [review_of_one("link.png"), review_of_one("gone.png"), review_of_one("real.png")]
+    write_job_named_by_folder(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")})
     sheet = tmp_path / "sheet.html"
     result = CliRunner().invoke(app, ["report", "--home", str(home), "--html", str(sheet)])
     assert result.exit_code == 0, result.output
@@ -210,7 +204,7 @@ def corrected(tmp_path):
     inputs = tmp_path / "home" / "in"
     for i in range(3):
         digit_png(inputs / f"s{i}.png", i)
-    job = write_job(tmp_path / "home" / "jobs" / JOB, [review(f"s{i}.png") for i in range(3)], {"kind": "classify", "inputs": [str(inputs)]})
+    job = write_job_named_by_folder(tmp_path / "home" / "jobs" / JOB, [review_of_one(f"s{i}.png") for i in range(3)], {"kind": "classify", "inputs": [str(inputs)]})
     return job
 
 
@@ -305,8 +299,8 @@ def test_corrections_naming_files_outside_the_inputs_are_skipped(tmp_path, secre
     home = watch_home(tmp_path)
     digit_png(home / "inbox" / "real.png")
     (home / "inbox" / "link.png").symlink_to(secret)
-    rows = [review("real.png"), review("link.png")]
-    day = write_job(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")})
+    rows = [review_of_one("real.png"), review_of_one("link.png")]
+    day = write_job_named_by_folder(home / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(home / "inbox")})
     (day / "corrections.csv").write_text(
         f"file,page,label\nreal.png,1,1\nlink.png,1,2\n{secret},1,2\n../private/secret.png,1,2\n", encoding="utf-8"
     )

@@ -16,20 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from batchclf import paths
-from batchclf.cli import app
 from batchclf.errors import ModelLoadError
 
-from .helpers import ink_digit, png_bytes
+from .helpers import ink_digit, invoke, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture

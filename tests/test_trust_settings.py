@@ -35,13 +35,8 @@ FLOATS = [s for s in SETTINGS if s.type is float]
 INTEGERS = [s for s in SETTINGS if s.type is int]
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in [s.env for s in SETTINGS] + [settings.CONFIG_ENV, "BATCHCLF_HOME"]:
-        monkeypatch.delenv(name, raising=False)
-
-
-def print_config(home: Path, *args, env=None):
+def print_config_in(home: Path, *args, env=None):
+    """``batchclf watch --print-config --home HOME ARGS`` through the real CLI: the CliRunner result, as it is."""
     return runner.invoke(app, ["watch", "--print-config", "--home", str(home), *map(str, args)], env=env)
 
 
@@ -67,18 +62,18 @@ def test_every_float_setting_is_declared_with_both_bounds():
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
 def test_nan_and_infinity_are_refused_from_the_config_file(tmp_path, clean_env, s, text):
     (tmp_path / "batchclf.toml").write_text(f"{s.name} = {text}\n")
-    assert_one_error_line(print_config(tmp_path), f"{s.name}: must be a finite number")
+    assert_one_error_line(print_config_in(tmp_path), f"{s.name}: must be a finite number")
 
 
 @pytest.mark.parametrize("s", FLOATS, ids=lambda s: s.name)
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "1e999"])
 def test_nan_and_infinity_are_refused_from_the_environment(tmp_path, clean_env, s, text):
-    assert_one_error_line(print_config(tmp_path, env={s.env: text}), f"${s.env}: must be a finite number")
+    assert_one_error_line(print_config_in(tmp_path, env={s.env: text}), f"${s.env}: must be a finite number")
 
 
 @pytest.mark.parametrize("s", FLOATS, ids=lambda s: s.name)
 def test_nan_is_refused_as_a_watch_flag(tmp_path, clean_env, s):
-    result = print_config(tmp_path, s.flag, "nan")
+    result = print_config_in(tmp_path, s.flag, "nan")
     assert result.exit_code != 0 and result.stdout == "", result.output
 
 
@@ -90,7 +85,7 @@ def test_review_below_nan_no_longer_reaches_the_daemon(tmp_path, clean_env):
 
 def test_large_but_finite_intervals_are_refused_too(tmp_path, clean_env):
     (tmp_path / "batchclf.toml").write_text("settle = 1e300\n")
-    assert_one_error_line(print_config(tmp_path), f"settle: must be at most {MAX_SECONDS}")
+    assert_one_error_line(print_config_in(tmp_path), f"settle: must be at most {MAX_SECONDS}")
 
 
 @pytest.mark.parametrize("command, flag", [(["classify", "inbox"], "--input-scale"), (["predict", "x.png"], "--input-scale"),
@@ -181,20 +176,20 @@ def test_dev_zero_as_config_is_refused_unread(tmp_path):
 
 def test_an_oversized_config_file_is_refused(tmp_path, clean_env):
     (tmp_path / "batchclf.toml").write_text("# padding\n" * (settings.MAX_CONFIG_BYTES // 10) + "max_batch = 2\n")
-    assert_one_error_line(print_config(tmp_path), "larger than 1024 KiB")
+    assert_one_error_line(print_config_in(tmp_path), "larger than 1024 KiB")
 
 
 @pytest.mark.parametrize("text", ["x = " + "[" * 5000 + "]" * 5000, "x = " + "{a = " * 3000 + "1" + "}" * 3000])
 def test_a_deeply_nested_config_is_one_error_line(tmp_path, clean_env, text):
     (tmp_path / "batchclf.toml").write_text(text + "\n")
-    assert_one_error_line(print_config(tmp_path), "nested too deeply", str(tmp_path / "batchclf.toml"))
+    assert_one_error_line(print_config_in(tmp_path), "nested too deeply", str(tmp_path / "batchclf.toml"))
 
 
 @pytest.mark.parametrize("key", [s.name for s in SETTINGS if s.type is Path])
 @pytest.mark.parametrize("value", ['""', '"  "', '"in\\u0000box"'])
 def test_an_empty_or_nul_path_in_the_config_is_refused(tmp_path, clean_env, key, value):
     (tmp_path / "batchclf.toml").write_text(f"{key} = {value}\n")
-    result = print_config(tmp_path)
+    result = print_config_in(tmp_path)
     assert_one_error_line(result, f"{key}: ")
     assert "empty path" in result.stderr or "NUL" in result.stderr
 
@@ -208,10 +203,10 @@ def test_an_empty_inbox_no_longer_becomes_the_config_folder(tmp_path, clean_env)
 @pytest.mark.parametrize("name, huge, bound", [("max_batch", 100_000_000, MAX_BATCH), ("workers", 100_000, MAX_WORKERS)])
 def test_integer_settings_have_an_upper_bound(tmp_path, clean_env, name, huge, bound):
     (tmp_path / "batchclf.toml").write_text(f"{name} = {huge}\n")
-    assert_one_error_line(print_config(tmp_path), f"{name}: must be at most {bound}")
+    assert_one_error_line(print_config_in(tmp_path), f"{name}: must be at most {bound}")
     env = {settings.BY_NAME[name].env: str(huge)}
-    assert_one_error_line(print_config(tmp_path, env=env), f"must be at most {bound}")
-    flagged = print_config(tmp_path, settings.BY_NAME[name].flag, huge)
+    assert_one_error_line(print_config_in(tmp_path, env=env), f"must be at most {bound}")
+    flagged = print_config_in(tmp_path, settings.BY_NAME[name].flag, huge)
     assert flagged.exit_code == 2 and str(bound) in flagged.output
 
 

@@ -15,10 +15,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from batchclf.cli import app
-from tests.test_report import row, write_job
+from tests.helpers import invoke, row, write_job
 
 JOB = "20261125T030000Z-00aa"
 OTHER = "20261126T030000Z-00bb"
@@ -46,8 +44,6 @@ def job_rows() -> list[dict]:
     )
 
 
-def run(*args):
-    return CliRunner().invoke(app, [*map(str, args)])
 
 
 @pytest.fixture
@@ -56,13 +52,13 @@ def reviewed(tmp_path) -> Path:
     folder = write_job(tmp_path / "jobs", JOB, job_rows(), {"seconds": 4.0, "review_below": 0.97, "review": ORIGIN})
     decisions = tmp_path / "corrections.csv"
     decisions.write_text(HEADER + "".join(DECISIONS), encoding="utf-8", newline="")
-    applied = run("review", "apply", folder, decisions)
+    applied = invoke("review", "apply", folder, decisions)
     assert applied.exit_code == 0, applied.output
     return folder
 
 
 def report_json(*args) -> dict:
-    result = run("report", *args, "--json")
+    result = invoke("report", *args, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -86,7 +82,7 @@ def test_a_job_nobody_reviewed_reads_results_csv(tmp_path):
 
 
 def test_terminal_shows_what_the_person_decided_on_one_line(reviewed):
-    result = run("report", reviewed)
+    result = invoke("report", reviewed)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "reviewed by a person: 1 confirmed, 1 corrected, 1 not a digit, 1 blank (rows from verified.csv)" in lines
@@ -100,7 +96,7 @@ def test_many_jobs_one_line_each_with_the_review_and_totals(reviewed):
     assert [job["rows_from"] for job in report["jobs"]] == ["verified.csv", "results.csv"]
     assert report["totals"]["verified"] == PERSON
     assert report["totals"]["counts"]["not-a-digit"] == 1 and report["totals"]["counts"]["review"] == 2
-    result = run("report", reviewed, other)
+    result = invoke("report", reviewed, other)
     assert result.exit_code == 0, result.output
     line = {name: next(text for text in result.output.splitlines() if name in text) for name in (JOB, OTHER)}
     assert line[JOB].rstrip().endswith("1 confirmed, 1 corrected, 1 not a digit, 1 blank")
@@ -111,7 +107,7 @@ def test_many_jobs_one_line_each_with_the_review_and_totals(reviewed):
 def test_csv_export_has_the_person_columns(reviewed, tmp_path):
     other = write_job(reviewed.parent, OTHER, job_rows())
     table = tmp_path / "jobs.csv"
-    result = run("report", reviewed, other, "--csv", table)
+    result = invoke("report", reviewed, other, "--csv", table)
     assert result.exit_code == 0, result.output
     with open(table, newline="", encoding="utf-8") as handle:
         lines = list(csv.DictReader(handle))
@@ -124,7 +120,7 @@ def test_csv_export_has_the_person_columns(reviewed, tmp_path):
 def test_xlsx_summary_titles_and_totals_line_up_and_rows_are_verified(reviewed, tmp_path):
     openpyxl = pytest.importorskip("openpyxl", reason="openpyxl (the xlsx extra) is not installed")
     book = tmp_path / "jobs.xlsx"
-    result = run("report", reviewed, "--xlsx", book)
+    result = invoke("report", reviewed, "--xlsx", book)
     assert result.exit_code == 0, result.output
     workbook = openpyxl.load_workbook(book)
     titles, job, _, total = list(workbook["Summary"].values)
@@ -138,12 +134,12 @@ def test_xlsx_summary_titles_and_totals_line_up_and_rows_are_verified(reviewed, 
 
 
 def test_the_review_threshold_origin_is_shown_and_passed_on(reviewed, tmp_path):
-    result = run("report", reviewed)
+    result = invoke("report", reviewed)
     assert "review below 0.97, chosen for at most 0.2% wrong among ok rows; measured 0.18% at 90% accepted" in result.output.splitlines()
     (job,) = report_json(reviewed)["jobs"]
     assert job["review"] == ORIGIN
     plain = write_job(tmp_path / "old", JOB, job_rows(), {"review_below": 0.95})  # an old job: only the threshold
-    result = run("report", plain)
+    result = invoke("report", plain)
     assert "review below 0.95" in result.output.splitlines() and "chosen for" not in result.output
 
 
@@ -151,21 +147,21 @@ def test_the_review_threshold_origin_is_shown_and_passed_on(reviewed, tmp_path):
                                          ([0.97], "review")])
 def test_a_bad_review_origin_is_one_error_naming_the_key(tmp_path, origin, key):
     folder = write_job(tmp_path / "jobs", JOB, job_rows(), {"review": origin})
-    result = run("report", folder, "--json")
+    result = invoke("report", folder, "--json")
     assert result.exit_code == 1 and result.stderr.startswith(f"Error: {folder / 'summary.json'}: {key}: "), result.output
 
 
 def test_a_damaged_verified_csv_is_one_error_naming_it(reviewed):
     path = reviewed / "verified.csv"
     path.write_text(path.read_text(encoding="utf-8") + "short,row\n", encoding="utf-8")
-    result = run("report", reviewed)
+    result = invoke("report", reviewed)
     assert result.exit_code == 1 and result.stderr.startswith(f"Error: {path}: "), result.output
 
 
 def test_the_review_sheet_of_a_reviewed_job_still_counts_its_cards(reviewed, tmp_path):
     """The sheet's cards are results.csv's doubtful rows (4 here): its header must not say "nothing to review"."""
     sheet = tmp_path / "sheet.html"
-    result = run("report", reviewed, "--html", sheet)
+    result = invoke("report", reviewed, "--html", sheet)
     assert result.exit_code == 0, result.output
     assert "(4 items to review)" in result.stderr
     assert "4 items to review" in sheet.read_text(encoding="utf-8")
@@ -177,17 +173,17 @@ def test_a_day_that_grew_after_its_review_is_reported_with_a_warning(reviewed):
 
     verified = (reviewed / "verified.csv").stat().st_mtime
     os.utime(reviewed / "results.csv", (verified + 60, verified + 60))
-    result = run("report", reviewed, "--json")
+    result = invoke("report", reviewed, "--json")
     assert result.exit_code == 0, result.output
     assert f"warning: {reviewed}: results.csv changed after verified.csv was written" in result.stderr
     os.utime(reviewed / "results.csv", (verified - 60, verified - 60))
-    assert "warning" not in run("report", reviewed, "--json").stderr
+    assert "warning" not in invoke("report", reviewed, "--json").stderr
 
 
 def test_a_verified_row_decided_by_nobody_known_is_one_error_naming_its_line(reviewed):
     path = reviewed / "verified.csv"
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace(",person,", ",robot,", 1), encoding="utf-8")
-    result = run("report", reviewed)
+    result = invoke("report", reviewed)
     assert result.exit_code == 1 and result.stderr.startswith(f"Error: {path}: line "), result.output
     assert "decided_by 'robot'" in result.stderr

@@ -6,7 +6,6 @@ fixed sleep; the only sleeps are in the slow writer, which *is* the scenario.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -22,34 +21,9 @@ import pytest
 
 from batchclf.watch.lock import lock_path
 
-from .helpers import ink_digit, png_bytes, read_jsonl
+from .helpers import csv_rows, digit_bytes, drop, report_rows, wait_for
 
 TIMEOUT = 60
-
-
-def wait_for(predicate, timeout=TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def report_rows(jobs: Path) -> list[dict]:
-    rows = []
-    for path in sorted(jobs.glob("watch-*/results.jsonl")):
-        rows.extend(read_jsonl(path))
-    return rows
-
-
-def csv_rows(jobs: Path) -> list[dict]:
-    rows = []
-    for path in sorted(jobs.glob("watch-*/results.csv")):
-        text = path.read_text(encoding="utf-8")
-        rows.extend(csv.DictReader(text[: text.rfind("\n") + 1].splitlines(keepends=True)))
-    return rows
 
 
 class DaemonProcess:
@@ -106,12 +80,6 @@ class DaemonProcess:
 
 
 @pytest.fixture
-def home(tmp_path):
-    (tmp_path / "inbox").mkdir()
-    return tmp_path
-
-
-@pytest.fixture
 def daemons():
     started = []
 
@@ -122,18 +90,6 @@ def daemons():
     yield start
     for daemon in started:
         daemon.close()
-
-
-def drop(inbox: Path, name: str, data: bytes) -> Path:
-    """Atomic arrival: write under a temporary name, then rename into place."""
-    tmp = inbox / f".{name}.part"
-    tmp.write_bytes(data)
-    os.replace(tmp, inbox / name)
-    return inbox / name
-
-
-def digit_bytes(i: int) -> bytes:
-    return png_bytes(ink_digit(60 + i % 90).rotate(i % 7))
 
 
 def test_daemon_end_to_end(home, daemons, tiny_model):
@@ -301,7 +257,7 @@ def test_a_decoder_crash_fails_only_its_file(home, tiny_model, monkeypatch, no_t
     from batchclf.watch import daemon as daemon_module
     from batchclf.watch.daemon import Daemon, WatchOptions
 
-    from .test_pipeline import crash_on_poison
+    from .helpers import crash_on_poison
 
     inbox, jobs = home / "inbox", home / "jobs"
     names = ["a.png", "b-poison.png", "c.png", "d.png"]

@@ -7,7 +7,6 @@ import logging
 import os
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,7 @@ from batchclf.jobs.folder import day_folder_name
 from batchclf.watch.journal import FileRecord, Journal, JournalInboxError
 from batchclf.watch.lock import lock_path
 
-from .helpers import ink_digit, png_bytes, remove_tree
-from .test_watch_daemon import csv_rows, digit_bytes, drop, report_rows, wait_for
-
-
-def oneshot(inbox: Path, jobs: Path, model: Path, **options) -> int:
-    from batchclf.watch.daemon import Daemon, WatchOptions
-
-    return Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=model, oneshot=True, settle=0, workers=0, **options)).run()
-
-
-@pytest.fixture
-def home(tmp_path):
-    (tmp_path / "inbox").mkdir()
-    return tmp_path
+from .helpers import csv_rows, digit_bytes, drop, ink_digit, oneshot, png_bytes, remove_tree, report_rows, running, wait_for
 
 
 @pytest.mark.parametrize("loss", ["deleted", "emptied"])
@@ -217,19 +203,6 @@ class PingRecorder:
     @property
     def pings(self) -> int:
         return sum("WATCHDOG" in fields for fields in self.sent)
-
-
-@contextmanager
-def running(daemon):
-    """``daemon.run()`` in a thread, until the block ends."""
-    thread = threading.Thread(target=daemon.run, name="daemon-under-test")
-    thread.start()
-    try:
-        yield thread
-    finally:
-        daemon.stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
 
 
 def live_daemon(inbox: Path, jobs: Path, model: Path, notifier=None):

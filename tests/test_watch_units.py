@@ -1,8 +1,6 @@
 """The daemon's pure parts, driven by a fake clock: no sleeps, no threads."""
 
-import os
 import socket
-import stat
 
 import pytest
 from pathlib import Path
@@ -12,38 +10,7 @@ from batchclf.watch.notify import Notifier
 from batchclf.watch.observer import filesystem_type, is_network_filesystem
 from batchclf.watch.stability import CTIME_TICK, StabilityTracker
 
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-class FakeFiles:
-    """stat() for an imaginary folder: size and mtime we control."""
-
-    def __init__(self):
-        self.files = {}
-
-    def write(self, path, size, mtime_ns, ctime=0.0):
-        self.files[str(path)] = (size, mtime_ns, stat.S_IFREG | 0o644, ctime)
-
-    def mkdir(self, path):
-        self.files[str(path)] = (0, 0, stat.S_IFDIR | 0o755, 0.0)
-
-    def __call__(self, path):
-        if str(path) not in self.files:
-            raise FileNotFoundError(path)
-        size, mtime_ns, mode, ctime = self.files[str(path)]
-        seconds = mtime_ns // 10**9
-        return os.stat_result(
-            (mode, 0, 0, 1, 0, 0, size, seconds, seconds, int(ctime)), {"st_mtime_ns": mtime_ns, "st_ctime": ctime}
-        )
+from .helpers import FakeClock, FakeFiles
 
 
 @pytest.fixture
