@@ -8,15 +8,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from .helpers import ink_digit, png_bytes
+from .helpers import ink_digit, oneshot, png_bytes
 
 
-def oneshot(inbox: Path, jobs: Path, model: Path, **options) -> list[dict]:
-    from batchclf.watch.daemon import Daemon
-    from batchclf.watch.settings import WatchOptions
-
-    assert Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=model, oneshot=True, settle=0, workers=0, keep=True,
-                               **options)).run() == 0
+def day_rows(inbox: Path, jobs: Path, model: Path, **options) -> list[dict]:
+    """The rows a oneshot daemon run (files kept in the inbox) wrote for today."""
+    assert oneshot(inbox, jobs, model, keep=True, **options) == 0
     (day,) = [p for p in jobs.glob("watch-????-??-??") if p.is_dir()]
     with open(day / "results.csv", newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -37,10 +34,10 @@ def test_the_daemon_refuses_files_over_its_caps_like_classify(tmp_path, tiny_mod
     (inbox / "fine.png").write_bytes(png_bytes(ink_digit()))
     assert (inbox / "big.png").stat().st_size > 1024 * 1024
 
-    capped = {row["file"]: row for row in oneshot(inbox, tmp_path / "jobs", tiny_model, max_file_mb=1, max_pages=2)}
+    capped = {row["file"]: row for row in day_rows(inbox, tmp_path / "jobs", tiny_model, max_file_mb=1, max_pages=2)}
     assert capped["big.png"]["status"] == "failed" and "max-file-mb" in capped["big.png"]["error"]
     assert capped["pages.tif"]["status"] == "failed" and "max-pages" in capped["pages.tif"]["error"]
     assert capped["fine.png"]["status"] in ("ok", "review")
 
-    default = [row for row in oneshot(inbox, tmp_path / "jobs2", tiny_model) if row["file"] == "pages.tif"]
+    default = [row for row in day_rows(inbox, tmp_path / "jobs2", tiny_model) if row["file"] == "pages.tif"]
     assert len(default) == 3 and all(row["status"] in ("ok", "review") for row in default)  # 3 pages, under the default cap

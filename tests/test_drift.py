@@ -193,17 +193,21 @@ def test_the_daemon_warns_once_when_inputs_review_more_and_clears_when_the_mix_r
 
 @pytest.mark.integration
 def test_mnist_then_real_handwriting_warns_and_mnist_again_clears(tmp_path, shipped_model, mnist, caplog):
-    """The issue's scenario with the shipped model: MNIST test digits, then the Swiss writers' scans, then MNIST."""
+    """The issue's scenario with the shipped models: MNIST test digits, then real handwriting the models never saw
+    (USPS zip.test: the Swiss writers are in their training now), then MNIST again."""
     from batchclf.watch.daemon import Daemon, WatchOptions
 
-    scans = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "handwritten-scans"
-    if not scans.is_dir():
-        pytest.skip(f"handwritten scans not found at {scans} (CI keeps ../shared/data beside the checkout)")
+    usps = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "usps" / "zip.test.gz"
+    if not usps.is_file():
+        pytest.skip(f"USPS test digits not found at {usps} (CI keeps ../shared/data beside the checkout)")
     window = 500
     inbox, jobs = tmp_path / "inbox", tmp_path / "jobs"
     inbox.mkdir()
     operations = Operations(drift=DriftSettings(window=window))  # the defaults: 500 rows, 2x and 2 points, 0.05
-    swiss = sorted(scans.rglob("*.png"))[::11][:window]  # every writer, every digit
+    from batchclf.datasets.usps import write_usps_scans
+
+    write_usps_scans(usps, tmp_path / "usps")
+    unseen = sorted((tmp_path / "usps").rglob("*.png"))[:window]
 
     def run(files: dict[str, bytes]) -> list[str]:
         for name, data in files.items():
@@ -220,7 +224,7 @@ def test_mnist_then_real_handwriting_warns_and_mnist_again_clears(tmp_path, ship
     assert run(digits(0, window)) == []  # the baseline: MNIST sends well under 1% to review
     baseline = read_drift_state(jobs).baseline_review_share
     assert baseline < 0.02
-    said = run({f"swiss-{i:04}-{p.name}": p.read_bytes() for i, p in enumerate(swiss)})
+    said = run({f"usps-{i:04}-{p.name}": p.read_bytes() for i, p in enumerate(unseen)})
     assert len(said) == 1 and said[0].startswith("WARNING drift: review share")
     state = read_drift_state(jobs)
     assert state.drifting and state.review_share > max(2 * baseline, baseline + 0.02)
