@@ -525,3 +525,16 @@ class Browser:
 
     def close(self) -> None:
         self.browser.close()
+
+
+def sample_job_rows(job_id: str) -> list[dict]:
+    """12 rows over 11 files: 6 ok, 2 review, 1 blank, 2 failed (one formula-like name), 1 duplicate; a 2-page TIFF."""
+    return (
+        [row(f"ok{i}.png", label=i, confidence=0.95 + i / 100) for i in range(5)]
+        + [row("multi.tif", page=1, label=7, confidence=0.97), row("multi.tif", page=2, status="review", label=1, confidence=0.41)]
+        + [row("doubt.png", status="review", label=4, confidence=0.62)]
+        + [row("empty.png", status="blank")]
+        + [row("broken.png", status="failed", page=None, error="not a recognised image format"),
+           row("=cmd|calc.png", status="failed", page=None, error="truncated file")]
+        + [row("copy.png", status="duplicate", duplicate_of=f"{job_id}/ok1.png#1")]
+    )

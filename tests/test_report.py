@@ -19,21 +19,13 @@ from batchclf.report.collect import collect
 from batchclf.report.select import SinceError, parse_since, select_jobs
 from batchclf.report.summary import summarise
 
-from .helpers import REPORT_MODEL, row, write_job
+from .helpers import REPORT_MODEL, row, sample_job_rows, write_job
 
 
 @pytest.fixture
 def classify_job(tmp_path):
     """12 rows over 11 files: 6 ok, 2 review, 1 blank, 2 failed, 1 duplicate; a 2-page TIFF."""
-    rows = (
-        [row(f"ok{i}.png", label=i, confidence=0.95 + i / 100) for i in range(5)]
-        + [row("multi.tif", page=1, label=7, confidence=0.97), row("multi.tif", page=2, status="review", label=1, confidence=0.41)]
-        + [row("doubt.png", status="review", label=4, confidence=0.62)]
-        + [row("empty.png", status="blank")]
-        + [row("broken.png", status="failed", page=None, error="not a recognised image format"),
-           row("=cmd|calc.png", status="failed", page=None, error="truncated file")]
-        + [row("copy.png", status="duplicate", duplicate_of="20261125T030000Z-00aa/ok1.png#1")]
-    )
+    rows = sample_job_rows("20261125T030000Z-00aa")
     meta = {"started": "2026-11-25T03:00:00.000Z", "finished": "2026-11-25T03:00:04.000Z", "seconds": 4.0, "inputs": [str(tmp_path / "in")]}
     return write_job(tmp_path / "jobs", "20261125T030000Z-00aa", rows, meta)
 

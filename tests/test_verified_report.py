@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import invoke, row, write_job
+from tests.helpers import invoke, row, sample_job_rows, write_job
 
 JOB = "20261125T030000Z-00aa"
 OTHER = "20261126T030000Z-00bb"
@@ -31,25 +31,12 @@ PERSON = {"rows": 12, "person": 4, "confirmed": 1, "corrected": 1, "not_a_digit"
 ORIGIN = {"review_below": 0.97, "target_error": 0.002, "expected_error": 0.0018, "expected_coverage": 0.9}
 
 
-def job_rows() -> list[dict]:
-    """12 rows over 11 files: 6 ok, 2 review, 1 blank, 2 failed, 1 duplicate (as tests/test_report.py's job)."""
-    return (
-        [row(f"ok{i}.png", label=i, confidence=0.95 + i / 100) for i in range(5)]
-        + [row("multi.tif", page=1, label=7, confidence=0.97), row("multi.tif", page=2, status="review", label=1, confidence=0.41)]
-        + [row("doubt.png", status="review", label=4, confidence=0.62)]
-        + [row("empty.png", status="blank")]
-        + [row("broken.png", status="failed", page=None, error="not a recognised image format"),
-           row("=cmd|calc.png", status="failed", page=None, error="truncated file")]
-        + [row("copy.png", status="duplicate", duplicate_of=f"{JOB}/ok1.png#1")]
-    )
-
-
 
 
 @pytest.fixture
 def reviewed(tmp_path) -> Path:
     """The job after a person's review was applied to it."""
-    folder = write_job(tmp_path / "jobs", JOB, job_rows(), {"seconds": 4.0, "review_below": 0.97, "review": ORIGIN})
+    folder = write_job(tmp_path / "jobs", JOB, sample_job_rows(JOB), {"seconds": 4.0, "review_below": 0.97, "review": ORIGIN})
     decisions = tmp_path / "corrections.csv"
     decisions.write_text(HEADER + "".join(DECISIONS), encoding="utf-8", newline="")
     applied = invoke("review", "apply", folder, decisions)
@@ -75,7 +62,7 @@ def test_json_counts_the_verified_rows_and_names_the_file(reviewed):
 
 
 def test_a_job_nobody_reviewed_reads_results_csv(tmp_path):
-    folder = write_job(tmp_path / "jobs", JOB, job_rows())
+    folder = write_job(tmp_path / "jobs", JOB, sample_job_rows(JOB))
     (job,) = report_json(folder)["jobs"]
     assert job["rows_from"] == "results.csv" and job["verified"] is None and job["review"] is None
     assert job["counts"] == {"ok": 6, "review": 2, "blank": 1, "failed": 2, "duplicate": 1, "not-a-digit": 0}
@@ -91,7 +78,7 @@ def test_terminal_shows_what_the_person_decided_on_one_line(reviewed):
 
 
 def test_many_jobs_one_line_each_with_the_review_and_totals(reviewed):
-    other = write_job(reviewed.parent, OTHER, job_rows())
+    other = write_job(reviewed.parent, OTHER, sample_job_rows(JOB))
     report = report_json(reviewed, other)
     assert [job["rows_from"] for job in report["jobs"]] == ["verified.csv", "results.csv"]
     assert report["totals"]["verified"] == PERSON
@@ -105,7 +92,7 @@ def test_many_jobs_one_line_each_with_the_review_and_totals(reviewed):
 
 
 def test_csv_export_has_the_person_columns(reviewed, tmp_path):
-    other = write_job(reviewed.parent, OTHER, job_rows())
+    other = write_job(reviewed.parent, OTHER, sample_job_rows(JOB))
     table = tmp_path / "jobs.csv"
     result = invoke("report", reviewed, other, "--csv", table)
     assert result.exit_code == 0, result.output
@@ -138,7 +125,7 @@ def test_the_review_threshold_origin_is_shown_and_passed_on(reviewed, tmp_path):
     assert "review below 0.97, chosen for at most 0.2% wrong among ok rows; measured 0.18% at 90% accepted" in result.output.splitlines()
     (job,) = report_json(reviewed)["jobs"]
     assert job["review"] == ORIGIN
-    plain = write_job(tmp_path / "old", JOB, job_rows(), {"review_below": 0.95})  # an old job: only the threshold
+    plain = write_job(tmp_path / "old", JOB, sample_job_rows(JOB), {"review_below": 0.95})  # an old job: only the threshold
     result = invoke("report", plain)
     assert "review below 0.95" in result.output.splitlines() and "chosen for" not in result.output
 
@@ -146,7 +133,7 @@ def test_the_review_threshold_origin_is_shown_and_passed_on(reviewed, tmp_path):
 @pytest.mark.parametrize("origin, key", [({"target_error": 2}, "review.target_error"), ({"expected_error": "0.1"}, "review.expected_error"),
                                          ([0.97], "review")])
 def test_a_bad_review_origin_is_one_error_naming_the_key(tmp_path, origin, key):
-    folder = write_job(tmp_path / "jobs", JOB, job_rows(), {"review": origin})
+    folder = write_job(tmp_path / "jobs", JOB, sample_job_rows(JOB), {"review": origin})
     result = invoke("report", folder, "--json")
     assert result.exit_code == 1 and result.stderr.startswith(f"Error: {folder / 'summary.json'}: {key}: "), result.output
 

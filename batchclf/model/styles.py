@@ -38,13 +38,11 @@ def add_up_stroke(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     The flag is 25-70% of the stem's height, 20-60 degrees below horizontal,
     as thick as the stem; the result is re-centred by centre of mass as MNIST was.
     """
-    ink = digit > 0.5
-    rows = np.flatnonzero(ink.any(axis=1))
-    if len(rows) < 5:
+    found = _extent(digit, 5)
+    if found is None:
         return digit
-    top, bottom = rows[0], rows[-1]
+    ink, top, bottom, height = found
     top_x = float(np.flatnonzero(ink[top]).mean())
-    height = bottom - top + 1
     half_width = max(0.7, 0.5 * ink.sum() / height)  # the stem's mean width, halved
     length = rng.uniform(0.25, 0.7) * height
     angle = np.deg2rad(rng.uniform(20, 60))
@@ -68,12 +66,10 @@ def national_styles(images: np.ndarray, labels: np.ndarray, fraction: float, rng
 
 def cross_seven(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One MNIST-form "7" with a short bar across its stem, a little below the middle, as thick as the stem."""
-    ink = digit > 0.5
-    rows = np.flatnonzero(ink.any(axis=1))
-    if len(rows) < 8:
+    found = _extent(digit, 8)
+    if found is None:
         return digit
-    top, bottom = rows[0], rows[-1]
-    height = bottom - top + 1
+    ink, top, bottom, height = found
     row = int(round(top + rng.uniform(0.45, 0.6) * height))
     columns = np.flatnonzero(ink[row])
     if not len(columns):
@@ -90,18 +86,25 @@ def cross_seven(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def add_foot(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One MNIST-form "1" with the continental up-stroke and a foot: a base bar centred under the stem."""
     digit = add_up_stroke(digit, rng)
-    ink = digit > 0.5
-    rows = np.flatnonzero(ink.any(axis=1))
-    if len(rows) < 5:
+    found = _extent(digit, 5)
+    if found is None:
         return digit
-    top, bottom = rows[0], rows[-1]
-    height = bottom - top + 1
+    ink, top, bottom, height = found
     bottom_x = float(np.flatnonzero(ink[bottom]).mean()) + 0.5
     half = rng.uniform(0.15, 0.3) * height
     half_width = min(1.6, max(0.7, 0.5 * ink[bottom - 3 : bottom + 1].sum() / 4))  # the stem's, not a blot's
     y = bottom + 0.5 - half_width
     bar = np.clip(half_width + 0.5 - _distance_to_segment(np.array([y, bottom_x - half]), np.array([y, bottom_x + half])), 0.0, 1.0)
     return _centre_by_mass(np.maximum(digit, bar.astype(digit.dtype)))
+
+
+def _extent(digit: np.ndarray, min_rows: int):
+    """``(ink mask, top row, bottom row, height)`` of a digit's ink, or None when it spans fewer than ``min_rows``."""
+    ink = digit > 0.5
+    rows = np.flatnonzero(ink.any(axis=1))
+    if len(rows) < min_rows:
+        return None
+    return ink, rows[0], rows[-1], rows[-1] - rows[0] + 1
 
 
 def _distance_to_segment(start: np.ndarray, end: np.ndarray) -> np.ndarray:
