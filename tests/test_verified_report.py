@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import invoke, row, sample_job_rows, write_job
+from tests.helpers import invoke, sample_job_rows, write_job
 
 JOB = "20261125T030000Z-00aa"
 OTHER = "20261126T030000Z-00bb"
