@@ -214,15 +214,16 @@ def classify(tmp_path, model, inputs, **kwargs):
     return run(inputs, options, progress=False)
 
 
-def crash_on_poison(candidates):
-    """A prepare function for worker processes that dies like a native decoder fault on 'poison' files."""
+def crash_on_poison(candidates, **options):
+    """A prepare function for worker processes (``prepare_many``'s signature) that dies like a native decoder fault
+    on 'poison' files."""
     import os
 
     from batchclf.scan.prepare import prepare_many
 
     if any("poison" in c.path.name for c in candidates):
         os._exit(70)
-    return prepare_many(candidates)
+    return prepare_many(candidates, **options)
 
 
 WATCH_TIMEOUT = 60  # seconds wait_for waits by default

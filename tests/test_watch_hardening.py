@@ -281,7 +281,7 @@ def test_a_kept_file_is_read_again_only_when_its_ctime_changes_and_never_reporte
     inbox, jobs = home / "inbox", home / "jobs"
     reads = []
     prepare = daemon_module.prepare_many
-    monkeypatch.setattr(daemon_module, "prepare_many", lambda candidates: reads.extend(candidates) or prepare(candidates))
+    monkeypatch.setattr(daemon_module, "prepare_many", lambda candidates, **options: reads.extend(candidates) or prepare(candidates, **options))
     first, _ = same_size_scans()
     put(inbox / "x.bmp", first, mtime_ns=1_700_000_000_000_000_000)
     assert oneshot(inbox, jobs, tiny_model, keep=True) == 0 and len(reads) == 1
