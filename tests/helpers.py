@@ -106,25 +106,6 @@ def remove_tree(root: Path) -> None:
         os.rmdir(folder)
 
 
-def apt_install(package: str) -> bool:
-    """Install a Debian package for a test when we are root with apt-get; True if the install ran and succeeded.
-
-    A fresh machine has no package lists yet: ``apt-get update`` runs once when
-    the first install cannot find the package.
-    """
-    import shutil
-    import subprocess
-
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
-        return False
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", package]
-    if subprocess.run(install, capture_output=True, timeout=900, env=env).returncode == 0:
-        return True
-    subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
-    return subprocess.run(install, capture_output=True, timeout=900, env=env).returncode == 0
-
-
 def child_pids(pid: int) -> list[int]:
     """The live child processes of ``pid`` (Linux: /proc/PID/task/*/children)."""
     children = []

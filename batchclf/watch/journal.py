@@ -24,6 +24,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchclf.jobs.journal import loaded_path, read_only
 from batchclf.errors import JournalInboxError
 from batchclf.jobs.rows import starts_file
 
@@ -359,44 +360,12 @@ def _stored_path(path: str | None):
         return os.fsencode(path)
 
 
-def _loaded_path(value) -> str | None:
-    return os.fsdecode(value) if isinstance(value, bytes) else value
-
-
-def _read_only(journal_path: Path) -> sqlite3.Connection:
-    """A connection that can never write: readers sit beside a running daemon."""
-    return sqlite3.connect(f"{Path(journal_path).resolve().as_uri()}?mode=ro", uri=True)
-
-
-def moved_locations(journal_path: Path, day: str) -> dict[str, str]:
-    """Where the daemon moved each input of ``day``: inbox-relative name -> path now.
-
-    Read-only (the report reads it beside a running daemon); no journal, no
-    locations.  A name reported twice that day maps to its latest file.
-    """
-    journal_path = Path(journal_path)
-    if not journal_path.is_file():
-        return {}
-    db = _read_only(journal_path)
-    try:
-        return {
-            path: _loaded_path(move_to)
-            for path, move_to in db.execute(
-                "SELECT path, move_to FROM files WHERE day = ? AND moved = 1 AND move_to IS NOT NULL ORDER BY id", (day,)
-            )
-        }
-    except sqlite3.DatabaseError:
-        return {}
-    finally:
-        db.close()
-
-
 def day_status(journal_path: Path, day: str) -> dict:
     """Read-only: the day's row counts per status, its file count, and the last file decided (for ``service status``).
 
     Raises ``sqlite3.DatabaseError`` for a journal that cannot be read.
     """
-    db = _read_only(journal_path)
+    db = read_only(journal_path)
     try:
         counts = dict(db.execute("SELECT status, COUNT(*) FROM rows WHERE day = ? GROUP BY status", (day,)))
         files = db.execute("SELECT COUNT(*) FROM files WHERE day = ?", (day,)).fetchone()[0]
@@ -405,7 +374,7 @@ def day_status(journal_path: Path, day: str) -> dict:
         if newest:
             path, status, last_day, moved, move_to = newest
             row = db.execute("SELECT row FROM rows ORDER BY seq DESC LIMIT 1").fetchone()
-            last = {"path": path, "status": status, "day": last_day, "moved_to": _loaded_path(move_to) if moved else None,
+            last = {"path": path, "status": status, "day": last_day, "moved_to": loaded_path(move_to) if moved else None,
                     "processed_at": json.loads(row[0]).get("processed_at") if row else None}
         return {"counts": counts, "files": files, "last": last}
     finally:
