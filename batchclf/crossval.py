@@ -32,6 +32,7 @@ from batchclf.scan.preprocess import mnist_to_input
 # The detector's training sides, drawn once per run: drawn non-digits, and MNIST digits rendered as scans.
 NEGATIVES = 20_000
 SCANNED_DIGITS = 10_000
+FLAG_RATE = 0.01  # the share of unseen writers' digits the detector's threshold may flag
 
 
 def writer_folds(groups: np.ndarray, n: int) -> list[list[str]]:
@@ -197,8 +198,6 @@ def selective_curve(pool: dict[str, np.ndarray], flag_above: float, second_look:
         correct.append(probs.argmax(axis=1) == pool["labels"])
     return selective.curve(np.stack(confidence), np.stack(correct), pool["not_digit"] > flag_above)
 
-
-FLAG_RATE = 0.01  # of unseen writers' digits the detector may flag (the issue's budget)
 
 
 def unseen_figures(out: Path, review_below: float, flag_rate: float = FLAG_RATE, second_look: bool = True) -> dict:
