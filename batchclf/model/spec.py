@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchclf.model import card as cards
-from batchclf.model.predictor import describe_detector, sha256_file
+from batchclf.model.predictor import describe_detector, model_description, second_look_wanted, sha256_file
 
 if TYPE_CHECKING:
     from batchclf.model.predictor import Predictor
@@ -57,15 +57,5 @@ class ModelSpec:
     def describe(self) -> dict:
         """What :meth:`Predictor.describe` records (every job names the exact file it ran), without TensorFlow."""
         card = cards.read(self.model)
-        return {
-            "file": self.model.name,
-            "path": str(self.model),
-            "sha256": sha256_file(self.model),
-            "architecture": card.get("architecture"),
-            "card_accuracy": card.get("mnist_test", {}).get("accuracy"),
-            "temperature": cards.temperature(card),
-            "card": bool(card),
-            "input_scale": cards.input_scale(card, self.input_scale),
-            "detector": describe_detector(self.detector),
-            "second_look": bool(card.get("second_look", False) if self.second_look is None else self.second_look),
-        }
+        return model_description(self.model, card, sha256_file(self.model), cards.input_scale(card, self.input_scale),
+                                 describe_detector(self.detector), second_look_wanted(card, self.second_look))
