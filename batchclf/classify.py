@@ -97,13 +97,15 @@ def _create_job_folder(out_dir: Path) -> Path:
 def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress: bool | None) -> dict:
     from batchclf.engines import get_engine
     from batchclf.engines.base import EngineSettings
+    from batchclf.model.spec import ModelSpec
 
     limits = Limits.from_options(options.max_pages, options.max_file_mb)
-    settings = EngineSettings(
-        model=options.model, device=options.device, batch_size=options.batch_size, review_below=options.review_below,
-        target_error=options.target_error, workers=options.workers, limits=limits, input_scale=options.input_scale, detector=options.detector, address=options.ray_address, actors=options.actors,
-        gpus_per_actor=options.gpus_per_actor,
+    spec = ModelSpec(
+        model=options.model, device=options.device, batch_size=options.batch_size, input_scale=options.input_scale,
+        detector=options.detector, review_below=options.review_below, target_error=options.target_error,
     )
+    settings = EngineSettings(spec, workers=options.workers, limits=limits, address=options.ray_address,
+                              actors=options.actors, gpus_per_actor=options.gpus_per_actor)
     with get_engine(options.engine)(settings) as engine:
         started, clock = now_iso(), time.perf_counter()
         csv_tmp = job_folder.partial(folder, job_folder.RESULTS_CSV)

@@ -162,9 +162,11 @@ def _engine_rows(predictor, candidates, review_below: float, workers: int, engin
         return
     from batchclf.engines import get_engine
     from batchclf.engines.base import EngineSettings
+    from batchclf.model.spec import ModelSpec
 
-    settings = EngineSettings(model=predictor.path, batch_size=predictor.batch_size, review_below=review_below, workers=workers,
-                              input_scale=predictor.input_scale, detector=predictor.detector_path)
+    spec = ModelSpec(model=predictor.path, batch_size=predictor.batch_size, input_scale=predictor.input_scale,
+                     detector=predictor.detector_path, review_below=review_below)
+    settings = EngineSettings(spec, workers=workers)
     with get_engine(engine)(settings) as chosen:
         yield from chosen.rows(candidates)
 
@@ -172,12 +174,13 @@ def _engine_rows(predictor, candidates, review_below: float, workers: int, engin
 def _usps_rows(predictor, path: Path, review_below: float):
     """A USPS file has no files to decode: its digits take the normalisation ``prepare`` applies after decoding."""
     from batchclf.datasets.usps import read_usps
-    from batchclf.engines.labelling import label_rows
+    from batchclf.engines.consume import consume
+    from batchclf.scan.prepare import Prepared
     from batchclf.scan.preprocess import normalize_to_bytes
 
     raw, labels = read_usps(path)
     images = [normalize_to_bytes(gray) for gray in raw]
     bases = [make_row(file=f"{path.name}:{i + 1}", page=1) if image is not None else
              make_row(file=f"{path.name}:{i + 1}", page=1, status=BLANK) for i, image in enumerate(images)]
-    rows = label_rows(bases, images, predictor.score, review_below, predictor.name)
+    rows = consume([Prepared(base, image) for base, image in zip(bases, images)], predictor, review_below)
     return [(int(label), path.name, row) for label, row in zip(labels, rows)]

@@ -116,7 +116,7 @@ def ray_engine(model: Path, **settings):
     from batchclf.engines.ray import RayEngine
 
     settings = {"device": "cpu", "batch_size": 64, "workers": 1, "actors": 1, **settings}
-    engine = RayEngine(EngineSettings(model=model, **settings))
+    engine = RayEngine(EngineSettings.of(model=model, **settings))
     try:
         engine.start()
     except Exception as exc:  # Ray cannot start here (no /dev/shm, sandbox...): say so

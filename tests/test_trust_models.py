@@ -117,7 +117,7 @@ def test_every_model_load_goes_through_the_keras_check(monkeypatch, tiny_model, 
     except ImportError:  # pragma: no cover - Ray is a dev dependency here
         pytest.skip("Ray is not installed")
     with pytest.raises(ModelLoadError, match="Keras 3.11.2"):
-        RayEngine(EngineSettings(model=tiny_model, device="cpu"))  # the driver refuses before any actor starts
+        RayEngine(EngineSettings.of(model=tiny_model, device="cpu"))  # the driver refuses before any actor starts
     result = invoke("predict", "--demo", "--model", tiny_model, "--detector", "off")
     one_error_line(result, "Keras 3.11.2", "keras>=3.13.2")
 

@@ -53,7 +53,7 @@ def run_one(engine_name: str, scans: Path, model: Path, settings: dict) -> dict:
     from batchclf.scan.discovery import discover
 
     clock = time.perf_counter()
-    engine = get_engine(engine_name)(EngineSettings(model=model, **settings))
+    engine = get_engine(engine_name)(EngineSettings.of(model=model, **settings))
     engine.__enter__()
     try:
         started = time.perf_counter()

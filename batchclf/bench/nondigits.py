@@ -55,11 +55,12 @@ def non_digit_figures(folder: Path, model: Path, detector: Path | None) -> dict[
     """Per kind: how many rows, and the shares sent to review by the detector, by low confidence, in all."""
     from batchclf.engines import get_engine
     from batchclf.engines.base import EngineSettings
+    from batchclf.model.spec import ModelSpec
     from batchclf.jobs.rows import BLANK, NOT_A_DIGIT, REVIEW
     from batchclf.scan.discovery import discover
 
     counts: dict[str, Counter] = {}
-    with get_engine("local")(EngineSettings(model=model, detector=detector)) as engine:
+    with get_engine("local")(EngineSettings(ModelSpec(model, detector=detector))) as engine:
         review_below = engine.review_below
         for row in engine.rows(discover([folder])):
             tally = counts.setdefault(row["file"].split("/")[0], Counter())
@@ -75,9 +76,9 @@ def non_digit_figures(folder: Path, model: Path, detector: Path | None) -> dict[
 def digit_figures(sets: list[Path], model: Path, detector: Path | None) -> dict[str, dict]:
     from batchclf.scan.pool import default_workers
     from batchclf.evaluate import evaluate_folder
-    from batchclf.model.predictor import Predictor
+    from batchclf.model.spec import ModelSpec
 
-    predictor = Predictor(model, detector=detector)
+    predictor = ModelSpec(model, detector=detector).predictor()
     out = {}
     for path in sets:
         result = evaluate_folder(predictor, path, workers=default_workers())

@@ -87,10 +87,10 @@ def run_all(
 
     from batchclf.bench import stages as stage_costs
     from batchclf.model import card as cards
-    from batchclf.model.predictor import Predictor
+    from batchclf.model.spec import ModelSpec
 
     images, labels = sample_digits(n, data)
-    predictor = Predictor(model_path, batch_size=batch_size)
+    predictor = ModelSpec(model_path, batch_size=batch_size).predictor()
     review_below = cards.review_below(predictor.card)
     run = BenchRun([naive(model_path, images), batched(predictor, images)])
 

@@ -172,14 +172,14 @@ def evaluate(
     from batchclf.scan.pool import default_workers
     from batchclf.evaluate import evaluate as run_evaluate
     from batchclf.evaluate import evaluate_folder
-    from batchclf.model.predictor import Predictor
+    from batchclf.model.spec import ModelSpec
 
     if scans is not None and not scans.exists():
         raise typer.BadParameter(f"{scans} does not exist", param_hint="--scans")
     if scans is None and data is not None and data.exists() and not datasets.is_mnist(data):
         scans, data = data, None  # --data takes the labelled layouts too
     found = detector_path(detector, home)
-    predictors = [Predictor(path, device=device, input_scale=input_scale, detector=found)
+    predictors = [ModelSpec(path, device=device, input_scale=input_scale, detector=found).predictor()
                   for path in (model_path(model, home), baseline) if path is not None]
     dataset = datasets.load(data) if scans is None else None  # after the models: a broken model is the first error
 
@@ -223,9 +223,10 @@ def predict(
         raise InputPathError(f"image not found: {', '.join(missing)}")
     from batchclf.cli.render import print_digit, print_predictions
     from batchclf import evaluate as predicting
-    from batchclf.model.predictor import Predictor
+    from batchclf.model.spec import ModelSpec
 
-    predictor = Predictor(model_path(model, home), device=device, input_scale=input_scale, detector=detector_path(detector, home))
+    spec = ModelSpec(model_path(model, home), device=device, input_scale=input_scale, detector=detector_path(detector, home))
+    predictor = spec.predictor()
     results = []
     if demo:
         digit = predicting.demo_digit()

@@ -5,13 +5,14 @@ manager (it owns whatever it starts: worker processes, a Ray instance) and
 offers the same two calls::
 
     engine_cls = get_engine("ray")            # or "local"
-    with engine_cls(EngineSettings(model=path, ...)) as engine:
+    with engine_cls(EngineSettings(ModelSpec(path, ...), workers=...)) as engine:
         for row in engine.rows(discover(paths)):  # rows in the shared schema (batchclf.jobs.rows), input order
             ...
         meta = engine.describe()                  # engine, device, batch_size, workers, review_below, model...
 
 Both engines prepare each file with :func:`batchclf.scan.prepare.prepare_many`
-and label it with :func:`batchclf.jobs.rows.labelled_rows`, so the same files
+and finish its rows with :func:`batchclf.engines.consume.consume` (as the
+daemon does), the model built by :meth:`batchclf.model.spec.ModelSpec.predictor`, so the same files
 give the same rows (statuses, labels; confidences within float noise) on
 either.  The chooser works the way watchdog picks its observer
 (``watchdog.observers._get_observer_cls``): a table of names, each imported

@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator, Protocol
+
+from batchclf.model.spec import ModelSpec
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """What every engine needs; the ``ray`` fields are ignored by the local engine."""
+    """What every engine needs: the model (one :class:`ModelSpec`) and how to run it; ``ray`` fields are ignored by the local engine."""
 
-    model: Path
-    device: str = "auto"  # auto|cpu|gpu; under Ray: where the actors predict (gpu when gpus_per_actor > 0)
-    batch_size: int | None = None  # None: the device's default (batchclf.model.device.DEFAULT_BATCH)
-    review_below: float | None = None  # None: the model card's (or --target-error's)
-    target_error: float | None = None  # None: no budget; else the threshold comes from the card's curve
+    spec: ModelSpec
     workers: int | None = None  # decoding processes (local) / CPUs for decoding tasks of a local Ray; None: one per core
     limits: object | None = None  # batchclf.scan.decode.Limits, None: the defaults
-    input_scale: float | None = None  # None: the model card's (1.0 without one); 255 for a model trained on raw pixels
-    detector: Path | None = None  # the not-a-digit detector (batchclf.model.detector); None: none
     # Ray only
     address: str | None = None  # None: start a private Ray on 127.0.0.1; "auto" or "ray://HOST:PORT": join a cluster
-    actors: int | None = None  # labelling actors; None: 1 (local Ray) or one per GPU / per 4 CPUs of the cluster
+    actors: int | None = None  # labelling actors; None: 1 (local Ray) or one per GPU / per 8 CPUs of the cluster (ray.CLUSTER_CPUS_PER_ACTOR)
     gpus_per_actor: float = 0.0
+
+    @classmethod
+    def of(cls, **options) -> "EngineSettings":
+        """Settings from one flat set of options (a bench's or a test's): the model's go to the spec, the rest here."""
+        model_fields = ModelSpec.field_names()
+        spec = ModelSpec(**{name: value for name, value in options.items() if name in model_fields})
+        return cls(spec, **{name: value for name, value in options.items() if name not in model_fields})
 
 
 class Engine(Protocol):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 import numpy as np
 
 from batchclf.engines.base import EngineSettings, package_version
-from batchclf.engines.labelling import label_rows
+from batchclf.engines.consume import ScoreFunction, consume
 from batchclf.scan.decode import DEFAULT_LIMITS, Limits
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.pool import default_workers, prepared_stream
@@ -33,10 +33,11 @@ def classify_stream(
     """Rows for every candidate, predicted in batches of ``batch_size``, in input order."""
     waiting: list[Prepared] = []
     labelled_count = 0
+    labeller = ScoreFunction(score, review_below, model_name)
 
     def flush() -> list[dict]:
         nonlocal labelled_count
-        rows = label_rows([item.row for item in waiting], [item.image for item in waiting], score, review_below, model_name)
+        rows = consume(waiting, labeller)
         waiting.clear()
         labelled_count = 0
         return rows
@@ -56,12 +57,8 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, settings: EngineSettings):
-        from batchclf.model.predictor import Predictor
-
         self.settings = settings
-        self.predictor = Predictor(settings.model, device=settings.device, batch_size=settings.batch_size,
-                                   input_scale=settings.input_scale, detector=settings.detector,
-                                   review_below=settings.review_below, target_error=settings.target_error)
+        self.predictor = settings.spec.predictor()
         self.predictor.warm_up()
         self.review_below = self.predictor.review_below
         self.workers = default_workers() if settings.workers is None else settings.workers

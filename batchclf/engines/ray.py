@@ -106,25 +106,6 @@ def listing_blocks(candidates: Iterable, first: int = FIRST_BLOCK_FILES, largest
         yield table()
 
 
-def describe_model(path: Path, input_scale: float | None = None, detector: Path | None = None) -> dict:
-    """What :meth:`batchclf.model.predictor.Predictor.describe` records, without loading TensorFlow in the driver."""
-    from batchclf.model import card as cards
-    from batchclf.model.predictor import describe_detector, sha256_file
-
-    card = cards.read(path)
-    return {
-        "file": path.name,
-        "path": str(path),
-        "sha256": sha256_file(path),
-        "architecture": card.get("architecture"),
-        "card_accuracy": card.get("mnist_test", {}).get("accuracy"),
-        "temperature": cards.temperature(card),
-        "card": bool(card),
-        "input_scale": cards.input_scale(card, input_scale),
-        "detector": describe_detector(detector),
-    }
-
-
 class RayEngine:
     """Rows for discovered files, prepared by Ray tasks and labelled by Ray actors."""
 
@@ -132,33 +113,35 @@ class RayEngine:
 
     def __init__(self, settings: EngineSettings):
         from batchclf.errors import DeviceError
-        from batchclf.model import card as cards
         from batchclf.model import device as devices
         from batchclf.model import trust
         from batchclf.paths import card_path
 
         self.settings = settings
-        self.model_path = Path(settings.model)
+        spec = settings.spec
+        self.model_path = spec.model
         trust.check_before_load(self.model_path)  # in the driver, in one line: the actors would only fail one by one
         gpus = float(settings.gpus_per_actor or 0)
-        if settings.device == "gpu" and gpus == 0:
+        if spec.device == "gpu" and gpus == 0:
             gpus = 1.0
-        if settings.device == "cpu" and gpus > 0:
+        if spec.device == "cpu" and gpus > 0:
             raise DeviceError("--device cpu contradicts --gpus-per-actor > 0")
-        if settings.device not in devices.CHOICES:
-            devices.select(settings.device)  # raises the usual unknown-device error
+        if spec.device not in devices.CHOICES:
+            devices.select(spec.device)  # raises the usual unknown-device error
         self.gpus_per_actor = gpus
         self.kind = "gpu" if gpus > 0 else "cpu"
         self.device = "/GPU:0" if gpus > 0 else "/CPU:0"  # each actor sees its own GPUs (CUDA_VISIBLE_DEVICES) as GPU:0
-        self.batch_size = int(settings.batch_size or devices.DEFAULT_BATCH[self.kind])
-        self.model = describe_model(self.model_path, settings.input_scale, settings.detector)
-        card = cards.read(self.model_path)
-        self.review = cards.review_threshold(card, settings.review_below, settings.target_error, self.model_path.name)
+        self.batch_size = int(spec.batch_size or devices.DEFAULT_BATCH[self.kind])
+        self.model = spec.describe()
+        self.review = spec.review()
         self.review_below = self.review["review_below"]
+        # What every actor builds its predictor from: resolved here once (device, batch, threshold), so the actors agree.
+        self.actor_spec = dataclasses.replace(spec, device=self.kind, batch_size=self.batch_size,
+                                              review_below=self.review_below, target_error=None)
         self._model_bytes = self.model_path.read_bytes()  # shipped to the actors: no shared model folder needed
         card_file = card_path(self.model_path)
         self._card_bytes = card_file.read_bytes() if card_file.is_file() else None
-        detector = settings.detector
+        detector = spec.detector
         self._detector = None if detector is None else (Path(detector).name, Path(detector).read_bytes(),
                                                         card_path(detector).read_bytes())
         self.address = settings.address or os.environ.get("RAY_ADDRESS") or None
@@ -263,13 +246,9 @@ class RayEngine:
                     batch_size=self.batch_size,
                     compute=ActorPoolStrategy(size=self.actors),
                     fn_constructor_kwargs={
-                        "model_name": self.model_path.name,
+                        "spec": self.actor_spec,
                         # By reference, held here for the whole job: an actor restarted late still finds its model.
                         "model": [model_ref],
-                        "device": self.kind,
-                        "batch_size": self.batch_size,
-                        "review_below": self.review_below,
-                        "input_scale": self.settings.input_scale,
                     },
                     **labeller_resources,
                 )
@@ -470,23 +449,21 @@ def prepare_block(table, limits=None, token: str = "", ledger: str | None = None
 
 
 class Labeller:
-    """A Ray Data actor: loads the model once, then labels batches of prepared rows."""
+    """A Ray Data actor: builds its predictor once from the driver's spec and the shipped model, then labels batches."""
 
-    def __init__(self, model_name: str, model: list, device: str, batch_size: int, review_below: float,
-                 input_scale: float | None = None):
+    def __init__(self, spec, model: list):
         import ray
 
-        from batchclf.model.predictor import Predictor
         from batchclf.paths import card_path
 
         model_bytes, card_bytes, detector = ray.get(model[0])  # in a list: Ray hands it over as the reference, not its value
 
         folder = Path(tempfile.mkdtemp(prefix="batchclf-model-"))
         try:
-            model = folder / model_name
-            model.write_bytes(model_bytes)
+            model_file = folder / spec.model.name
+            model_file.write_bytes(model_bytes)
             if card_bytes is not None:
-                card_path(model).write_bytes(card_bytes)
+                card_path(model_file).write_bytes(card_bytes)
             detector_file = None
             if detector is not None:  # (name, model bytes, card bytes)
                 detector_file = folder / "detector" / detector[0]
@@ -494,21 +471,18 @@ class Labeller:
                 detector_file.write_bytes(detector[1])
                 card_path(detector_file).write_bytes(detector[2])
             # The driver resolved the threshold once; the actor's predictor (and its second look) takes it as given.
-            self.predictor = Predictor(model, device=device, batch_size=batch_size, input_scale=input_scale,
-                                       detector=detector_file, review_below=review_below)
+            self.predictor = dataclasses.replace(spec, model=model_file, detector=detector_file).predictor()
             self.predictor.warm_up()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        self.review_below = review_below
-        self.model_name = model_name
 
     def __call__(self, table):
         import pyarrow as pa
 
-        from batchclf.engines.labelling import label_rows
+        from batchclf.engines.consume import consume
+        from batchclf.scan.prepare import Prepared
 
-        rows = [json.loads(text) for text in table.column("row").to_pylist()]
-        images = [None if image is None else np.frombuffer(image, np.uint8).reshape(28, 28)
-                  for image in table.column("image").to_pylist()]
-        out = label_rows(rows, images, self.predictor.score, self.review_below, self.model_name)
+        items = [Prepared(json.loads(text), None if image is None else np.frombuffer(image, np.uint8).reshape(28, 28))
+                 for text, image in zip(table.column("row").to_pylist(), table.column("image").to_pylist())]
+        out = consume(items, self.predictor)
         return pa.table({"seq": table.column("seq"), "row": pa.array([_row_text(row) for row in out], pa.string())})

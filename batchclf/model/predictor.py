@@ -57,6 +57,28 @@ def describe_detector(path: Path | None) -> dict | None:
     return {"file": path.name, "path": str(path), "sha256": sha256_file(path), "flag_above": float(card["flag_above"])}
 
 
+def second_look_wanted(card: dict, asked: bool | None) -> bool:
+    """The second look (model.second_look) as the card says (the shipped card measured its curve with it), unless told."""
+    return bool(card.get("second_look", False) if asked is None else asked)
+
+
+def model_description(path: Path, card: dict, sha256: str, input_scale: float, detector: dict | None,
+                      second_look: bool) -> dict:
+    """The model as job metadata records it (every job names the exact file it ran): one shape for the predictor and the spec."""
+    return {
+        "file": path.name,
+        "path": str(path),
+        "sha256": sha256,
+        "architecture": card.get("architecture"),
+        "card_accuracy": card.get("mnist_test", {}).get("accuracy"),
+        "temperature": cards.temperature(card),
+        "card": bool(card),  # a model trained elsewhere: temperature 1 and the default review threshold
+        "input_scale": input_scale,
+        "detector": detector,
+        "second_look": second_look,
+    }
+
+
 SUPPORTED_INPUTS = ((28, 28, 1), (28, 28), (784,))
 
 
@@ -136,8 +158,7 @@ class Predictor:
         # Pixels in [0, 1] unless the user or the card says the model was trained on raw 0-255 values.
         self.input_scale = cards.input_scale(self.card, input_scale)
         self.input_shape = model_input_shape(self.model, self.path)
-        # The second look (model.second_look) as the card says (the shipped card measured its curve with it), unless told.
-        self.second_look = bool(self.card.get("second_look", False) if second_look is None else second_look)
+        self.second_look = second_look_wanted(self.card, second_look)
         spec = tf.TensorSpec([self.batch_size, 28, 28, 1], tf.float32)
         model, shape, scale = self.model, (self.batch_size, *self.input_shape), self.input_scale
         detector = self.detector
@@ -168,18 +189,7 @@ class Predictor:
 
     def describe(self) -> dict:
         """The model as job metadata records it (every job names the exact file it ran)."""
-        return {
-            "file": self.name,
-            "path": str(self.path),
-            "sha256": self.sha256,
-            "architecture": self.card.get("architecture"),
-            "card_accuracy": self.card.get("mnist_test", {}).get("accuracy"),
-            "temperature": self.temperature,
-            "card": bool(self.card),  # a model trained elsewhere: temperature 1 and the default review threshold
-            "input_scale": self.input_scale,
-            "detector": self.detector_info,
-            "second_look": self.second_look,
-        }
+        return model_description(self.path, self.card, self.sha256, self.input_scale, self.detector_info, self.second_look)
 
     def warm_up(self) -> None:
         self.predict(np.zeros((1, 28, 28, 1), np.float32))

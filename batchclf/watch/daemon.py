@@ -27,6 +27,7 @@ from batchclf.jobs import folder as job_folder
 from batchclf.jobs.rows import now_iso
 from batchclf.metrics import drift as drift_state
 from batchclf.metrics.drift import DriftMonitor
+from batchclf.model.spec import ModelSpec
 from batchclf.scan.decode import Limits
 from batchclf.scan.prepare import prepare_many
 from batchclf.watch.batcher import DynamicBatcher
@@ -164,16 +165,18 @@ class Daemon:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise WatchFolderError(f"cannot open the journal {path}: {reason} (is --out {self.out_dir} a writable folder?)") from None
 
+    def model_spec(self) -> ModelSpec:
+        """The daemon's model, as classify declares its own (the detector resolved against --home)."""
+        return ModelSpec(
+            # Compiled for the daemon's own batch size: a 32-file batch never pays for 256 padded images.
+            model=self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch,
+            input_scale=self.options.input_scale, detector=paths.detector(self.options.detector, self.options.home),
+            review_below=self.options.review_below, target_error=self.options.target_error,
+        )
+
     def _load_model(self) -> None:
         if self.predictor is None:
-            from batchclf.model.predictor import Predictor
-
-            # Compiled for the daemon's own batch size: a 32-file batch never pays for 256 padded images.
-            self.predictor = Predictor(
-                self.options.model, device=self.options.device, batch_size=self.options.batch_size or self.options.max_batch,
-                input_scale=self.options.input_scale, detector=paths.detector(self.options.detector, self.options.home),
-                review_below=self.options.review_below, target_error=self.options.target_error,
-            )
+            self.predictor = self.model_spec().predictor()
         self.predictor.warm_up()
         self.review_below = self.predictor.review_below
 

@@ -6,7 +6,7 @@ files of a batch, return the rows to report and the file records to commit.
 
 from __future__ import annotations
 
-from batchclf.engines.labelling import label_rows
+from batchclf.engines.consume import consume
 from batchclf.jobs.folder import day_folder_name
 from batchclf.jobs.rows import FAILED, duplicate
 from batchclf.watch.intake import Taken
@@ -44,8 +44,7 @@ def decide(batch: list[Taken], journal: Journal, predictor, review_below: float,
     """``(rows, records)``: every page's row with its day, and one journal record per file."""
     duplicates = duplicates_in(batch, journal, day)
     fresh = [item for t in batch if t.relative not in duplicates for item in t.prepared]
-    labelled = iter(label_rows([item.row for item in fresh], [item.image for item in fresh], predictor.score,
-                               review_below, predictor.name))
+    labelled = iter(consume(fresh, predictor, review_below))
     rows, records = [], []
     for taken in batch:
         file_rows = []
