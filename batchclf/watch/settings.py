@@ -8,7 +8,11 @@ its user-facing name.  From that one declaration come
 - the config file keys (``max_batch = 128`` in TOML),
 - the flags the rendered systemd units pass (``batchclf.service.units``).
 
-:func:`resolve` merges them: flags > environment > config file > defaults.
+:func:`parameters` turns them into click parameters (typer's click), and click
+merges the sources: flag > environment (the setting's variable) > config file
+(the context's ``default_map``) > default; ``ctx.get_parameter_source`` says
+which one won (:func:`effective`).  ``batchclf watch`` parses with them, and
+:func:`resolve` feeds them values for every other caller (``service``, tests).
 The config file is ``--config``, else ``$BATCHCLF_CONFIG``, else
 ``<home>/batchclf.toml`` when it exists.  Nothing here imports TensorFlow.
 """
