@@ -1,21 +1,23 @@
 """``watch``: the inbox daemon.
 
-Its flags are generated from the settings declaration
-(:mod:`batchclf.watch.settings`), so a setting cannot exist in the config
-file or a unit without existing here.  Every setting flag defaults to None,
-"not given", which lets the environment and the config file fill it in.
+Its flags are the click parameters of the settings declaration
+(:func:`batchclf.watch.settings.parameters`), so a setting cannot exist in
+the config file or a unit without existing here.  Click resolves each one:
+the flag, else ``$BATCHCLF_<NAME>``, else the config file (the context's
+``default_map``), else the default; ``--print-config`` reports the source
+``ctx.get_parameter_source`` names.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
-from batchclf.cli.common import Home, friendly_errors
-from batchclf.limits import Share
+from batchclf.cli.common import Home, fail, friendly_errors
+from batchclf.errors import BatchclfError
 from batchclf.watch import settings as declared
 
 Config = Annotated[
@@ -25,41 +27,38 @@ Config = Annotated[
 PrintConfig = Annotated[
     bool, typer.Option("--print-config", metavar="", help="Print the effective settings and where each came from, then exit.")
 ]
+_EFFECTIVE = "batchclf.watch.effective"
 
 
-def option_for(s: declared.Setting) -> inspect.Parameter:
-    """The typer parameter of one setting: its flag, help, limits; default None = not given."""
-    # Parentheses, not brackets: rich would read "[default: ...]" as markup and drop it.
-    help_text = f"{s.help} (default: {s.default_text()}; env {s.env}; config key {s.name})"
-    if s.positional:
-        info = typer.Argument(help=help_text, metavar=s.name.upper(), show_default=False)
-    elif s.type is bool:
-        info = typer.Option(f"{s.flag}/--no-{s.flag[2:]}", metavar="", help=help_text, show_default=False)
-    elif s.type is Share:  # "0.2%" as well as 0.002: click's float type would refuse the first
-        info = typer.Option(s.flag, help=help_text, parser=Share, metavar="SHARE", show_default=False)
-    else:
-        info = typer.Option(s.flag, help=help_text, min=s.minimum, max=s.maximum, show_default=False)
-    return inspect.Parameter(s.field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[s.type], info])
+class WatchCommand(TyperCommand):
+    """The ``watch`` command: one click parameter per declared setting, then typer's parameters of the function."""
+
+    def __init__(self, *, params, **kwargs):
+        for param in params:
+            if param.name in ("home", "config"):
+                param.is_eager = True  # the config file is every setting's default_map: known before any of them
+        super().__init__(params=declared.parameters() + list(params), **kwargs)
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: D102
+        try:  # a bad variable or config file surfaces while click parses: one Error: line, as elsewhere
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except BatchclfError as exc:
+            fail(str(exc), exc.exit_code)
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            ctx.meta[_EFFECTIVE] = declared.effective(ctx)
+        except BatchclfError as exc:
+            fail(str(exc), exc.exit_code)
+        for s in declared.SETTINGS:  # the function takes the resolved settings, not one argument per flag
+            ctx.params.pop(s.field, None)
+        return super().invoke(ctx)
 
 
-def with_setting_flags(command):
-    """Give ``command(config, print_config, home, **settings)`` one typer parameter per declared setting."""
-    fixed = [
-        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Config),
-        inspect.Parameter("print_config", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=PrintConfig),
-        inspect.Parameter("home", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Home),
-    ]
-    parameters = [option_for(s) for s in declared.SETTINGS] + fixed
-    command.__signature__ = inspect.Signature(parameters)
-    command.__annotations__ = {p.name: p.annotation for p in parameters}
-    return command
-
-
-@with_setting_flags
 @friendly_errors
-def watch(config: Optional[Path] = None, print_config: bool = False, home: Optional[Path] = None, **given):
+def watch(ctx: typer.Context, config: Config = None, print_config: PrintConfig = False, home: Home = None):
     """Watch an inbox folder and classify every file that lands in it, exactly once."""
-    effective = declared.resolve(given, home=home, config=config)
+    effective = ctx.meta[_EFFECTIVE]  # config and home were read while parsing (WatchCommand)
     if print_config:
         typer.echo(effective.describe())
         return

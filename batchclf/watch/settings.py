@@ -8,7 +8,11 @@ its user-facing name.  From that one declaration come
 - the config file keys (``max_batch = 128`` in TOML),
 - the flags the rendered systemd units pass (``batchclf.service.units``).
 
-:func:`resolve` merges them: flags > environment > config file > defaults.
+:func:`parameters` turns them into click parameters (typer's click), and click
+merges the sources: flag > environment (the setting's variable) > config file
+(the context's ``default_map``) > default; ``ctx.get_parameter_source`` says
+which one won (:func:`effective`).  ``batchclf watch`` parses with them, and
+:func:`resolve` feeds them values for every other caller (``service``, tests).
 The config file is ``--config``, else ``$BATCHCLF_CONFIG``, else
 ``<home>/batchclf.toml`` when it exists.  Nothing here imports TensorFlow.
 """
@@ -16,6 +20,7 @@ The config file is ``--config``, else ``$BATCHCLF_CONFIG``, else
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 import math
 import os
@@ -24,7 +29,11 @@ import tomllib
 import types
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Mapping, get_type_hints
+from typing import Annotated, Callable, Mapping, Optional, get_type_hints
+
+import typer
+import typer.core
+import typer.main
 
 from batchclf import paths
 from batchclf.errors import SettingsError
@@ -227,27 +236,146 @@ class Effective:
         return "\n".join(lines)
 
 
-def resolve(flags: Mapping[str, object] | None = None, *, home: Path | None = None, config: Path | None = None,
-            environ: Mapping[str, str] | None = None) -> Effective:
-    """Merge flags (by field name, None = not given) > environment > config file > defaults."""
-    flags = flags or {}
-    environ = os.environ if environ is None else environ
-    unknown = set(flags) - set(BY_FIELD)
-    if unknown:
-        raise TypeError(f"not settings: {sorted(unknown)}")
-    home_dir, home_source = _home(home, environ)
-    config_path, config_source = _config_path(config, environ, home_dir)
-    from_file = load_config(config_path) if config_path is not None else {}
+# -- resolution by click -------------------------------------------------------------------------
+#
+# Click (typer's) owns the precedence: a value from the command line (COMMANDLINE), else the setting's
+# variable (ENVIRONMENT, per-option ``envvar``), else the config file (DEFAULT_MAP, the context's
+# ``default_map``), else the default; ``ctx.get_parameter_source`` tells which one won.  The checks stay
+# ours (one place, the same one-line errors): a value is converted by the function that knows its source.
+
+_WHERE = "batchclf.settings.where"  # ctx.meta: (home, its source, config file, its source)
+_ENVIRON = "batchclf.settings.environ"  # ctx.meta: the environment to read (default: os.environ)
+_CONFIG_ERROR = "batchclf.settings.config_error"  # ctx.meta: why the config file could not be read
+_SOURCES = {"COMMANDLINE": FLAG, "ENVIRONMENT": ENV, "DEFAULT_MAP": CONFIG}
+
+
+def _source(ctx, name: str) -> str:
+    found = ctx.get_parameter_source(name)
+    return _SOURCES.get(found.name, DEFAULT) if found is not None else DEFAULT
+
+
+def _reading_sources(kind: type) -> type:
+    """A subclass of typer's parameter class ``kind`` that reads a setting's variable and the config file and checks
+    what it gets.  A subclass of the same layout, so the parameters typer built can take it on."""
+
+    class Sourced(kind):
+
+        @property
+        def setting(self) -> Setting:
+            return BY_FIELD[self.name]
+
+        def value_from_envvar(self, ctx):
+            text = ctx.meta.get(_ENVIRON, os.environ).get(self.setting.env)
+            return text or None  # an empty variable is unset, as before; parsed as text by parse_text below
+
+        def consume_value(self, ctx, opts):
+            _read_config_once(ctx)  # --home and --config are eager, so they are known by now
+            return super().consume_value(ctx, opts)
+
+        def process_value(self, ctx, value):
+            s = self.setting
+            source = _source(ctx, self.name)
+            if source != FLAG:
+                _config_error(ctx)
+            if value is None or source == DEFAULT:
+                return super().process_value(ctx, value)
+            if source == ENV:
+                return parse_text(s, value, f"${s.env}")
+            if source == CONFIG:
+                return value  # load_config typed and checked it, naming the file and the key
+            value = super().process_value(ctx, value)  # typer's own flag parsing: ranges, SHARE, paths
+            _config_error(ctx)
+            return None if value is None else _checked(s, _absolute(value) if s.type is Path else value, s.flag)
+
+    Sourced.__name__ = Sourced.__qualname__ = f"Setting{kind.__name__}"
+    return Sourced
+
+
+def help_text(s: Setting) -> str:
+    # Parentheses, not brackets: rich would read "[default: ...]" as markup and drop it.
+    return f"{s.help} (default: {s.default_text()}; env {s.env}; config key {s.name})"
+
+
+def _declaration(s: Setting) -> inspect.Parameter:
+    """One setting as a typer parameter: its flag, help, limits, variable; default None = not given."""
+    if s.positional:
+        info = typer.Argument(help=help_text(s), metavar=s.name.upper(), show_default=False)
+    elif s.type is bool:
+        info = typer.Option(f"{s.flag}/--no-{s.flag[2:]}", metavar="", help=help_text(s), show_default=False)
+    elif s.type is Share:  # "0.2%" as well as 0.002: click's float type would refuse the first
+        info = typer.Option(s.flag, help=help_text(s), parser=Share, metavar="SHARE", show_default=False)
+    else:
+        info = typer.Option(s.flag, help=help_text(s), min=s.minimum, max=s.maximum, show_default=False)
+    return inspect.Parameter(s.field, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[s.type], info])
+
+
+def _settings_command() -> typer.core.TyperCommand:
+    def watch(**_):
+        """Every setting, declared for click by typer (its public route: a command of an app)."""
+
+    watch.__signature__ = inspect.Signature([_declaration(s) for s in SETTINGS])
+    app = typer.Typer(add_completion=False)
+    app.command()(watch)
+    return typer.main.get_command(app)
+
+
+_SOURCED: dict[type, type] = {}
+
+
+def parameters() -> list:
+    """Fresh click parameters of every setting (a command owns its parameters), reading every source."""
+    out = []
+    for param in _settings_command().params:
+        kind = type(param)
+        if kind not in _SOURCED:
+            _SOURCED[kind] = _reading_sources(kind)
+        param.__class__ = _SOURCED[kind]
+        out.append(param)
+    return out
+
+
+def _read_config_once(ctx: typer.Context) -> None:
+    """Find the home and the config file, and make the file the context's ``default_map``.
+
+    A config error waits (:func:`_config_error`) until click has parsed the flags: a bad flag is a usage
+    error and is reported first, as when the file was read after parsing.
+    """
+    if _WHERE in ctx.meta:
+        return
+    environ = ctx.meta.get(_ENVIRON, os.environ)
+    home_dir, home_source = _home(ctx.params.get("home"), environ)
+    ctx.meta[_WHERE] = (home_dir, home_source, None, "")
+    ctx.default_map = {}
+    try:
+        config_path, config_source = _config_path(ctx.params.get("config"), environ, home_dir)
+        from_file = load_config(config_path) if config_path is not None else {}
+    except SettingsError as exc:
+        ctx.meta[_CONFIG_ERROR] = exc
+        return
+    ctx.default_map = {BY_NAME[name].field: value for name, value in from_file.items()}
+    ctx.meta[_WHERE] = (home_dir, home_source, config_path, config_source)
+
+
+def _config_error(ctx: typer.Context) -> None:
+    if _CONFIG_ERROR in ctx.meta:
+        raise ctx.meta[_CONFIG_ERROR]
+
+
+def effective(ctx: typer.Context) -> Effective:
+    """The settings a parsed context holds, each with the source click says it came from."""
+    _read_config_once(ctx)
+    _config_error(ctx)
+    home_dir, home_source, config_path, config_source = ctx.meta[_WHERE]
     values: dict[str, Value] = {}
     chosen: dict[str, object] = {}
     for s in SETTINGS:
-        if flags.get(s.field) is not None:
-            value = _absolute(flags[s.field]) if s.type is Path else flags[s.field]
-            values[s.field] = Value(_checked(s, value, s.flag), FLAG)
-        elif environ.get(s.env):
-            values[s.field] = Value(parse_text(s, environ[s.env], f"${s.env}"), ENV)
-        elif s.name in from_file:
-            values[s.field] = Value(from_file[s.name], CONFIG)
+        source = _source(ctx, s.field)
+        value = ctx.params.get(s.field)
+        if source == FLAG and value is None:
+            source = DEFAULT
+        if source != DEFAULT:
+            values[s.field] = Value(value, source)
         elif s.derive is not None:
             derived = s.derive(home_dir, chosen)
             values[s.field] = Value(_absolute(derived) if s.type is Path else derived, DEFAULT)
@@ -255,6 +383,28 @@ def resolve(flags: Mapping[str, object] | None = None, *, home: Path | None = No
             values[s.field] = Value(s.default, DEFAULT)
         chosen[s.field] = values[s.field].value
     return Effective(home_dir, home_source, config_path, config_source, values)
+
+
+def resolve(flags: Mapping[str, object] | None = None, *, home: Path | None = None, config: Path | None = None,
+            environ: Mapping[str, str] | None = None) -> Effective:
+    """The settings from flags given as values (by field name, None = not given), through the same click parameters.
+
+    For callers that are not ``batchclf watch`` itself (``service print/install/status``, tests).
+    """
+    flags = flags or {}
+    unknown = set(flags) - set(BY_FIELD)
+    if unknown:
+        raise TypeError(f"not settings: {sorted(unknown)}")
+    command = _settings_command()
+    command.params = parameters()
+    ctx = typer.Context(command, info_name="watch")
+    ctx.meta[_ENVIRON] = os.environ if environ is None else environ
+    ctx.params.update(home=home, config=config)
+    given = {name: value for name, value in flags.items() if value is not None}
+    with ctx:
+        for param in command.params:
+            param.handle_parse_result(ctx, given, [])
+    return effective(ctx)
 
 
 def _home(flag: Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
