@@ -9,7 +9,7 @@ import typer
 
 from batchclf import limits
 from batchclf.cli.common import (
-    BatchSize, Detector, Device, Home, InputScale, Model, ReviewBelow, TargetError, Workers, command_line, detector_path,
+    BatchSize, Detector, Device, Home, InputScale, MaxFileMb, MaxPages, Model, ReviewBelow, TargetError, Workers, command_line, detector_path,
     float_option, friendly_errors, model_path,
 )
 
@@ -26,16 +26,8 @@ def classify(
     device: Device = "auto",
     input_scale: InputScale = None,
     detector: Detector = "auto",
-    max_pages: Annotated[
-        Optional[int],
-        typer.Option("--max-pages", min=1, max=limits.MAX_PAGES,
-                     help="Refuse files with more pages than this (default: 1000)."),
-    ] = None,
-    max_file_mb: Annotated[
-        Optional[int],
-        typer.Option("--max-file-mb", min=1, max=limits.MAX_FILE_MB,
-                     help="Refuse files larger than this many MB (default: 256)."),
-    ] = None,
+    max_pages: MaxPages = None,
+    max_file_mb: MaxFileMb = None,
     strict: Annotated[bool, typer.Option("--strict", metavar="", help="Exit 3 when any row failed (the job is still written).")] = False,
     dedupe: Annotated[
         bool, typer.Option("--dedupe", metavar="",

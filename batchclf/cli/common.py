@@ -42,6 +42,16 @@ def declared_float(flag: str, field: str, help: str):
     return float_option(flag, setting.minimum, setting.maximum, help)
 
 
+def declared_setting(field: str):
+    """A whole-number flag the daemon also takes as a setting: flag, range and help from the one settings declaration."""
+    setting = BY_FIELD[field]
+    return typer.Option(setting.flag, min=setting.minimum, max=setting.maximum, help=setting.help)
+
+
+MaxPages = Annotated[Optional[int], declared_setting("max_pages")]
+MaxFileMb = Annotated[Optional[int], declared_setting("max_file_mb")]
+
+
 def _existing_folder(value: Optional[Path]) -> Optional[Path]:
     # A mistyped --home must not quietly become a new, empty home with its own jobs/.
     if value is not None and not value.is_dir():
