@@ -36,15 +36,14 @@ def float_option(flag: str, minimum: float, maximum: float, help: str):
     return typer.Option(flag, min=minimum, max=maximum, callback=_finite, help=help)
 
 
-def declared_float(flag: str, field: str, help: str):
-    """A number flag the daemon also takes as a setting: its range from the one settings declaration."""
-    setting = BY_FIELD[field]
-    return float_option(flag, setting.minimum, setting.maximum, help)
-
-
 def declared_setting(field: str):
-    """A whole-number flag the daemon also takes as a setting: flag, range and help from the one settings declaration."""
+    """A flag the daemon also takes as a setting: its name, range and help from the one settings declaration
+    (``batchclf.watch.settings``), so ``classify --workers`` and ``watch --workers`` cannot drift apart."""
     setting = BY_FIELD[field]
+    if setting.type is float:
+        return float_option(setting.flag, setting.minimum, setting.maximum, setting.help)
+    if setting.choices or setting.minimum is None:
+        return typer.Option(setting.flag, help=setting.help)
     return typer.Option(setting.flag, min=setting.minimum, max=setting.maximum, help=setting.help)
 
 
@@ -69,24 +68,17 @@ NewHome = Annotated[
     typer.Option("--home", help="Folder holding inbox/, jobs/, models/; created when missing (default: $BATCHCLF_HOME, else the current folder)."),
 ]
 Model = Annotated[Optional[Path], typer.Option("--model", help="A .keras model (default: models/default.keras).")]
-Device = Annotated[str, typer.Option("--device", help="auto (GPU when TensorFlow sees one), cpu or gpu.")]
+Device = Annotated[str, declared_setting("device")]
 Data = Annotated[
     Optional[Path], typer.Option("--data", help="mnist.npz or a folder of IDX files (default: Keras download).")
 ]
-Workers = Annotated[
-    Optional[int],
-    typer.Option("--workers", min=0, max=limits.MAX_WORKERS,
-                 help="Decode worker processes (default: CPU count; 0 = in-process)."),
-]
+Workers = Annotated[Optional[int], declared_setting("workers")]
 BatchSize = Annotated[
     Optional[int],
     typer.Option("--batch-size", min=1, max=limits.MAX_BATCH,
                  help="Images per model call (default: 256 on CPU, 2048 on GPU)."),
 ]
-ReviewBelow = Annotated[
-    Optional[float],
-    declared_float("--review-below", "review_below", "Mark rows below this confidence 'review' (default: the model card's)."),
-]
+ReviewBelow = Annotated[Optional[float], declared_setting("review_below")]
 def _target_error(value: Optional[float]) -> Optional[float]:
     # One range, the daemon's setting's: a typo like 20 (meaning 20%?) is refused, not taken as "anything goes".
     setting = BY_FIELD["target_error"]
@@ -98,14 +90,9 @@ def _target_error(value: Optional[float]) -> Optional[float]:
 TargetError = Annotated[
     Optional[limits.Share],
     typer.Option("--target-error", parser=limits.Share, callback=_target_error, metavar="SHARE",
-                 help="At most this share of ok rows wrong, e.g. 0.2%: the review threshold from the model card's "
-                      "error-vs-coverage curve (--review-below wins over it)."),
+                 help=BY_FIELD["target_error"].help),
 ]
-InputScale = Annotated[
-    Optional[float],
-    declared_float("--input-scale", "input_scale",
-                   "255 for a model trained on raw 0-255 pixels (default: the model card's, else 1)."),
-]
+InputScale = Annotated[Optional[float], declared_setting("input_scale")]
 Detector = Annotated[
     str,
     typer.Option("--detector", envvar="BATCHCLF_DETECTOR", show_envvar=False,
