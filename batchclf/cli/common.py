@@ -40,11 +40,13 @@ def declared_setting(field: str):
     """A flag the daemon also takes as a setting: its name, range and help from the one settings declaration
     (``batchclf.watch.settings``), so ``classify --workers`` and ``watch --workers`` cannot drift apart."""
     setting = BY_FIELD[field]
+    # The daemon's help says "unset" (a setting can come from four places); a command's flag has a default.
+    help = setting.help.replace("(unset: ", "(default: ")
     if setting.type is float:
-        return float_option(setting.flag, setting.minimum, setting.maximum, setting.help)
+        return float_option(setting.flag, setting.minimum, setting.maximum, help)
     if setting.choices or setting.minimum is None:
-        return typer.Option(setting.flag, help=setting.help)
-    return typer.Option(setting.flag, min=setting.minimum, max=setting.maximum, help=setting.help)
+        return typer.Option(setting.flag, help=help)
+    return typer.Option(setting.flag, min=setting.minimum, max=setting.maximum, help=help)
 
 
 MaxPages = Annotated[Optional[int], declared_setting("max_pages")]
@@ -90,7 +92,7 @@ def _target_error(value: Optional[float]) -> Optional[float]:
 TargetError = Annotated[
     Optional[limits.Share],
     typer.Option("--target-error", parser=limits.Share, callback=_target_error, metavar="SHARE",
-                 help=BY_FIELD["target_error"].help),
+                 help=BY_FIELD["target_error"].help.replace("(unset: ", "(default: ")),
 ]
 InputScale = Annotated[Optional[float], declared_setting("input_scale")]
 Detector = Annotated[
