@@ -11,6 +11,7 @@ their limits from here; the README's table states them.
 from __future__ import annotations
 
 MAX_WORKERS = 256  # decode processes: more than any machine has cores, fewer than it can fork
+MAX_EPOCHS = 1000  # train --epochs: a typo (10000) would hold the machine for days
 MAX_BATCH = 16384  # images per model call: 16384 x 28 x 28 float32 is 51 MB
 MAX_PAGES = 100_000  # --max-pages: pages one file may have
 MAX_FILE_MB = 4096  # --max-file-mb: a file is read into memory whole

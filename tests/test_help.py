@@ -20,3 +20,17 @@ def test_dash_h_is_help_everywhere(command):
 def test_install_hints_keep_their_brackets(command, hint):
     shown = CliRunner().invoke(app, [*command, "--help"], terminal_width=300).output
     assert hint in " ".join(shown.split())
+
+
+def test_an_error_naming_a_hostile_file_shows_its_control_characters_escaped(tmp_path):
+    hostile = tmp_path / "scan\x1b]0;owned\x07.keras"
+    result = CliRunner().invoke(app, ["predict", "--demo", "--model", str(hostile)])
+    assert result.exit_code == 1 and result.stderr.startswith("Error: ")
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\\x1b]0;owned\\x07.keras" in result.stderr
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "100000"), ("--batch-size", "100000000")])
+def test_training_numbers_are_bounded(flag, value):
+    result = CliRunner().invoke(app, ["train", flag, value])
+    assert result.exit_code == 2

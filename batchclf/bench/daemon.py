@@ -30,7 +30,7 @@ from batchclf.bench.common import sample_digits, write_bench_scans
 from batchclf.jobs import folder as job_folder
 
 FILE_KINDS = ("digits", "scans")
-TARGET_VS_CLASSIFY = 0.8  # issue 12: the daemon's burst rate after the settle, against classify on the same files
+TARGET_VS_CLASSIFY = 0.8  # the daemon's burst rate after the settle, against classify on the same files
 
 
 def _write_files(kind: str, n: int, data: Path | None, size: int, folder: Path) -> list[Path]:

@@ -18,6 +18,7 @@ import typer
 
 from batchclf import limits
 from batchclf.errors import BatchclfError
+from batchclf.printable import printable
 from batchclf.watch.settings import BY_FIELD
 
 
@@ -123,7 +124,8 @@ def input_folders(inputs: Optional[List[Path]]) -> list[Path]:
 
 
 def fail(message: str, code: int = 1) -> None:
-    typer.echo(f"Error: {message}", err=True)
+    # Messages name files handed to us: a hostile name must not reach the terminal as control characters.
+    typer.echo(f"Error: {printable(message)}", err=True)
     raise typer.Exit(code)
 
 

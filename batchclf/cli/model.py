@@ -7,6 +7,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from batchclf import limits
+
 from batchclf.cli.common import (
     AsJson, Data, Detector, Device, Home, Inputs, InputScale, Model, command_line, detector_path, friendly_errors, input_folders,
     model_path,
@@ -17,8 +19,8 @@ from batchclf.cli.common import (
 def train(
     data: Data = None,
     arch: Annotated[str, typer.Option("--arch", help="Architecture: default or seed (the classic demo).")] = "default",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs (default: the architecture's recipe; 3 to fine-tune).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size (default: the recipe's).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, max=limits.MAX_EPOCHS, help="Epochs (default: the architecture's recipe; 3 to fine-tune).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=limits.MAX_BATCH, help="Batch size (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
     deterministic: Annotated[
         bool, typer.Option("--deterministic", metavar="", help="Force deterministic TensorFlow kernels (about 2x slower on CPU).")
