@@ -149,19 +149,21 @@ def detector_threshold(not_digit: np.ndarray, rate: float) -> float:
     return float(np.quantile(not_digit, 1.0 - rate))
 
 
-def second_look_probabilities(probs: np.ndarray) -> np.ndarray:
-    """The second look's probabilities: the mean over the image and its shifted copies (``probs``: (shifts, N, 10))."""
-    return probs.mean(axis=0)
+def after_second_look(probs: np.ndarray, threshold: float, second_look: bool, looked: np.ndarray | None = None) -> np.ndarray:
+    """The probabilities rows end with at ``threshold``: the first look's, the doubtful ones replaced by the mean over
+    the image and its shifted copies (``probs``: (shifts, N, 10); ``looked``: that mean, when already computed)."""
+    first = probs[0]
+    if not second_look:
+        return first
+    doubtful = first.max(axis=1) < threshold
+    out = first.copy()
+    out[doubtful] = (probs.mean(axis=0) if looked is None else looked)[doubtful]
+    return out
 
 
 def figures(pool: dict[str, np.ndarray], review_below: float, flag_above: float, second_look: bool) -> dict:
     """Unseen-writer figures at one review threshold: accuracy per writer, ``ok`` rows right, review share."""
-    first = pool["probs"][0]
-    probs = first
-    if second_look:
-        doubtful = first.max(axis=1) < review_below
-        probs = first.copy()
-        probs[doubtful] = second_look_probabilities(pool["probs"][:, doubtful])
+    probs = after_second_look(pool["probs"], review_below, second_look)
     labels = pool["labels"]
     predicted = probs.argmax(axis=1)
     correct = predicted == labels
@@ -185,15 +187,10 @@ def selective_curve(pool: dict[str, np.ndarray], flag_above: float, second_look:
     """Coverage and error among accepted unseen-writer digits at every candidate threshold, as classify decides."""
     from batchclf.model import selective
 
-    first = pool["probs"][0]
-    looked = second_look_probabilities(pool["probs"])
+    looked = pool["probs"].mean(axis=0)  # once, not per threshold
     confidence, correct = [], []
     for threshold in selective.THRESHOLDS:
-        probs = first
-        if second_look:
-            probs = first.copy()
-            doubtful = first.max(axis=1) < threshold
-            probs[doubtful] = looked[doubtful]
+        probs = after_second_look(pool["probs"], threshold, second_look, looked)
         confidence.append(probs.max(axis=1))
         correct.append(probs.argmax(axis=1) == pool["labels"])
     return selective.curve(np.stack(confidence), np.stack(correct), pool["not_digit"] > flag_above)
