@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -40,7 +41,18 @@ JOBS_FOLDER_NAME = "jobs"  # paths.jobs_dir(home) is HOME/jobs: only there does 
 MISSING = "missing"
 OUTSIDE = "outside the inputs"
 REMOVED = "removed by retention"
-DAY_FOLDER = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")  # processed/YYYY-MM-DD: the day folders retention removes
+DAY_FOLDER = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})\Z")  # processed/YYYY-MM-DD: the day folders retention removes
+
+
+def day_of(name: str) -> date | None:
+    """The date a day folder's name (``processed/YYYY-MM-DD``) gives, or None for any other name (2026-02-30 too)."""
+    match = DAY_FOLDER.match(name)
+    if not match:
+        return None
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -190,6 +202,6 @@ def removed_day_folder(target: str | os.PathLike, folders: list[str]) -> bool:
         if target_real == folder or not within(folder, target_real):
             continue
         day = os.path.relpath(target_real, folder).split(os.sep)[0]
-        if DAY_FOLDER.match(day) and os.path.isdir(folder) and not os.path.lexists(os.path.join(folder, day)):
+        if day_of(day) is not None and os.path.isdir(folder) and not os.path.lexists(os.path.join(folder, day)):
             return True
     return False

@@ -87,6 +87,3 @@ class Arrivals:
 
     def forget(self, relative: str) -> None:
         self._held.pop(relative, None)
-
-    def __len__(self) -> int:
-        return len(self._held)

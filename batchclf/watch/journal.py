@@ -81,6 +81,10 @@ _MAX_PARAMS = 900
 PROCESSED, FAILED_MOVE = "processed", "failed"
 
 
+# A file whose move is decided but not done (retried until it is).
+_PENDING = "moved = 0 AND (move_kind IS NOT NULL OR move_to IS NOT NULL)"
+
+
 @dataclass(frozen=True)
 class FileRecord:
     path: str  # relative to the inbox
@@ -266,8 +270,7 @@ class Journal:
         return [
             PendingMove(*row)
             for row in self.db.execute(
-                "SELECT id, path, size, mtime_ns, day, move_kind, move_to, source, ctime_ns FROM files "
-                "WHERE moved = 0 AND (move_kind IS NOT NULL OR move_to IS NOT NULL) ORDER BY id"
+                f"SELECT id, path, size, mtime_ns, day, move_kind, move_to, source, ctime_ns FROM files WHERE {_PENDING} ORDER BY id"
             )
         ]
 
@@ -333,7 +336,7 @@ class Journal:
 
     def days_with_pending_moves(self) -> set[str]:
         """Days that still have files waiting to be moved into their day folders (retention keeps those)."""
-        return {move.day for move in self.pending_moves()}
+        return {day for (day,) in self.db.execute(f"SELECT DISTINCT day FROM files WHERE {_PENDING}")}
 
     def _transaction(self):
         db = self.db

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from batchclf.errors import SettingsError
+from batchclf.jobs.inputs import day_of, inside
 
 log = logging.getLogger("batchclf.watch")
 
-DAY_NAME = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})\Z")
 KEEP_TEXT = re.compile(r"\A\s*(\d+)\s*([dw]?)\s*\Z", re.IGNORECASE)
 
 
@@ -60,17 +60,6 @@ def parse_keep(text, where: str = "keep") -> int | None:
 
 def today_utc() -> date:
     return datetime.now(timezone.utc).date()
-
-
-def day_of(name: str) -> date | None:
-    """The date a day folder's name gives, or None for any other name."""
-    match = DAY_NAME.match(name)
-    if not match:
-        return None
-    try:
-        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    except ValueError:
-        return None  # 2026-02-30: not a day folder we made
 
 
 @dataclass(frozen=True)
@@ -137,7 +126,7 @@ def plan(policy: RetentionPolicy, today: date | None = None, skip_days: Iterable
         except OSError as exc:
             log.warning("retention: cannot list %s: %s", root, exc.strerror or exc)
             continue
-        protected = [Path(os.path.abspath(p)) for p in policy.protected] + [p for k, p in others.items() if k != kind]
+        protected = list(policy.protected) + [p for k, p in others.items() if k != kind]
         for entry in entries:
             day = day_of(entry.name)
             if day is None or (today - day).days <= keep or entry.name in skip:
@@ -145,7 +134,7 @@ def plan(policy: RetentionPolicy, today: date | None = None, skip_days: Iterable
             if not entry.is_dir(follow_symlinks=False):
                 continue  # a link or a file of that name: not a folder we made
             path = Path(entry.path)
-            if any(p == path or path in p.parents for p in protected):
+            if any(inside(path, p) for p in protected):  # the one containment rule (jobs.inputs)
                 log.warning("retention: %s holds the inbox, the jobs folder or another daemon folder: kept", path)
                 continue
             files, size = _measure(path) if measure else (0, 0)
