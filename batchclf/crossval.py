@@ -26,7 +26,7 @@ from batchclf.model import detector_tuning
 from batchclf.model.calibration import apply_temperature
 from batchclf.model.finetune import fine_tune
 from batchclf.model.predictor import load_keras_model
-from batchclf.model.second_look import SHIFTS, shifted
+from batchclf.model.second_look import SHIFTS, doubtful, shifted
 from batchclf.scan.preprocess import mnist_to_input
 
 # The detector's training sides, drawn once per run: drawn non-digits, and MNIST digits rendered as scans.
@@ -155,9 +155,9 @@ def after_second_look(probs: np.ndarray, threshold: float, second_look: bool, lo
     first = probs[0]
     if not second_look:
         return first
-    doubtful = first.max(axis=1) < threshold
+    rows = doubtful(first, threshold)
     out = first.copy()
-    out[doubtful] = (probs.mean(axis=0) if looked is None else looked)[doubtful]
+    out[rows] = (probs.mean(axis=0) if looked is None else looked)[rows]
     return out
 
 

@@ -13,6 +13,7 @@ from batchclf.jobs.rows import BLANK, NOT_A_DIGIT, OK, REVIEW, make_row
 from batchclf.errors import EmptyInputError
 from batchclf.scan.discovery import Candidate, display_name
 from batchclf.model.metrics import confusion_matrix, summary
+from batchclf.model.selective import curve
 from batchclf.scan.prepare import prepare
 from batchclf.scan.preprocess import mnist_to_input
 
@@ -28,18 +29,8 @@ def evaluate(predictor, data: Dataset) -> dict:
     correct = probabilities.argmax(1) == data.y_test
     selective = {"review_below": review_below, "ok_accuracy": float(correct[ok].mean()) if ok.any() else None,
                  "review_share": float((~ok).mean()), **_detector_figures(scores.flagged, confident),
-                 "curve": _curve(probabilities.max(1), correct, flagged)}
+                 "curve": curve(probabilities.max(1), correct, flagged)}
     return {"model": str(predictor.path), "data": data.source, **summary(probabilities, data.y_test), **selective}
-
-
-def _curve(confidence, correct, refused) -> list[dict]:
-    """Coverage and error among accepted digits had the review threshold been each candidate (model.selective).
-
-    The second look, where the card asks for it, was taken at the card's threshold.
-    """
-    from batchclf.model.selective import curve
-
-    return curve(confidence, correct, refused)
 
 
 def _detector_figures(flagged, confident) -> dict:
@@ -137,8 +128,9 @@ def evaluate_folder(predictor, root: Path, workers: int = 0, engine: str = "loca
         "review_share": float((statuses_a == REVIEW).mean()),
         **_detector_figures(flags if predictor.detector is not None else None, confident),
         "groups": {name: round(float(correct[groups_a == name].mean()), 4) for name in sorted(set(groups))},
-        # Blank, failed and flagged rows go to a person whatever the threshold.
-        "curve": _curve(np.array(confidences), correct, ~np.isin(statuses_a, (OK, REVIEW)) | np.array(flags, bool)),
+        # Blank, failed and flagged rows go to a person whatever the threshold (the second look, where the card asks
+        # for it, was taken at the card's threshold).
+        "curve": curve(np.array(confidences), correct, ~np.isin(statuses_a, (OK, REVIEW)) | np.array(flags, bool)),
     }
     return {"model": str(predictor.path), "data": str(root), **result}
 

@@ -29,7 +29,7 @@ COLUMNS = (
     # Added later, so at the end: files written before it have the columns up to here (LEGACY_COLUMNS).
     "second_look",
 )
-LEGACY_COLUMNS = COLUMNS[:14]
+LEGACY_COLUMNS = COLUMNS[: COLUMNS.index("second_look")]
 # ``second_look``: what the second look (batchclf.model.second_look) made of a doubtful row; empty when it took none.
 ACCEPTED_ON_SECOND_LOOK, STILL_DOUBTFUL = "accepted", "doubtful"
 

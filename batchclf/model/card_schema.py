@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from batchclf.limits import MAX_INPUT_SCALE
+
 MAX_BYTES = 1 << 20  # a real card is ~5 kB
 MAX_DEPTH = 32  # a real card nests 4 deep
 MAX_INT = 2**53  # larger integers lose precision as floats (and 10**400 cannot become one)
@@ -81,7 +83,7 @@ RULES: dict[tuple[str, ...], Rule] = {
     # Below this calibrated confidence a row goes to review: 0 would send nothing there.
     ("review_below",): Rule("number", 0.0, 1.0, low_open=True),
     # Pixels are multiplied by this (255 for a model trained on raw 0-255 pixels): 0 makes every input the same.
-    ("input_scale",): Rule("number", 0.0, 65535.0, low_open=True),
+    ("input_scale",): Rule("number", 0.0, MAX_INPUT_SCALE, low_open=True),
     # A detector flags inputs whose not-a-digit probability is above this.
     ("flag_above",): Rule("number", 0.0, 1.0),
     # Doubtful rows get the second look (batchclf.model.second_look) unless the card says false.

@@ -646,10 +646,7 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
     rows = (r1 - r0) * work_factor // fit_factor  # a ragged last fine row or column is dropped
     cols = (c1 - c0) * work_factor // fit_factor
     region = gray[top : top + rows * fit_factor, left : left + cols * fit_factor]
-    if gray.dtype == np.uint8:
-        fine = _unit(_box_sum(region, fit_factor), fit_factor * fit_factor) if fit_factor > 1 else _unit(region)
-    else:
-        fine = _box_mean(region, fit_factor)
+    fine, _ = _work_image(region, fit_factor)
     if fine.base is None and fine is not region:  # a fresh array: turned into the residual in place
         residual = np.subtract(1.0, fine, out=fine) if level.dark_ink else fine
     else:
