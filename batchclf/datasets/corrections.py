@@ -40,7 +40,7 @@ from batchclf.errors import DataFileError
 from batchclf.jobs.folder import Job, kind_of, read_job
 from batchclf.jobs.meta import read_regular_file
 from batchclf.jobs.verified import (
-    BLANK, COUNT_KEYS, DECISIONS, NOT_A_DIGIT, VERIFIED_CSV, has_verified, person_counts, person_labels,
+    BLANK, DECISIONS, NOT_A_DIGIT, VERIFIED_CSV, has_verified, person_rows,
 )
 from batchclf.printable import printable
 from batchclf.scan.discovery import Candidate
@@ -130,17 +130,22 @@ def _person_labels(path: Path) -> _Read:
     day can see one twice) keeps its last label.
     """
     labels: dict[tuple[str, int], int] = {}
-    for count, (file, page, label) in enumerate(person_labels(path.parent), start=1):
+    count = no_digit = 0
+    for row in person_rows(path.parent):  # one pass: the digits to learn and the cells that hold none
+        if row["decision"] in (NOT_A_DIGIT, BLANK):
+            no_digit += 1
+            continue
+        count += 1
         if count > MAX_ROWS:
             raise DataFileError(f"{path}: more than {MAX_ROWS:,} rows decided by a person")
+        file, page, label = row["file"], row["page"], row["label"]
         where = f"{path}: {printable(str(file))[:80]} page {page}"
         file, page, label = _checked(where, file, "" if page is None else str(page), "" if label is None else str(label))
         labels.pop((file, page), None)
         labels[(file, page)] = label
     with open(path, "rb") as handle:
         sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
-    counts = person_counts(path.parent)
-    return _Read(labels, counts[COUNT_KEYS[NOT_A_DIGIT]] + counts[COUNT_KEYS[BLANK]], sha256)
+    return _Read(labels, no_digit, sha256)
 
 
 def _corrections(path: Path, data: bytes) -> tuple[dict[tuple[str, int], int], int]:

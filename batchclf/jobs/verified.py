@@ -111,13 +111,20 @@ def person_counts(folder: Path) -> dict | None:
     return counts
 
 
+def person_rows(folder: Path) -> Iterator[dict]:
+    """The rows of ``folder/verified.csv`` a person decided (accepted, corrected, not a digit, blank)."""
+    for row in verified_rows(folder):
+        if row["decided_by"] == PERSON:
+            yield row
+
+
 def person_labels(folder: Path) -> Iterator[tuple[str, int | None, int]]:
     """``(file, page, label)`` of every row a person gave a digit (accepted or corrected): training data.
 
     Rows a person called not a digit or blank have no label and are left out.
     """
-    for row in verified_rows(folder):
-        if row["decided_by"] == PERSON and row["decision"] in (ACCEPTED, CORRECTED):
+    for row in person_rows(folder):
+        if row["decision"] in (ACCEPTED, CORRECTED):
             yield row["file"], row["page"], row["label"]
 
 

@@ -42,7 +42,7 @@ from batchclf.jobs.verified import (
     VERIFIED_CSV,
     VERIFIED_JSON,
     has_verified,
-    verified_rows,
+    person_rows,
 )
 from batchclf.review.decisions import Decision, read_decisions
 
@@ -149,11 +149,10 @@ def _applied_before(folder: Path) -> dict:
     if not has_verified(folder):
         return {}
     earlier = {}
-    for row in verified_rows(folder):
-        if row["decided_by"] == PERSON:
-            kind = row["decision"] if row["decision"] in (NOT_A_DIGIT, BLANK) else None
-            decision = Decision(row["file"], row["page"], row["label"], kind, row["decided_at"] or "", None)
-            earlier[decision.key] = decision
+    for row in person_rows(folder):
+        kind = row["decision"] if row["decision"] in (NOT_A_DIGIT, BLANK) else None
+        decision = Decision(row["file"], row["page"], row["label"], kind, row["decided_at"] or "", None)
+        earlier[decision.key] = decision
     return earlier
 
 
