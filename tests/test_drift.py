@@ -231,3 +231,36 @@ def test_mnist_then_real_handwriting_warns_and_mnist_again_clears(tmp_path, ship
     said = run(digits(window, window + 100))
     assert said[0].startswith("INFO drift continues") and said[-1].startswith("INFO drift cleared: ")
     assert not read_drift_state(jobs).drifting
+
+
+def test_a_running_daemon_keeps_rewriting_the_state_once_the_window_is_full(tmp_path, ink_model, monkeypatch):
+    """The window's length stops changing once it is full: the state file must still follow the rows that come."""
+    import batchclf.watch.daemon as daemon_module
+    from batchclf.watch.daemon import Daemon, WatchOptions
+
+    from .helpers import running, wait_for
+
+    monkeypatch.setattr(daemon_module, "DRIFT_STATE_EVERY", 0.0)  # rewrite at each loop turn that saw new rows
+    inbox, jobs = tmp_path / "inbox", tmp_path / "jobs"
+    inbox.mkdir()
+    # A factor, margin and drop no mix can cross: no drift starts, so no change of state writes the file either.
+    never = DriftSettings(window=2, factor=100.0, margin=1.0, confidence_drop=1.0)
+    daemon = Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=ink_model, settle=0.1, max_latency=0.05, workers=0,
+                                 rescan_interval=600), notifier=Recorder(), operations=Operations(drift=never))
+
+    def state_after(rows: int):
+        state = read_drift_state(jobs)
+        return state if state is not None and state.rows == rows and state.baseline_review_share is not None else None
+
+    with running(daemon):
+        for i in range(2):
+            drop(inbox, f"ring{i}.png", png_bytes(ink_digit(60 + i)))
+        full = wait_for(lambda: state_after(2), timeout=30, what="the state of a full window")
+        assert full.review_share == 0.0 and full.mean_confidence > 0.7  # thin rings: sure zeros
+        for i in range(2):
+            drop(inbox, f"block{i}.png", block(60 + 3 * i))
+        # Two more rows, the window still 2 long: the file shows the blocks (reviewed, unsure) before the daemon stops.
+        later = wait_for(lambda: (s := state_after(2)) is not None and s.review_share == 1.0 and s,
+                         timeout=30, what="the state rewritten for rows past a full window")
+        assert later.mean_confidence < full.mean_confidence
+        assert not later.drifting

@@ -86,6 +86,9 @@ class DriftMonitor:
         self._reviews = 0  # running sums over the window: judging a batch costs O(batch), not O(window)
         self._confidence = 0.0
         self._learning: list[tuple[bool, float]] = []
+        # Rows taken since start, never going down: once the window is full its length stops changing,
+        # so "has anything new come?" must be asked of this count, not of ``rows``.
+        self.seen = 0
         self.drifting = False
         self.reasons: list[str] = []
 
@@ -109,6 +112,7 @@ class DriftMonitor:
             self._reviews -= old_review
             self._confidence -= old_confidence
         self._window.append(item)
+        self.seen += 1
         self._reviews += item[0]
         self._confidence += item[1]
 

@@ -189,7 +189,7 @@ class Daemon:
     def _loop(self, workers: int) -> None:
         last_rescan = last_status = last_ping = last_move_retry = last_inbox_check = last_busy_check = self.clock()
         last_drift_state = last_prune = last_rescan
-        drift_rows = self.drift.rows
+        drift_seen = self.drift.seen  # rows taken, not the window's length: a full window's length no longer changes
         ping_every = self.notifier.watchdog_interval() or 1.0
         in_flight_limit = max(1, workers) * 8
         while not self.stopping:
@@ -228,9 +228,9 @@ class Daemon:
                 self.intake.scan()
                 last_rescan = now
             self._write_metrics()
-            if now - last_drift_state >= DRIFT_STATE_EVERY and self.drift.rows != drift_rows:
+            if now - last_drift_state >= DRIFT_STATE_EVERY and self.drift.seen != drift_seen:
                 self._write_drift_state()
-                last_drift_state, drift_rows = now, self.drift.rows
+                last_drift_state, drift_seen = now, self.drift.seen
             if self.ops.prune_inbox_folders and now - last_prune >= PRUNE_EVERY:
                 self.pruner.emptied(self.mover.take_emptied())
                 self.pruner.prune()
