@@ -14,6 +14,7 @@ MAX_WORKERS = 256  # decode processes: more than any machine has cores, fewer th
 MAX_EPOCHS = 1000  # train --epochs: a typo (10000) would hold the machine for days
 MAX_BATCH = 16384  # images per model call: 16384 x 28 x 28 float32 is 51 MB
 MAX_PAGES = 100_000  # --max-pages: pages one file may have
+MAX_DECISIONS = 1_000_000  # lines of a review sheet's corrections.csv (and a person's rows of a verified.csv)
 MAX_FILE_MB = 4096  # --max-file-mb: a file is read into memory whole
 MAX_ACTORS = 256  # Ray labelling actors, each holding a model
 MAX_GPUS_PER_ACTOR = 64.0

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from batchclf.cli import app
 from batchclf.errors import DataFileError
 from batchclf.jobs.verified import VERIFIED_COLUMNS, person_counts, person_labels, verified_blocks, verified_rows
-from batchclf.review.decisions import MAX_BYTES, read_decisions
+from batchclf.datasets.decisions import MAX_BYTES, read_decisions
 from tests.helpers import other, review, write_job_folder
 
 JOB_ID = "20261124T031502Z-3f9a"
@@ -154,7 +154,7 @@ def test_a_daemon_day_by_its_date(tmp_path):
         (b"file,page,label\r\na.png,1,1\r\n\xff\xfe", "not UTF-8 text"),
         (b"file,page,label\r\n" + b"x" * 200_000 + b",1,1\r\n", "field larger than field limit"),
         (b"file,page,label\r\n" + b"x" * 5000 + b",1,1\r\n", "file is 5,000 characters long"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8 text"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "a binary file"),
         (b"name,digit\r\na.png,1\r\n", "expected the columns file,page,label"),
         (b"file,page,label,decision\r\na.png,1,1,maybe\r\n", "decision 'maybe' is not one of"),
         (b"file,page,label,decision\r\na.png,1,1,blank\r\n", "label '1' given for a row decided blank"),
@@ -168,7 +168,7 @@ def test_bad_corrections_are_one_error_line_and_nothing_is_written(job, tmp_path
     done = review_apply(job, path)
     assert done.exit_code == 1
     lines = done.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: ") and message in lines[0], done.output
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {path}:") and message in lines[0], done.output
     assert not (job / "verified.csv").exists() and not (job / "verified.json").exists()
 
 

@@ -270,9 +270,9 @@ def test_one_image_listed_three_times_keeps_the_last_label_with_a_warning(correc
 
 
 def test_the_number_of_corrections_is_capped(corrected, monkeypatch):
-    import batchclf.datasets.corrections as corrections
+    import batchclf.datasets.decisions as decisions
 
-    monkeypatch.setattr(corrections, "MAX_ROWS", 5)
+    monkeypatch.setattr(decisions, "MAX_ROWS", 5)
     lines = "".join(f"s{i % 3}.png,{i + 1},1\n" for i in range(6))
     (corrected / "corrections.csv").write_text("file,page,label\n" + lines, encoding="utf-8")
     with pytest.raises(DataFileError, match=r"corrections\.csv:7: more than 5 corrections"):

@@ -13,49 +13,34 @@ Each image goes through :func:`batchclf.scan.prepare.prepare` like any scan
 gone, no longer decodes, or lies outside the job's inputs
 (:mod:`batchclf.jobs.inputs`) is counted and left out.
 
-The file is hostile input and is checked once, as it is read: a regular
-file of at most :data:`MAX_BYTES`, UTF-8 text, at most :data:`MAX_ROWS`
-corrections, labels the ASCII digits ``0``-``9`` only, pages ASCII whole
-numbers, decisions one of :data:`batchclf.jobs.verified.DECISIONS`.  A bad
-line is one ``FILE:LINE: ...`` error.  The same image and page listed again
-is a warning, and the last label wins (the person's latest word).  The
-person's labels of a ``verified.csv`` pass the same label, page and count
-checks.
+The file is hostile input and is checked once, as it is read, by the one
+parser of corrections files (:mod:`batchclf.datasets.decisions`, which
+``review apply`` uses too): a bad line is one ``FILE:LINE: ...`` error.
+The same image and page listed again is a warning, and the last label wins
+(the person's latest word).  The person's labels of a ``verified.csv``
+pass the same label, page and count checks.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from batchclf.datasets import decisions
+from batchclf.datasets.decisions import NO_DIGIT, checked, read_decisions
 from batchclf.datasets.labelled import LabelledSet
 from batchclf.errors import DataFileError
 from batchclf.jobs.folder import Job, kind_of, read_job
-from batchclf.jobs.meta import read_regular_file
-from batchclf.jobs.verified import (
-    BLANK, DECISIONS, NOT_A_DIGIT, VERIFIED_CSV, has_verified, person_rows,
-)
+from batchclf.jobs.verified import VERIFIED_CSV, has_verified, person_rows
 from batchclf.printable import printable
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import prepare
 
 CORRECTIONS_CSV = "corrections.csv"
-MAX_BYTES = 64 * 1024 * 1024
-MAX_ROWS = 100_000  # a person's corrections; more is not a review sheet's download
-MAX_FIELD = 4096  # a file name longer than PATH_MAX is no file
-MAX_PAGE = 1_000_000
-REPEATS_SHOWN = 5  # repeated images named one by one; the rest counted
-
-_LABEL = re.compile(r"[0-9]\Z")  # ASCII only: "²", "١" and "৭" are digits to str.isdigit, not to us
-_PAGE = re.compile(r"[0-9]{1,7}\Z")
-NO_DIGIT = (NOT_A_DIGIT, BLANK)  # decisions that give no digit to learn
 
 log = logging.getLogger("batchclf.datasets")
 
@@ -116,9 +101,22 @@ def _decisions_file(folder: Path) -> Path:
 
 
 def _corrections_file(path: Path) -> _Read:
-    data = read_regular_file(path, MAX_BYTES, DataFileError)
-    labels, no_digit = _corrections(path, data)
-    return _Read(labels, no_digit, hashlib.sha256(data).hexdigest())
+    found = read_decisions(path)
+    _warn_repeats(found)
+    labels = {decision.key: decision.label for decision in found.items if decision.label is not None}
+    return _Read(labels, len(found.items) - len(labels), found.sha256)
+
+
+def _warn_repeats(found: decisions.Decisions) -> None:
+    """The person's latest word wins: say so for the first few images listed again, and count the rest."""
+    for earlier, later in found.repeats:
+        before = f"label {earlier.label}" if earlier.label is not None else earlier.decision
+        latest = f"the last label, {later.label}, is used" if later.label is not None else "it is now marked as no digit and left out"
+        log.warning("warning: %s:%d: %s page %d was corrected before (line %d, %s); %s",
+                    found.path, later.line, printable(later.file), later.page, earlier.line, before, latest)
+    if found.repeated > len(found.repeats):
+        log.warning("warning: %s: %d more repeated corrections; each image keeps its last label", found.path,
+                    found.repeated - len(found.repeats))
 
 
 def _person_labels(path: Path) -> _Read:
@@ -126,111 +124,26 @@ def _person_labels(path: Path) -> _Read:
 
     ``verified.csv`` is a job's file (any damage is one JobCorruptError naming
     it); its person rows are checked here like corrections: ASCII digits,
-    page numbers, at most :data:`MAX_ROWS`.  A name listed again (a daemon
+    page numbers, at most :data:`batchclf.datasets.decisions.MAX_ROWS`.  A name listed again (a daemon
     day can see one twice) keeps its last label.
     """
     labels: dict[tuple[str, int], int] = {}
     count = no_digit = 0
     for row in person_rows(path.parent):  # one pass: the digits to learn and the cells that hold none
-        if row["decision"] in (NOT_A_DIGIT, BLANK):
+        if row["decision"] in NO_DIGIT:
             no_digit += 1
             continue
         count += 1
-        if count > MAX_ROWS:
-            raise DataFileError(f"{path}: more than {MAX_ROWS:,} rows decided by a person")
+        if count > decisions.MAX_ROWS:
+            raise DataFileError(f"{path}: more than {decisions.MAX_ROWS:,} rows decided by a person")
         file, page, label = row["file"], row["page"], row["label"]
         where = f"{path}: {printable(str(file))[:80]} page {page}"
-        file, page, label = _checked(where, file, "" if page is None else str(page), "" if label is None else str(label))
+        file, page, label = checked(where, file, "" if page is None else str(page), "" if label is None else str(label))
         labels.pop((file, page), None)
         labels[(file, page)] = label
     with open(path, "rb") as handle:
         sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     return _Read(labels, no_digit, sha256)
-
-
-def _corrections(path: Path, data: bytes) -> tuple[dict[tuple[str, int], int], int]:
-    """``(file, page) -> label`` in file order, and how many rows had no digit; a repeated image and page keeps its last word."""
-    if b"\0" in data:
-        raise DataFileError(f"{path}: a binary file, not a corrections CSV (file,page,label)")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataFileError(f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise DataFileError(f"{path}:1: {exc}") from None
-    if header is None or not {"file", "page", "label"} <= set(header):
-        shown = printable(",".join(header)[:80]) if header else "nothing"
-        raise DataFileError(f"{path}:1: expected the columns file,page,label (got {shown})")
-    # "decision" is the review station's column; a file of the first format (file,page,label) has none.
-    at = {name: header.index(name) for name in ("file", "page", "label", "decision") if name in header}
-    corrections: dict[tuple[str, int], int] = {}
-    lines: dict[tuple[str, int], int] = {}
-    count = repeated = no_digit = 0
-    while True:
-        try:
-            record = next(reader, None)
-        except csv.Error as exc:
-            raise DataFileError(f"{path}:{reader.line_num}: {exc}") from None
-        if record is None:
-            break
-        number = reader.line_num
-        if not record:
-            continue  # a blank line
-        count += 1
-        if count > MAX_ROWS:
-            raise DataFileError(f"{path}:{number}: more than {MAX_ROWS:,} corrections; split the file")
-        file, page, label = _parse(path, number, record, at)
-        key = (file, page)
-        if key in corrections:
-            repeated += 1
-            if repeated <= REPEATS_SHOWN:
-                latest = f"the last label, {label}, is used" if label is not None else "it is now marked as no digit and left out"
-                log.warning(
-                    "warning: %s:%d: %s page %d was corrected before (line %d, label %d); %s",
-                    path, number, printable(file), page, lines[key], corrections[key], latest,
-                )
-            del corrections[key]  # keep file order by the last listing
-        if label is None:
-            no_digit += 1  # not a digit, or blank: nothing to learn
-            continue
-        corrections[key], lines[key] = label, number
-    if repeated > REPEATS_SHOWN:
-        log.warning("warning: %s: %d more repeated corrections; each image keeps its last label", path, repeated - REPEATS_SHOWN)
-    return corrections, no_digit
-
-
-def _parse(path: Path, number: int, record: list[str], at: dict[str, int]) -> tuple[str, int, int | None]:
-    """One line's ``(file, page, label)``; label None for a row decided not-a-digit or blank."""
-    def field(name: str) -> str:
-        index = at.get(name)
-        return record[index] if index is not None and index < len(record) else ""
-
-    decision = field("decision").strip()
-    if len(decision) > MAX_FIELD:
-        raise DataFileError(f"{path}:{number}: a field longer than {MAX_FIELD} characters")
-    if decision and decision not in DECISIONS:
-        raise DataFileError(f"{path}:{number}: decision {printable(decision)[:20]!r} is not one of {', '.join(DECISIONS)}")
-    return _checked(f"{path}:{number}", field("file"), field("page").strip(), field("label").strip(), decision in NO_DIGIT)
-
-
-def _checked(where: str, file: str, page: str, label: str, no_digit: bool = False) -> tuple[str, int, int | None]:
-    """The one check of a decision's file, page and label (as text); ``where`` names the file and line in an error."""
-    if any(len(value) > MAX_FIELD for value in (file, page, label)):
-        raise DataFileError(f"{where}: a field longer than {MAX_FIELD} characters")
-    if not file:
-        raise DataFileError(f"{where}: no file name")
-    if no_digit:
-        if label:
-            raise DataFileError(f"{where}: label {printable(label)[:20]!r} given for a row that is no digit")
-    elif not _LABEL.match(label):
-        raise DataFileError(f"{where}: label {printable(label)[:20]!r} is not a digit 0-9")
-    if page and not (_PAGE.match(page) and 1 <= int(page) <= MAX_PAGE):
-        raise DataFileError(f"{where}: page {printable(page)[:20]!r} is not a page number (1, 2, ...)")
-    return file, int(page) if page else 1, None if no_digit else int(label)
 
 
 class _Pages:

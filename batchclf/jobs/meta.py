@@ -55,6 +55,8 @@ def read_regular_file(path: Path, limit: int, error: type[BatchclfError] = JobCo
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise error(f"{path}: not found") from None
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
     with open(fd, "rb", buffering=0) as handle:
@@ -65,7 +67,7 @@ def read_regular_file(path: Path, limit: int, error: type[BatchclfError] = JobCo
         except OSError as exc:
             raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
     if len(data) > limit:
-        raise error(f"{path}: larger than {limit // (1024 * 1024)} MB")
+        raise error(f"{path}: larger than {limit // (1024 * 1024)} MiB")
     return data
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchclf.atomic import write_text_atomic
+from batchclf.datasets.decisions import Decision, read_decisions, row_key
 from batchclf.errors import JobCorruptError
 from batchclf.jobs.folder import read_job
 from batchclf.jobs.rows import OK, csv_cell, now_iso
@@ -44,7 +45,6 @@ from batchclf.jobs.verified import (
     has_verified,
     person_rows,
 )
-from batchclf.review.decisions import Decision, read_decisions
 
 VERIFIED_VERSION = 1
 UNMATCHED_LISTED = 1000  # verified.json lists at most this many unmatched decisions (all are counted)
@@ -98,7 +98,7 @@ def apply_reviews(folder: Path, corrections: list[Path]) -> Applied:
     counts = Counter()
     rows = []
     for row in job.rows():
-        decision = decisions.get((row["file"], row["page"]))
+        decision = decisions.get(row_key(row))
         verified = _verified(row, decision)
         if decision is not None:
             matched[decision.key] += 1
@@ -151,7 +151,8 @@ def _applied_before(folder: Path) -> dict:
     earlier = {}
     for row in person_rows(folder):
         kind = row["decision"] if row["decision"] in (NOT_A_DIGIT, BLANK) else None
-        decision = Decision(row["file"], row["page"], row["label"], kind, row["decided_at"] or "", None)
+        file, page = row_key(row)
+        decision = Decision(file, page, row["label"], kind, row["decided_at"] or "", None)
         earlier[decision.key] = decision
     return earlier
 
