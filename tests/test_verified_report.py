@@ -174,3 +174,26 @@ def test_a_verified_row_decided_by_nobody_known_is_one_error_naming_its_line(rev
     result = invoke("report", reviewed)
     assert result.exit_code == 1 and result.stderr.startswith(f"Error: {path}: line "), result.output
     assert "decided_by 'robot'" in result.stderr
+
+
+@pytest.mark.parametrize("output", [(), ("--json",)])
+def test_the_report_reads_a_jobs_verified_csv_once(reviewed, monkeypatch, output):
+    """The counts per status and label and what the person decided come from one pass over verified.csv."""
+    import builtins
+
+    real_open = builtins.open
+    opened = []
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, Path)) and Path(file).name == "verified.csv":
+            opened.append(Path(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    result = invoke("report", reviewed, *output)
+    assert result.exit_code == 0, result.output
+    assert opened == [reviewed / "verified.csv"]
+    if output:
+        assert json.loads(result.output)["jobs"][0]["verified"] == PERSON
+    else:
+        assert "1 confirmed, 1 corrected, 1 not a digit, 1 blank" in result.output

@@ -53,12 +53,18 @@ def verified_rows(folder: Path) -> Iterator[dict]:
         yield _typed(record, path, line)
 
 
-def verified_blocks(folder: Path, size: int = BLOCK_ROWS) -> Iterator[list[list[str]]]:
+def verified_blocks(folder: Path, size: int = BLOCK_ROWS, tally: "PersonTally | None" = None) -> Iterator[list[list[str]]]:
     """The raw records of ``folder/verified.csv`` cut to :data:`COLUMNS`, in lists of ``size``: a drop-in for
-    :meth:`batchclf.jobs.folder.Job.blocks` (``status`` may also be ``not-a-digit`` here)."""
+    :meth:`batchclf.jobs.folder.Job.blocks` (``status`` may also be ``not-a-digit`` here).
+
+    ``tally``: counts who decided what in the same pass, so a reader that
+    needs both (the report) reads the file once, not again for :func:`person_counts`.
+    """
     block = []
     width = len(COLUMNS)
-    for _, record in _records(Path(folder) / VERIFIED_CSV):
+    for line, record in _records(Path(folder) / VERIFIED_CSV):
+        if tally is not None:
+            tally.add(line, record)
         block.append(record[:width])
         if len(block) == size:
             yield block
@@ -93,22 +99,41 @@ def person_counts(folder: Path) -> dict | None:
     if not has_verified(folder):
         return None
     path = Path(folder) / VERIFIED_CSV
-    # Only the two columns that say who decided what are read (the report runs this on million-row days):
-    # each distinct pair is checked once, as _typed checks it, and a bad one names its first line.
-    pairs: Counter = Counter()
-    first_line: dict[tuple[str, str], int] = {}
-    by, what = len(COLUMNS) + EXTRA_COLUMNS.index("decided_by"), len(COLUMNS) + EXTRA_COLUMNS.index("decision")
+    tally = PersonTally(path)
     for line, record in _records(path):
-        pair = (record[by], record[what])
-        pairs[pair] += 1
-        first_line.setdefault(pair, line)
-    counts = {"rows": sum(pairs.values()), "person": 0, **{key: 0 for key in COUNT_KEYS.values()}}
-    for (decided_by, decision), n in pairs.items():
-        _check_decision(decided_by, decision, path, first_line[(decided_by, decision)])
-        if decided_by == PERSON:
-            counts["person"] += n
-            counts[COUNT_KEYS[decision]] += n
-    return counts
+        tally.add(line, record)
+    return tally.counts()
+
+
+class PersonTally:
+    """Who decided what in a ``verified.csv``, counted record by record as it is read (:func:`person_counts`).
+
+    Only the two columns that say who decided what are looked at (the report
+    runs this on million-row days): each distinct pair is checked once, as
+    _typed checks it, and a bad one names its first line.
+    """
+
+    _BY = len(COLUMNS) + EXTRA_COLUMNS.index("decided_by")
+    _WHAT = len(COLUMNS) + EXTRA_COLUMNS.index("decision")
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._pairs: Counter = Counter()
+        self._first_line: dict[tuple[str, str], int] = {}
+
+    def add(self, line: int, record: list[str]) -> None:
+        pair = (record[self._BY], record[self._WHAT])
+        self._pairs[pair] += 1
+        self._first_line.setdefault(pair, line)
+
+    def counts(self) -> dict:
+        counts = {"rows": sum(self._pairs.values()), "person": 0, **{key: 0 for key in COUNT_KEYS.values()}}
+        for (decided_by, decision), n in self._pairs.items():
+            _check_decision(decided_by, decision, self.path, self._first_line[(decided_by, decision)])
+            if decided_by == PERSON:
+                counts["person"] += n
+                counts[COUNT_KEYS[decision]] += n
+        return counts
 
 
 def person_rows(folder: Path) -> Iterator[dict]:

@@ -23,7 +23,7 @@ import numpy as np
 from batchclf.errors import JobCorruptError
 from batchclf.jobs.folder import RESULTS_CSV, SUMMARY_JSON, Job, parse_time, row_from_cells
 from batchclf.jobs.rows import COLUMNS, FAILED, REVIEW
-from batchclf.jobs.verified import VERIFIED_CSV, VERIFIED_STATUSES, has_verified, person_counts, verified_blocks
+from batchclf.jobs.verified import VERIFIED_CSV, VERIFIED_STATUSES, PersonTally, has_verified, verified_blocks
 
 # A daemon day's working time: the gaps between its rows' distinct processed_at times, each counted up to this.
 # Under load batches follow each other well within it (a 32-file batch of 300 px scans takes a fraction of a
@@ -57,7 +57,8 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
     first_stamp = last_stamp = ""
     times: list[np.ndarray] = []  # a daemon day's distinct row times (epoch seconds), for its working time
     timed_by_rows = job.meta.get("seconds") is None
-    for block in verified_blocks(job.folder) if verified else job.blocks():
+    tally = PersonTally(source) if verified else None  # who decided what, counted in this same pass
+    for block in verified_blocks(job.folder, tally=tally) if verified else job.blocks():
         # Column by column: C-level counting instead of Python work per row.
         status, page, label, confidence, stamp = (list(map(column, block)) for column in _COLUMNS)
         rows += len(block)
@@ -120,7 +121,7 @@ def summarise(job: Job, lowest: int = LOWEST_SHOWN, failures_listed: int = FAILU
         "review_below": meta.get("review_below"),
         "review": review_origin(meta, job.folder / SUMMARY_JSON),
         "rows_from": rows_from,
-        "verified": person_counts(job.folder) if verified else None,
+        "verified": tally.counts() if tally is not None else None,
         "lowest_confidence": [_row(cells, source) for _, _, cells in least],
         "failures": failures,
         "failures_unlisted": failures_unlisted,
