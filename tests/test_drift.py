@@ -264,3 +264,23 @@ def test_a_running_daemon_keeps_rewriting_the_state_once_the_window_is_full(tmp_
                          timeout=30, what="the state rewritten for rows past a full window")
         assert later.mean_confidence < full.mean_confidence
         assert not later.drifting
+
+
+def test_the_window_seeded_at_start_holds_the_last_rows_of_this_model_not_fewer(tmp_path):
+    """Rows of another model among the latest (a day run with another model) must not crowd this model's out."""
+    from batchclf.watch.journal import Journal
+
+    def row(model: str, status: str, confidence: float | None) -> tuple[str, dict]:
+        return "2026-12-07", {"file": "x.png", "page": 1, "status": status, "label": 1, "confidence": confidence,
+                              "model": model}
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        journal.decide([row("a.keras", "ok", 0.91), row("a.keras", "review", 0.42), row("a.keras", "ok", 0.93),
+                        row("a.keras", "blank", None), row("a.keras", "ok", float("nan")),  # no measurement either
+                        row("b.keras", "ok", 0.99), row("b.keras", "review", 0.3)], [])
+        assert journal.recent_labelled(3, "a.keras") == [(False, 0.91), (True, 0.42), (False, 0.93)]
+        assert journal.recent_labelled(1, "b.keras") == [(True, 0.3)]
+        assert journal.recent_labelled(5, "c.keras") == []
+    finally:
+        journal.close()

@@ -306,16 +306,21 @@ class Journal:
     def recent_labelled(self, limit: int, model: str) -> list[tuple[bool, float]]:
         """The last ``limit`` rows ``model`` labelled (``ok``/``review``), oldest first: ``(is review, confidence)``.
 
-        Seeds the drift window at start, so a restart judges at once.
+        Seeds the drift window at start, so a restart judges at once.  The
+        model is chosen before the LIMIT: rows of an earlier model among the
+        latest must not leave the window short of this model's rows.  A row
+        that is not strict JSON (a NaN confidence) is no measurement, and
+        guarded so (CASE) that json_extract never sees it.
         """
-        out = []
-        for status, text in self.db.execute(
-            "SELECT status, row FROM rows WHERE status IN ('ok', 'review') ORDER BY seq DESC LIMIT ?", (limit,)
-        ):
-            row = json.loads(text)
-            if row.get("model") == model and row.get("confidence") is not None:
-                out.append((status == "review", float(row["confidence"])))
-        return out[::-1]
+        found = self.db.execute(
+            "SELECT status, confidence FROM ("
+            " SELECT seq, status, CASE WHEN json_valid(row) THEN json_extract(row, '$.model') END AS model,"
+            " CASE WHEN json_valid(row) THEN json_extract(row, '$.confidence') END AS confidence"
+            " FROM rows WHERE status IN ('ok', 'review'))"
+            " WHERE model = ? AND confidence IS NOT NULL ORDER BY seq DESC LIMIT ?",
+            (model, limit),
+        ).fetchall()
+        return [(status == "review", float(confidence)) for status, confidence in reversed(found)]
 
     def last_processed_at(self) -> str | None:
         """``processed_at`` of the last row decided: when this inbox last had a success."""
