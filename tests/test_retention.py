@@ -215,3 +215,44 @@ def test_the_dry_run_for_service_status_reads_the_daemons_options(tmp_path):
     assert (tmp_path / "processed" / old / "a.png").is_file()  # nothing removed
     options.keep_processed = None
     assert retention_dry_run(options).line() == "retention: nothing to remove"
+
+
+def test_start_does_not_wait_for_the_folders_earlier_runs_emptied(tmp_path, tiny_model, monkeypatch):
+    """A huge inbox tree to prune must not hold back the first row: it is pruned in the retention thread."""
+    import threading
+
+    import batchclf.watch.daemon as daemon_module
+    from batchclf.watch.daemon import Daemon, WatchOptions
+
+    from .helpers import report_rows, running, wait_for
+
+    inbox, jobs = tmp_path / "inbox", tmp_path / "jobs"
+    (inbox / "monday").mkdir(parents=True)
+    drop(inbox / "monday", "a.png", digit_bytes(1))
+    # An earlier run empties monday/ and keeps it (it changed within its grace).
+    assert Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=tiny_model, oneshot=True, settle=0, workers=0),
+                  operations=Operations(inbox_folder_grace=3600)).run() == 0
+    assert tree(inbox) - {".batchclf-watch.lock"} == {"monday"}
+
+    monkeypatch.setattr(daemon_module, "PRUNE_EVERY", 600.0)  # the loop's own look at what it empties: not in this test
+    entered, release = threading.Event(), threading.Event()
+    real_prune = InboxPruner.prune
+
+    def slow_prune(self, *args, **kwargs):  # a tree that takes as long as the test wants
+        entered.set()
+        assert release.wait(60)
+        return real_prune(self, *args, **kwargs)
+
+    monkeypatch.setattr(InboxPruner, "prune", slow_prune)
+    daemon = Daemon(WatchOptions(inbox=inbox, out_dir=jobs, model=tiny_model, settle=0.1, max_latency=0.05, workers=0,
+                                 rescan_interval=600), operations=Operations(inbox_folder_grace=0))
+    try:
+        with running(daemon):
+            drop(inbox, "b.png", digit_bytes(2))
+            wait_for(lambda: any(row["file"] == "b.png" for row in report_rows(jobs)), timeout=20,
+                     what="b.png reported while the emptied folders are still being looked at")
+            assert entered.is_set() and (inbox / "monday").is_dir()
+            release.set()
+            wait_for(lambda: not (inbox / "monday").exists(), timeout=20, what="monday/ pruned once let go")
+    finally:
+        release.set()

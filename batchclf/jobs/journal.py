@@ -2,7 +2,9 @@
 
 The daemon owns the journal and writes it (:mod:`batchclf.watch.journal`,
 a higher layer); readers below it (the report, the review sheet, training
-from corrections) only ask where the day's inputs were moved.  The
+from corrections) only ask where the day's inputs were moved, and the
+daemon's retention thread which inbox folders earlier runs emptied (on a
+connection of its own: the daemon's is its loop's).  The
 connection is read-only, so a reader beside a running daemon can never
 change it, and a journal that is missing or damaged (it may come with a
 job folder from elsewhere) answers "nothing known", never an exception.
@@ -53,5 +55,31 @@ def moved_locations(journal_path: Path, day: str) -> dict[str, str]:
         return moved
     except (sqlite3.Error, ValueError):
         return {}
+    finally:
+        db.close()
+
+
+def moved_folders(journal_path: Path, since_day: str) -> set[str]:
+    """The inbox-relative folders (not the inbox: ``""``) that files decided since ``since_day`` were moved out of.
+
+    Lets a restarted daemon, or the next nightly run, remove inbox folders
+    the previous run emptied.  No journal, or one that cannot be read: none.
+    """
+    journal_path = Path(journal_path)
+    if not journal_path.is_file():
+        return set()
+    try:
+        db = read_only(journal_path)
+    except (sqlite3.Error, ValueError):
+        return set()
+    try:
+        folders = set()
+        for path, source in db.execute("SELECT path, source FROM files WHERE moved = 1 AND day >= ?", (since_day,)):
+            folder = os.path.dirname(loaded_path(source) if source else loaded_path(path) or "")
+            if folder:
+                folders.add(folder)
+        return folders
+    except (sqlite3.Error, ValueError):
+        return set()
     finally:
         db.close()

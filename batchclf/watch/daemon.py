@@ -24,6 +24,7 @@ from batchclf import paths
 from batchclf.scan.pool import CHUNK_FILES, WorkerPool, default_workers
 from batchclf.errors import InboxLockedError, WatchFolderError
 from batchclf.jobs import folder as job_folder
+from batchclf.jobs.journal import moved_folders
 from batchclf.jobs.rows import now_iso
 from batchclf.metrics import drift as drift_state
 from batchclf.metrics.drift import DriftMonitor
@@ -83,8 +84,10 @@ class Daemon:
         self.metrics = None  # DaemonMetrics with --metrics-file (prometheus_client is imported only then)
         self.drift = DriftMonitor(self.ops.drift)
         self.drift_since: str | None = None
-        self.retention = Retention(retention_policy(options, self.ops), on_removed=self._removed_by_retention)
         self.pruner = InboxPruner(self.inbox, self.ops.inbox_folder_grace, clock)
+        # Folders earlier runs emptied are looked at in the retention thread (at start and daily), never before the first row.
+        self.retention = Retention(retention_policy(options, self.ops), on_removed=self._removed_by_retention,
+                                   sweep=self._prune_emptied_before if self.ops.prune_inbox_folders else None)
 
     # -- control -----------------------------------------------------------------------------------
 
@@ -420,20 +423,28 @@ class Daemon:
             else:
                 self._drift_changed(change)
             self._write_drift_state()
-        if self.ops.prune_inbox_folders:
-            # Folders a previous run emptied (the nightly run's, or before a restart): each still waits for its grace.
-            since = (datetime.now(timezone.utc) - timedelta(days=PRUNE_LOOKBACK_DAYS)).strftime("%Y-%m-%d")
-            self.pruner.emptied((os.path.join(self.inbox, folder) for folder in self.journal.moved_folders(since)),
-                                due_now=True)
-            self.pruner.prune()
         if self.retention.due():
             self._start_retention()
 
     def _start_retention(self) -> None:
         policy = self.retention.policy
+        if not policy.active:  # only the sweep of emptied inbox folders
+            self.retention.start()
+            return
         log.info("retention: removing day folders older than %s in %s, %s in %s",
                  _days(policy.keep_processed), policy.processed_dir, _days(policy.keep_failed), policy.failed_dir)
         self.retention.start(skip_days=self.journal.days_with_pending_moves())
+
+    def _prune_emptied_before(self, should_stop) -> None:
+        """In the retention thread: inbox folders earlier runs emptied (the nightly run's, or before a restart).
+
+        Each still waits for its grace (the 60 s quiet rule); the journal is
+        read on a connection of this thread's own.
+        """
+        since = (datetime.now(timezone.utc) - timedelta(days=PRUNE_LOOKBACK_DAYS)).strftime("%Y-%m-%d")
+        folders = moved_folders(job_folder.journal_path(self.out_dir), since)
+        self.pruner.emptied((os.path.join(self.inbox, folder) for folder in folders), due_now=True)
+        self.pruner.prune(should_stop)
 
     def _removed_by_retention(self, folder, files: int, size: int) -> None:
         if self.metrics is not None:  # called from the retention thread: prometheus_client's metrics are thread-safe

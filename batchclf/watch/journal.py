@@ -327,18 +327,6 @@ class Journal:
         row = self.db.execute("SELECT row FROM rows ORDER BY seq DESC LIMIT 1").fetchone()
         return json.loads(row[0]).get("processed_at") if row else None
 
-    def moved_folders(self, since_day: str) -> set[str]:
-        """The inbox-relative folders (not the inbox: ``""``) that files decided since ``since_day`` were moved out of.
-
-        Lets a restarted daemon, or the next nightly run, remove inbox folders the previous run emptied.
-        """
-        folders = set()
-        for path, source in self.db.execute("SELECT path, source FROM files WHERE moved = 1 AND day >= ?", (since_day,)):
-            folder = os.path.dirname(os.fsdecode(source) if source else path)
-            if folder:
-                folders.add(folder)
-        return folders
-
     def days_with_pending_moves(self) -> set[str]:
         """Days that still have files waiting to be moved into their day folders (retention keeps those)."""
         return {day for (day,) in self.db.execute(f"SELECT DISTINCT day FROM files WHERE {_PENDING}")}

@@ -211,18 +211,26 @@ def remove_tree(top: str, should_stop: Callable[[], bool] = lambda: False) -> tu
 
 
 class Retention:
-    """Runs the removal in a thread (a month's folder can take longer than the watchdog allows), at most one at a time."""
+    """Runs the removal in a thread (a month's folder can take longer than the watchdog allows), at most one at a time.
 
-    def __init__(self, policy: RetentionPolicy, on_removed: Callable[[DayFolder, int, int], None] | None = None):
+    ``sweep``, when given, runs in the same thread after the day folders, at
+    start and daily like them, with the thread's stop check: the daemon's
+    look at inbox folders earlier runs emptied, which in a huge inbox tree
+    would otherwise hold back the first row.
+    """
+
+    def __init__(self, policy: RetentionPolicy, on_removed: Callable[[DayFolder, int, int], None] | None = None,
+                 sweep: Callable[[Callable[[], bool]], None] | None = None):
         self.policy = policy
         self.on_removed = on_removed
+        self.sweep = sweep
         self.last_day: date | None = None
         self._thread: threading.Thread | None = None
         self._abort = threading.Event()
 
     def due(self, today: date | None = None) -> bool:
         """At start, then once each new (UTC) day."""
-        return self.policy.active and (today or today_utc()) != self.last_day and not self.running
+        return (self.policy.active or self.sweep is not None) and (today or today_utc()) != self.last_day and not self.running
 
     @property
     def running(self) -> bool:
@@ -237,6 +245,14 @@ class Retention:
         self._thread.start()
 
     def _run(self, today: date, skip: frozenset[str]) -> None:
+        self._remove_old_days(today, skip)
+        if self.sweep is not None and not self._abort.is_set():
+            try:
+                self.sweep(self._abort.is_set)
+            except Exception:  # as below: logged, never the daemon's end
+                log.exception("sweeping emptied inbox folders failed")
+
+    def _remove_old_days(self, today: date, skip: frozenset[str]) -> None:
         try:
             for folder in plan(self.policy, today, skip, measure=False).folders:
                 if self._abort.is_set():
@@ -267,40 +283,59 @@ class Retention:
 
 @dataclass
 class InboxPruner:
-    """Removes inbox sub-folders the daemon emptied, once nothing changed in them for ``grace`` seconds."""
+    """Removes inbox sub-folders the daemon emptied, once nothing changed in them for ``grace`` seconds.
+
+    Used by the daemon's loop (folders it just emptied) and by the retention
+    thread (folders earlier runs emptied): the candidates are taken and
+    given back under a lock, and the slow part (lstat, rmdir) runs outside it.
+    """
 
     inbox: Path
     grace: float = 60.0
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     _candidates: dict[str, float] = field(default_factory=dict)  # folder -> when a file last moved out of it
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def emptied(self, folders: Iterable[str], due_now: bool = False) -> None:
         """Folders files were just moved out of (absolute); ``due_now``: moved out long ago (a previous run)."""
         inbox = os.fspath(self.inbox)
         now = float("-inf") if due_now else self.clock()
-        for folder in folders:
-            if folder != inbox and folder.startswith(inbox + os.sep):
-                self._candidates[folder] = now
+        mine = {folder: now for folder in folders if folder != inbox and folder.startswith(inbox + os.sep)}
+        with self._lock:
+            self._candidates.update(mine)
 
     def __len__(self) -> int:
         return len(self._candidates)
 
-    def prune(self) -> int:
-        """Remove what is due; how many folders went."""
+    def _take_due(self, now: float) -> list[str]:
+        with self._lock:
+            due = [folder for folder, since in self._candidates.items() if now - since >= self.grace]
+            for folder in due:
+                del self._candidates[folder]
+        return due
+
+    def _later(self, folder: str, now: float) -> None:
+        with self._lock:
+            self._candidates.setdefault(folder, now)
+
+    def prune(self, should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Remove what is due; how many folders went.  ``should_stop`` is asked between folders (the rest wait)."""
         inbox = os.fspath(self.inbox)
         now = self.clock()
         removed = 0
-        for folder, since in list(self._candidates.items()):
-            if now - since < self.grace:
-                continue
-            del self._candidates[folder]
+        due = self._take_due(now)
+        for index, folder in enumerate(due):
+            if should_stop():
+                for rest in due[index:]:
+                    self._later(rest, float("-inf"))  # still due: the next prune takes them
+                break
             current, info = folder, _lstat(folder)
             while current != inbox and current.startswith(inbox + os.sep):
                 if info is None or not stat.S_ISDIR(info.st_mode):
                     break  # gone, or no longer a folder
                 if self.wall_clock() - info.st_mtime < self.grace:
-                    self._candidates[current] = now  # changed recently (perhaps a file came and went): later
+                    self._later(current, now)  # changed recently (perhaps a file came and went): later
                     break
                 parent = os.path.dirname(current)
                 parent_info = _lstat(parent)  # before our rmdir changes its mtime
