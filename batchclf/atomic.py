@@ -4,15 +4,18 @@ A reader never sees a file half done, and after a crash the file is either
 the old one or the new one.  :func:`replacing` hands out the temporary path
 for writers that need a name (a model, a workbook, a stream);
 :func:`write_bytes_atomic` and :func:`write_text_atomic` are the short forms.
+:class:`FolderLock` makes a read-then-write of files in one folder (read the
+old file, write the new one) one process's at a time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextmanager
@@ -78,3 +81,32 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class FolderLock:
+    """An exclusive ``flock`` on a folder itself, held for a ``with`` block; a second holder waits for it.
+
+    On the folder, not on a lock file in it: nothing is left beside the
+    files, and the kernel drops it when the process dies (even on kill -9),
+    so a killed writer blocks no one.  The folder is opened here, so an
+    ``OSError`` (no such folder, no permission) comes before the block and
+    the caller can name what it was locking.  ``on_busy`` is called once if
+    another holder makes this one wait.
+    """
+
+    def __init__(self, folder: Path, on_busy: Callable[[], None] | None = None):
+        self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.on_busy = on_busy
+
+    def __enter__(self) -> "FolderLock":
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if self.on_busy is not None:
+                self.on_busy()
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        os.close(self.fd)  # closing the last descriptor of the open file drops the lock
+        return False

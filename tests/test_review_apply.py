@@ -191,3 +191,29 @@ def test_size_cap_fifo_and_repeated_lines(tmp_path):
     repeated = corrections(tmp_path / "r.csv", "\ufefffile,page,label\r\na.png,1,1\r\nb.png,1,2\r\na.png,1,3\r\n")  # a BOM is fine
     found = read_decisions(repeated)
     assert found.repeated == 1 and [(d.file, d.label) for d in found.items] == [("b.png", 2), ("a.png", 3)]
+
+
+def test_a_second_apply_on_the_same_job_waits_for_the_first(job, tmp_path):
+    """Held by another apply (here: the test holds the job folder's flock), review apply waits, then builds on it."""
+    import fcntl
+    import subprocess
+    import sys
+    import threading
+
+    path = corrections(tmp_path / "c.csv", HEADER + f"a.png,1,8,corrected,2026-12-01T08:00:00Z,{JOB_ID}\r\n")
+    fd = os.open(job, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        second = subprocess.Popen([sys.executable, "-m", "batchclf", "review", "apply", str(job), str(path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        guard = threading.Timer(60, second.kill)  # a hang fails the test, never the run
+        guard.start()
+        said = second.stderr.readline()  # its note that it waits (an apply that did not wait ends with nothing)
+        assert said == f"waiting for another review apply on {job} to finish\n", (said, second.stderr.read())
+        assert second.poll() is None and not (job / "verified.csv").exists()
+    finally:
+        os.close(fd)  # the first apply is done
+    out, err = second.communicate(timeout=60)
+    guard.cancel()
+    assert second.returncode == 0 and not err, err
+    assert verified(job)[("a.png", 1)]["label"] == 8

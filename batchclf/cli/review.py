@@ -26,9 +26,12 @@ def apply(
     """Write JOB/verified.csv and verified.json: every row, with what a person decided made final (results.csv is kept)."""
     from batchclf import paths
     from batchclf.jobs.folder import find_job
+    from batchclf.printable import printable
     from batchclf.review.apply import apply_reviews
 
-    result = apply_reviews(find_job(job, jobs_dir or paths.jobs_dir(home)), corrections)
+    folder = find_job(job, jobs_dir or paths.jobs_dir(home))
+    note = lambda: typer.echo(f"waiting for another review apply on {printable(str(folder))} to finish", err=True)  # noqa: E731
+    result = apply_reviews(folder, corrections, on_wait=note)
     warn = lambda text: typer.echo(f"warning: {text}", err=True)  # noqa: E731
     if result.unmatched:
         names = "; ".join(f"{d.file!r} page {d.page if d.page is not None else '-'}" for d in result.unmatched[:LISTED])

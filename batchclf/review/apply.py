@@ -25,11 +25,12 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from batchclf.atomic import write_text_atomic
-from batchclf.datasets.decisions import Decision, read_decisions, row_key
-from batchclf.errors import JobCorruptError
-from batchclf.jobs.folder import read_job
+from batchclf.atomic import FolderLock, write_text_atomic
+from batchclf.datasets.decisions import Decision, Decisions, read_decisions, row_key
+from batchclf.errors import JobCorruptError, OutputPathError
+from batchclf.jobs.folder import Job, read_job
 from batchclf.jobs.rows import OK, csv_cell, now_iso
 from batchclf.jobs.verified import (
     ACCEPTED,
@@ -74,10 +75,25 @@ class Applied:
         return self.folder / VERIFIED_JSON
 
 
-def apply_reviews(folder: Path, corrections: list[Path]) -> Applied:
-    """Apply the corrections files to the job in ``folder``; every file is checked before anything is written."""
+def apply_reviews(folder: Path, corrections: list[Path], on_wait: Callable[[], None] | None = None) -> Applied:
+    """Apply the corrections files to the job in ``folder``; every file is checked before anything is written.
+
+    One apply at a time per job: from reading back the decisions applied
+    before to writing the new files, the job folder is locked (a second
+    apply waits, calling ``on_wait``, then builds on the first one's result:
+    both sets of decisions land).
+    """
     job = read_job(folder)
     files = [read_decisions(Path(path)) for path in corrections]
+    try:
+        lock = FolderLock(job.folder, on_busy=on_wait)
+    except OSError as exc:
+        raise OutputPathError(f"{job.folder}: cannot lock the job folder to apply a review ({exc.strerror or exc})") from None
+    with lock:
+        return _apply(job, files)
+
+
+def _apply(job: Job, files: list[Decisions]) -> Applied:
     result = Applied(job.id, job.folder)
     decisions = _applied_before(job.folder)
     fresh: set = set()

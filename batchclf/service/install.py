@@ -10,7 +10,6 @@ installs at once never mix: the second sees the first's units.
 
 from __future__ import annotations
 
-import fcntl
 import grp
 import os
 import pwd
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchclf.atomic import write_text_atomic
+from batchclf.atomic import FolderLock, write_text_atomic
 from batchclf.errors import ServiceError
 from batchclf.service.render import NIGHTLY_SERVICE, NIGHTLY_TIMER, WATCH_SERVICE, Deployment
 
@@ -54,14 +53,11 @@ def locked(dest: Path):
     """
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        lock = FolderLock(dest)
     except OSError as exc:
         raise ServiceError(f"{dest}: cannot take the install lock ({exc.strerror})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with lock:
         yield
-    finally:
-        os.close(fd)
 
 
 def plan(units: dict[str, str], dest: Path, folders: list[Path], force: bool = False) -> list[Step]:
