@@ -123,9 +123,10 @@ def _person_labels(path: Path) -> _Read:
     """The digits a person gave in a job's ``verified.csv``, through the same checks as a corrections line.
 
     ``verified.csv`` is a job's file (any damage is one JobCorruptError naming
-    it); its person rows are checked here like corrections: ASCII digits,
-    page numbers, at most :data:`batchclf.datasets.decisions.MAX_ROWS`.  A name listed again (a daemon
-    day can see one twice) keeps its last label.
+    it); its person rows are checked here like corrections (the one
+    :func:`~batchclf.datasets.decisions.checked`): ASCII digits, page
+    numbers, at most :data:`batchclf.datasets.decisions.MAX_ROWS`.  A name
+    listed again (a daemon day can see one twice) keeps its last label.
     """
     labels: dict[tuple[str, int], int] = {}
     count = no_digit = 0
