@@ -362,3 +362,43 @@ def test_an_escaping_bug_could_not_run_script_post_a_form_or_move_the_base(fixtu
         finally:
             browser.close()
     assert not browser.requests, browser.requests
+
+
+def test_the_time_column_says_a_daemon_days_time_is_working_time(tmp_path):
+    """report_version 2: a daemon day's ``seconds`` is its working time; the header and the cell say so, with the span."""
+    from html.parser import HTMLParser
+
+    stamps = ["2026-11-25T08:00:00.000Z", "2026-11-25T08:00:02.000Z", "2026-11-25T17:00:00.000Z"]  # 2 s, then a day's wait
+    rows = [{**other(f"f{k}.png", "ok"), "processed_at": stamp} for k, stamp in enumerate(stamps)]
+    day = read_job(write_job_folder(tmp_path / "jobs" / f"watch-{DAY}", rows, {"kind": "watch", "inbox": str(tmp_path)}))
+    summary = summarise(day)
+    assert (summary["seconds"], summary["wall_seconds"]) == (7.0, 32400.0)  # 2 s + the 5 s cap; 9 h first row to last
+    path = tmp_path / "day.html"
+    write_review_sheet(path, [day], [summary])
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.headers, self.cells, self._open = [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("th", "td"):
+                self._open = {"tag": tag, "title": dict(attrs).get("title") or "", "text": ""}
+
+        def handle_data(self, data):
+            if self._open is not None:
+                self._open["text"] += data
+
+        def handle_endtag(self, tag):
+            if tag in ("th", "td") and self._open is not None:
+                (self.headers if tag == "th" else self.cells).append(self._open)
+                self._open = None
+
+    table = Cells()
+    table.feed(path.read_text(encoding="utf-8"))
+    header = next(th for th in table.headers if "time" in th["text"].lower())
+    assert header["text"] == "Working time"
+    assert "daemon day's working time" in header["title"] and "5 s" in header["title"]
+    (time,) = [td for td in table.cells if td["text"].startswith("7.0 s")]
+    assert " ".join(time["text"].split()) == "7.0 s of work"
+    assert "32,400.0 s from the first row to the last" in time["title"]

@@ -78,8 +78,9 @@ from PIL import Image
 
 from batchclf.atomic import replacing
 from batchclf.errors import ImageDecodeError
-from batchclf.jobs.folder import RESULTS_CSV, Job, parse_time, row_from_cells
+from batchclf.jobs.folder import RESULTS_CSV, Job, JobKind, parse_time, row_from_cells
 from batchclf.jobs.rows import COLUMNS, FAILED, NOT_A_DIGIT, REVIEW
+from batchclf.report.summary import IDLE_GAP_SECONDS
 from batchclf.scan import decode, preprocess
 
 THUMBNAIL_SIDE = 160
@@ -87,6 +88,11 @@ TEMPLATE = "review-sheet.html"
 STYLE = "review-sheet.css"
 SCRIPT = "review-sheet.js"
 DOUBTFUL = (REVIEW, FAILED)
+# The Time column's header tooltip: since report_version 2 a daemon day's ``seconds`` is its working time, not its span.
+TIME_NOTE = (
+    f"A classify job's run time; a daemon day's working time: the gaps between its batches, each counted up to "
+    f"{IDLE_GAP_SECONDS:g} s, so waiting for files is left out (the day's span from first row to last is in its cell's tooltip)"
+)
 
 _STATUS_AT = COLUMNS.index("status")
 _environment = jinja2.Environment(
@@ -114,6 +120,7 @@ def write_review_sheet(path: Path, jobs: list[Job], summaries: list[dict]) -> in
         "labels": _bars([sum(s["labels"][str(k)] for s in summaries) for k in range(10)], [str(k) for k in range(10)]),
         "histogram": _bars(_summed_histogram(summaries), _bin_names(summaries)),
         "sections": sections,
+        "time_note": TIME_NOTE,
     }
     # Rendered into a temporary sibling and renamed: a sheet being rewritten is never seen half done.
     with replacing(path) as temporary, open(temporary, "w", encoding="utf-8", newline="\n") as handle:
@@ -309,7 +316,9 @@ def _job_view(job: Job, summary: dict) -> dict:
         "counts": {status: f"{count:,}" for status, count in summary["counts"].items()},
         "review_rate": _percent(summary["review_rate"]) or "",
         "failed_rate": _percent(summary["failed_rate"]) or "",
-        "seconds": f"{summary['seconds']:,.1f} s" if summary.get("seconds") is not None else "",
+        "seconds": _seconds(summary.get("seconds")),
+        # A daemon day's seconds are its working time (report_version 2); its wall span goes in the cell's tooltip.
+        "wall": _seconds(summary.get("wall_seconds")) if summary["kind"] == JobKind.WATCH.value else "",
         "files_per_second": f"{summary['files_per_second']:,.1f}" if summary.get("files_per_second") is not None else "",
         "model_file": shown(Path(model["file"]).name) if model.get("file") else "",
         "model_path": model.get("file") or "",
@@ -317,6 +326,10 @@ def _job_view(job: Job, summary: dict) -> dict:
         "architecture": model.get("architecture") or "",
         "card_accuracy": _percent(model["card_accuracy"]) if model.get("card_accuracy") is not None else "",
     }
+
+
+def _seconds(seconds: float | None) -> str:
+    return f"{seconds:,.1f} s" if seconds is not None else ""
 
 
 def input_folders(job: Job) -> list[str]:
