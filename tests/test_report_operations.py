@@ -117,8 +117,27 @@ def test_an_empty_since_window_is_said_and_exits_0(old_jobs, tmp_path):
     assert result.exit_code == 0
     data = json.loads(result.stdout)  # stdout stays one JSON object; the sentence goes to stderr
     assert data["jobs"] == [] and data["totals"]["jobs"] == 0 and "no jobs in the window" in result.stderr
-    result = CliRunner().invoke(app, ["report", "--jobs", str(old_jobs), "--since", "7d", "--xlsx", str(tmp_path / "r.xlsx")])
-    assert result.exit_code == 0 and "no file written" in result.stdout and not (tmp_path / "r.xlsx").exists()
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_an_empty_window_still_writes_the_files_asked_for_saying_so(old_jobs, tmp_path, strict):
+    """A cron job mailing report.xlsx / review.html must never send the previous run's files as this window's."""
+    from openpyxl import load_workbook
+
+    xlsx, html, table = tmp_path / "r.xlsx", tmp_path / "r.html", tmp_path / "r.csv"
+    for stale in (xlsx, html, table):
+        stale.write_text("yesterday's report")
+    args = ["report", "--jobs", str(old_jobs), "--since", "7d", "--xlsx", str(xlsx), "--html", str(html), "--csv", str(table)]
+    result = CliRunner().invoke(app, args + (["--strict"] if strict else []))
+    assert result.exit_code == (1 if strict else 0), result.output
+    said = f"no jobs in the window (since 7d, in {old_jobs})"
+    book = load_workbook(xlsx, read_only=True)
+    summary = [[cell for cell in line if cell is not None] for line in book["Summary"].iter_rows(values_only=True)]
+    assert [said] in summary and ["Total", "0 jobs", 0, 0, 0, 0, 0, 0, 0, 0, 0] in summary
+    assert list(book["Rows"].iter_rows(values_only=True))[1:] == []  # the header alone
+    page = html.read_text(encoding="utf-8")
+    assert "No jobs in the window (since 7d" in page and "yesterday" not in page and "in 0 jobs" in page
+    assert table.read_text(encoding="utf-8").splitlines()[0].startswith("job,kind,started") and len(table.read_text().splitlines()) == 1
 
 
 def test_strict_makes_an_empty_window_exit_1(old_jobs):

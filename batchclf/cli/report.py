@@ -42,7 +42,6 @@ def report(
     from batchclf import paths
     from batchclf.errors import JobNotFoundError
     from batchclf.printable import printable
-    from batchclf.report import exports
     from batchclf.report.collect import collect
     from batchclf.report.terminal import print_job, print_jobs
 
@@ -54,8 +53,9 @@ def report(
     if not result.summaries:
         # Only a --since window can be empty: a quiet weekend, not a failure (a cron job must not mail an error).
         quiet = f"no jobs in the window (since {printable(since)}, in {printable(str(folder))})"
-        if csv_path or xlsx_path or html_path:
-            quiet += "; no file written"
+        # The files asked for are still written, empty and saying why: a cron job that mails them never sends an
+        # earlier run's file left in place as if it were this window's.
+        _write_files(result, csv_path, xlsx_path, html_path, notes, quiet)
         if strict:
             raise JobNotFoundError(quiet)
         if as_json:
@@ -64,17 +64,7 @@ def report(
         else:
             typer.echo(quiet)
         return
-    if csv_path:
-        exports.write_jobs_csv(csv_path, result.summaries)
-        notes.print(f"wrote {csv_path}", highlight=False, markup=False)
-    if xlsx_path:
-        rows = exports.write_workbook(xlsx_path, result.jobs, result.summaries, result.totals)
-        notes.print(f"wrote {xlsx_path} ({rows:,} rows)", highlight=False, markup=False)
-    if html_path:
-        from batchclf.report.html import write_review_sheet
-
-        items = write_review_sheet(html_path, result.jobs, result.summaries)
-        notes.print(f"wrote {html_path} ({items:,} items to review)", highlight=False, markup=False)
+    _write_files(result, csv_path, xlsx_path, html_path, notes)
     if as_json:
         # allow_nan=False: a number that is not JSON (NaN, Infinity) fails here rather than reach a parser.
         typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False, allow_nan=False))
@@ -88,3 +78,20 @@ def report(
         print_jobs(result.summaries, result.totals, console)
     if result.drift is not None and result.has_daemon_day:
         console.print(printable(result.drift.line()), highlight=False, markup=False)
+
+
+def _write_files(result, csv_path: Path | None, xlsx_path: Path | None, html_path: Path | None, notes, empty: str | None = None) -> None:
+    """The files asked for; ``empty``: the window had no job, and the workbook and sheet say this sentence."""
+    from batchclf.report import exports
+
+    if csv_path:
+        exports.write_jobs_csv(csv_path, result.summaries)  # no job: the header alone
+        notes.print(f"wrote {csv_path}", highlight=False, markup=False)
+    if xlsx_path:
+        rows = exports.write_workbook(xlsx_path, result.jobs, result.summaries, result.totals, note=empty)
+        notes.print(f"wrote {xlsx_path} ({rows:,} rows)", highlight=False, markup=False)
+    if html_path:
+        from batchclf.report.html import write_review_sheet
+
+        items = write_review_sheet(html_path, result.jobs, result.summaries, note=empty)
+        notes.print(f"wrote {html_path} ({items:,} items to review)", highlight=False, markup=False)

@@ -97,8 +97,10 @@ def write_jobs_csv(path: Path, summaries: list[dict]) -> None:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: dict) -> int:
+def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: dict, note: str | None = None) -> int:
     """Write the workbook; returns how many rows went to the Rows sheet.
+
+    ``note``: a sentence shown under the totals (why a workbook has no job: an empty ``--since`` window).
 
     Both sheets: a bold header row frozen under an autofilter, columns as wide
     as their contents (the Rows sheet's measured on its first
@@ -181,6 +183,9 @@ def write_workbook(path: Path, jobs: list[Job], summaries: list[dict], totals: d
     filter_over(summary_sheet, len(JOB_TITLES), 1 + len(job_values))
     summary_sheet.append([])
     summary_sheet.append(summary_cells(summary_sheet, total_values))
+    if note:
+        summary_sheet.append([])
+        summary_sheet.append([_cell(summary_sheet, note)])
 
     # Rows: every row of every job, streamed; widths fitted to the first rows.
     rows_sheet = book.create_sheet("Rows")

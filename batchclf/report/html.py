@@ -104,8 +104,11 @@ _environment = jinja2.Environment(
 )
 
 
-def write_review_sheet(path: Path, jobs: list[Job], summaries: list[dict]) -> int:
-    """Write the review sheet of ``jobs`` (with their :func:`summarise` results) to ``path``; returns the number of items."""
+def write_review_sheet(path: Path, jobs: list[Job], summaries: list[dict], note: str | None = None) -> int:
+    """Write the review sheet of ``jobs`` (with their :func:`summarise` results) to ``path``; returns the number of items.
+
+    ``note``: a sentence shown under the title (why a sheet has no job: an empty ``--since`` window).
+    """
     path = Path(path)
     sections = [_Section(job, summary) for job, summary in zip(jobs, summaries)]
     style, script = _source(STYLE), _source(SCRIPT)
@@ -121,6 +124,7 @@ def write_review_sheet(path: Path, jobs: list[Job], summaries: list[dict]) -> in
         "histogram": _bars(_summed_histogram(summaries), _bin_names(summaries)),
         "sections": sections,
         "time_note": TIME_NOTE,
+        "note": shown(note[:1].upper() + note[1:]) if note else "",
     }
     # Rendered into a temporary sibling and renamed: a sheet being rewritten is never seen half done.
     with replacing(path) as temporary, open(temporary, "w", encoding="utf-8", newline="\n") as handle:
