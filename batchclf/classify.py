@@ -17,7 +17,7 @@ from batchclf.scan.discovery import discover, files_base
 from batchclf.errors import EmptyInputError, InputPathError, OutputPathError, SettingsError
 from batchclf.limits import MAX_BATCH, MAX_WORKERS
 from batchclf.jobs import folder as job_folder
-from batchclf.jobs.rows import FAILED, duplicate, now_iso, starts_file
+from batchclf.jobs.rows import content_digest, duplicate, now_iso, starts_file
 
 
 WRITE_EVERY = 512  # rows buffered between report writes
@@ -142,28 +142,33 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
 class Duplicates:
     """``classify --dedupe``: a file whose bytes (sha256) an earlier file of the job had becomes ``duplicate`` rows.
 
+    Which files take part is :func:`batchclf.jobs.rows.content_digest`'s rule,
+    the daemon's too: a file is judged on all its pages, so its rows are held
+    until its last page has come (an engine gives a file's rows together).
     Marked after labelling, so every engine gets it alike; one digest per distinct file is held.
     """
 
     def __init__(self):
         self.first: dict[str, str] = {}  # sha256 -> the first file's first row (``file#1``)
-        self.current: tuple[str, str | None] = ("", None)  # (file, the earlier file it duplicates)
 
     def mark(self, rows: Iterable[dict]) -> Iterator[dict]:
+        held: list[dict] = []  # the rows of the file being read
         for row in rows:
-            if row["file"] != self.current[0]:
-                self.current = (row["file"], self._earlier(row))
-            earlier = self.current[1]
-            yield row if earlier is None else duplicate(row, earlier, row.get("model"))
+            if held and row["file"] != held[0]["file"]:
+                yield from self._judged(held)
+                held = []
+            held.append(row)
+        yield from self._judged(held)
 
-    def _earlier(self, row: dict) -> str | None:
-        digest = row.get("sha256")
-        if not digest or row["status"] == FAILED:  # a broken file is no content to compare
-            return None
-        first = self.first.get(digest)
-        if first is None:
-            self.first[digest] = f"{row['file']}#1"
-        return first
+    def _judged(self, rows: list[dict]) -> list[dict]:
+        digest = content_digest(rows)
+        if digest is None:
+            return rows
+        earlier = self.first.get(digest)
+        if earlier is None:
+            self.first[digest] = f"{rows[0]['file']}#1"
+            return rows
+        return [duplicate(row, earlier, row.get("model")) for row in rows]
 
 
 def job_meta(job_id, options, engine_meta: dict, limits, paths, started, seconds, tally) -> dict:

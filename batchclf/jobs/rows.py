@@ -8,6 +8,7 @@ defined once here.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Iterable
 
 import numpy as np
 
@@ -110,6 +111,26 @@ def duplicate(row: dict, first: str, model: str) -> dict:
     cleared = {"label": None, "confidence": None, "second_label": None, "second_confidence": None, "error": None,
                "second_look": None}
     return {**row, **cleared, "status": DUPLICATE, "duplicate_of": first, "model": model, "processed_at": now_iso()}
+
+
+def content_digest(rows: Iterable[dict]) -> str | None:
+    """The sha256 by which a file's rows (all its pages) take part in duplicate detection; None when they do not.
+
+    The one duplicate rule, for ``classify --dedupe`` and the daemon alike: a
+    file any of whose rows failed (unreadable, a page that did not decode or
+    preprocess) is neither marked a duplicate nor counted as the first copy of
+    its bytes.  A duplicate points at its first copy's rows for its labels, and
+    a failed page has none to lend; the failure may also not last (a page
+    limit raised, a read error), so the same bytes arriving again are labelled
+    afresh.  Rows before or after labelling give the same answer: labelling
+    never makes a row failed.
+    """
+    digest = None
+    for row in rows:
+        if row["status"] == FAILED:
+            return None
+        digest = digest or row.get("sha256")
+    return digest
 
 
 def unlabelled(row: dict, model: str) -> dict:

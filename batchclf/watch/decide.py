@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from batchclf.engines.consume import consume
 from batchclf.jobs.folder import day_folder_name
-from batchclf.jobs.rows import FAILED, duplicate
+from batchclf.jobs.rows import FAILED, content_digest, duplicate
 from batchclf.watch.intake import Taken
 from batchclf.watch.journal import FAILED_MOVE, PROCESSED, FileRecord, Journal
 
@@ -22,8 +22,8 @@ def duplicates_in(batch: list[Taken], journal: Journal, day: str) -> dict[str, s
     """Files of the batch whose bytes were reported before (earlier, or earlier in this batch): name -> first row."""
     digests = {}
     for taken in batch:
-        sha = next((p.row["sha256"] for p in taken.prepared if p.row.get("sha256")), None)
-        if sha is not None and not any(p.row["status"] == FAILED for p in taken.prepared):
+        sha = content_digest(p.row for p in taken.prepared)  # the rule classify --dedupe applies too
+        if sha is not None:
             digests[taken.relative] = sha
     reported = journal.first_reports_of(list(digests.values()))
     seen_in_batch: dict[str, str] = {}
@@ -57,11 +57,13 @@ def decide(batch: list[Taken], journal: Journal, predictor, review_below: float,
         rows.extend((day, row) for row in file_rows)
         lead = file_rows[0]  # every taken file has at least one row (the dispatcher guarantees it)
         broken = any(r["status"] == FAILED for r in file_rows)
+        # Only a file the rule lets take part is a first copy a later batch's file can be a duplicate of.
+        first_copy = taken.relative not in duplicates and content_digest(file_rows) is not None
         records.append(
             FileRecord(
                 path=taken.relative, size=taken.size, mtime_ns=taken.mtime_ns,
                 sha256=lead.get("sha256"), status=lead["status"], day=day,
-                first_row=None if taken.relative in duplicates else first_row_ref(day, taken.relative),
+                first_row=first_row_ref(day, taken.relative) if first_copy else None,
                 move_kind=None if keep else (FAILED_MOVE if broken else PROCESSED),
                 reason=lead.get("error") if broken else None,
                 source=taken.source,
