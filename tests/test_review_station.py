@@ -222,7 +222,7 @@ BIG = 10_000
 
 def test_ten_thousand_cards_open_quickly_and_the_last_one_is_reached(tmp_path):
     chromium_or_skip()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     scans = tmp_path / "scans"
     scans.mkdir()
@@ -273,3 +273,64 @@ def test_ten_thousand_cards_open_quickly_and_the_last_one_is_reached(tmp_path):
         Path(os.environ["BATCHCLF_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
         (Path(os.environ["BATCHCLF_ARTIFACTS"]) / "review-station-10k.json").write_text(json.dumps(figures), encoding="utf-8")
     assert first_cards < 60 and to_last < 30  # a sanity bound on a loaded 2-core machine, not a target
+
+
+def test_two_tabs_on_one_sheet_merge_their_decisions(tmp_path):
+    """The sheet open twice (two pages of one browser): each tab's writes merge the other's, card by card, the later
+    change winning (a decision, or its undo); neither tab's decisions are lost, and both save the same corrections.csv."""
+    chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i in range(5):
+        drawn(str(model_label(i))).save(scans / name(i))
+    job_id = "20261207T060000Z-7ab5"
+    rows = [review(name(i), label=model_label(i)) for i in range(5)]
+    job = read_job(write_job_folder(tmp_path / "jobs" / job_id, rows, {"kind": "classify", "job_id": job_id, "inputs": [str(scans)]}))
+    sheet = tmp_path / "sheet.html"
+    assert write_review_sheet(sheet, [job], [summarise(job)]) == 5
+
+    def done(page) -> str:
+        return re.match(r"Done \d+", page.locator("#progress").inner_text()).group(0)
+
+    def saved(page) -> list[list[str]]:
+        with page.expect_download() as download_info:
+            press(page, "Control+s")
+        lines = list(csv.reader(io.StringIO(Path(download_info.value.path()).read_text(encoding="utf-8"))))
+        return [line[:4] for line in lines[1:]]  # file, page, label, decision
+
+    def later(page, *keys) -> None:
+        page.wait_for_timeout(30)  # each change a few milliseconds after the other tab's
+        for key in keys:
+            press(page, key)
+
+    with sync_playwright() as playwright:
+        browser = Browser(playwright)
+        try:
+            first = browser.page
+            browser.open(sheet)
+            second = browser.context.new_page()
+            second.goto(sheet.as_uri())
+            second.wait_for_selector("#grid[data-ready]", state="attached")
+            later(first, "Enter", "7")  # item 0 accepted, item 1 corrected to 7
+            expect(second.locator("#progress")).to_have_text(re.compile(r"^Done 2\b"))
+            later(second, "ArrowRight", "ArrowRight", "b")  # item 2 blank: a write that used to drop the first tab's two
+            expect(first.locator("#progress")).to_have_text(re.compile(r"^Done 3\b"))
+            later(first, "u")  # undo item 1: removed in both tabs
+            expect(second.locator("#progress")).to_have_text(re.compile(r"^Done 2\b"))
+            later(first, "ArrowRight", "ArrowRight", "5")  # item 3: 5 here, then 6 in the other tab, which wins
+            later(second, "6")
+            expect(first.locator(f'[data-id="{job_id}#4"] .decision')).to_have_text("corrected 6 (model 3)")
+            expected = [[name(0), "1", "0", "accepted"], [name(2), "1", "", "blank"], [name(3), "1", "6", "corrected"]]
+            assert saved(first) == expected
+            assert saved(second) == expected
+            assert done(first) == done(second) == "Done 3"
+            third = browser.context.new_page()  # opened afresh: what both left in storage
+            third.goto(sheet.as_uri())
+            third.wait_for_selector("#grid[data-ready]", state="attached")
+            assert saved(third) == expected
+            assert "merged" in second.locator("#message").inner_text() or "merged" in first.locator("#message").inner_text()
+            assert browser.problems == []
+        finally:
+            browser.close()

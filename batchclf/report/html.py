@@ -34,7 +34,8 @@ Keys (see the README): ``Enter``/``Space`` accept the model's label,
 ``0``-``9`` set the digit, ``n`` not a digit, ``b`` blank, ``u``/``Backspace``
 undo, ``a`` accept the rest of a label group.  Decisions are kept in the
 browser's local storage under a key made of the sheet's job ids, so a
-reload or a closed tab loses nothing; "Save corrections.csv" (or
+reload or a closed tab loses nothing (two tabs on one sheet merge each
+other's writes card by card, the later change winning); "Save corrections.csv" (or
 ``Ctrl+S``) downloads every decision, in job and row order::
 
     file,page,label,decision,decided_at,job

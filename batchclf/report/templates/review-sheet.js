@@ -36,28 +36,64 @@
   const viewButtons = Array.from(document.querySelectorAll(".views button"));
 
   // -- state kept in local storage, keyed by the sheet's jobs ----------------------------------------
-  const fresh = () => ({ v: 1, decisions: {}, undo: [], view: "job", current: null, savedAt: null, unsaved: 0 });
+  // The sheet may be open in two tabs (opened twice from a mail, a duplicated tab): both write this one key.
+  // Every write first merges what is stored, and a tab merges what another one wrote (the storage event), card by
+  // card: the later change wins, a decision or its removal (undo, Clear), so neither tab's decisions are lost.
+  // ``t`` is when a card's decision last changed in any tab (an undo that restores an older decision changes it
+  // now); ``at`` stays when the person decided, which corrections.csv reports.  ``removed``: id -> when it was undone.
+  // View, current card and undo history stay each tab's own.
+  const fresh = () => ({ v: 1, decisions: {}, removed: {}, undo: [], view: "job", current: null, savedAt: null, unsaved: 0 });
   let storageWorks = true;
+  const parse = (text) => {
+    const kept = JSON.parse(text || "null");
+    if (kept && kept.v === 1 && kept.decisions && Array.isArray(kept.undo)) return Object.assign(fresh(), kept);
+    return null;
+  };
   const load = () => {
     try {
-      const kept = JSON.parse(localStorage.getItem(STORE) || "null");
-      if (kept && kept.v === 1 && kept.decisions && Array.isArray(kept.undo)) return Object.assign(fresh(), kept);
+      return parse(localStorage.getItem(STORE)) || fresh();
     } catch (error) {
       storageWorks = false;
     }
     return fresh();
   };
   let state = load();
+  const known = new Set(items.map((item) => item.id));
+  const changed = (decided) => decided.t || Date.parse(decided.at) || 0; // kept before merging came: its decision time
+  const merge = (theirs) => {
+    // Card by card, the later change of the two tabs wins (a tie keeps this tab's).
+    const ids = new Set([...Object.keys(theirs.decisions), ...Object.keys(theirs.removed || {})]);
+    for (const id of ids) {
+      if (!known.has(id)) continue;
+      const mine = state.decisions[id] ? changed(state.decisions[id]) : state.removed[id] || 0;
+      const other = theirs.decisions[id] ? changed(theirs.decisions[id]) : theirs.removed[id] || 0;
+      if (other <= mine) continue;
+      if (theirs.decisions[id]) {
+        state.decisions[id] = theirs.decisions[id];
+        delete state.removed[id];
+      } else {
+        delete state.decisions[id];
+        state.removed[id] = other;
+      }
+    }
+    // A save in the other tab wrote every decision it knew, which (merged) were this tab's too.
+    if (theirs.savedAt && (!state.savedAt || theirs.savedAt > state.savedAt)) {
+      state.savedAt = theirs.savedAt;
+      state.unsaved = theirs.unsaved;
+    }
+  };
   const persist = () => {
     try {
+      const stored = parse(localStorage.getItem(STORE));
+      if (stored) merge(stored);
       localStorage.setItem(STORE, JSON.stringify(state));
       storageWorks = true;
     } catch (error) {
       storageWorks = false; // full or refused: the page warns before it is closed
     }
   };
-  const known = new Set(items.map((item) => item.id));
   for (const id of Object.keys(state.decisions)) if (!known.has(id)) delete state.decisions[id];
+  for (const id of Object.keys(state.removed)) if (!known.has(id)) delete state.removed[id];
 
   // -- views: an order, a group per item, a filter ----------------------------------------------------
   const confidence = (item) => (item.conf === null ? -1 : item.conf);
@@ -232,7 +268,11 @@
     const at = new Date().toISOString();
     state.undo.push({ ids: targets.map((item) => item.id), before: targets.map((item) => state.decisions[item.id] || null) });
     if (state.undo.length > 1000) state.undo.splice(0, state.undo.length - 1000);
-    targets.forEach((item, k) => (state.decisions[item.id] = Object.assign({ at }, decisions[k])));
+    const t = Date.now();
+    targets.forEach((item, k) => {
+      state.decisions[item.id] = Object.assign({ at, t }, decisions[k]);
+      delete state.removed[item.id];
+    });
     state.unsaved += targets.length;
     stamps.push(Date.now());
     for (const item of targets) {
@@ -286,9 +326,15 @@
       say("Nothing to undo");
       return;
     }
+    const t = Date.now(); // the undo is the card's latest change: another tab's merge must not bring the undone back
     last.ids.forEach((id, k) => {
-      if (last.before[k]) state.decisions[id] = last.before[k];
-      else delete state.decisions[id];
+      if (last.before[k]) {
+        state.decisions[id] = Object.assign({}, last.before[k], { t });
+        delete state.removed[id];
+      } else {
+        delete state.decisions[id];
+        state.removed[id] = t;
+      }
       const node = cards.get(id);
       if (node) paint(node, items.find((item) => item.id === id));
     });
@@ -331,11 +377,21 @@
     announce();
   };
   const clear = () => {
+    try {
+      const stored = parse(localStorage.getItem(STORE)); // what another tab decided is forgotten too
+      if (stored) merge(stored);
+    } catch (error) {
+      storageWorks = false;
+    }
     const count = Object.keys(state.decisions).length;
     if (count && !window.confirm("Forget all " + count + " decisions of this sheet?")) return;
-    state = Object.assign(fresh(), { view });
+    // Every card's decision removed now (not the key dropped): a tab still open elsewhere merges the removal too.
+    const t = Date.now();
+    const removed = {};
+    for (const id of Object.keys(state.decisions)) removed[id] = t;
+    state = Object.assign(fresh(), { view, removed });
     try {
-      localStorage.removeItem(STORE);
+      localStorage.setItem(STORE, JSON.stringify(state));
     } catch (error) {
       storageWorks = false;
     }
@@ -411,6 +467,21 @@
   document.getElementById("clear").addEventListener("click", (event) => {
     event.currentTarget.blur();
     clear();
+  });
+  window.addEventListener("storage", (event) => {
+    // Another tab of this sheet wrote its state: take its later decisions and removals, and show them.
+    if (event.key !== STORE || event.storageArea !== localStorage) return;
+    let theirs = null;
+    try {
+      theirs = parse(event.newValue);
+    } catch (error) {
+      return; // not ours to read: this tab's next write puts its own state back
+    }
+    if (!theirs) return;
+    merge(theirs);
+    for (const [id, node] of cards) paint(node, items.find((item) => item.id === id));
+    announce();
+    say("Decisions from this sheet open in another tab are merged here");
   });
   window.addEventListener("beforeunload", (event) => {
     if (!storageWorks && state.unsaved) event.preventDefault(); // only when local storage cannot keep them
