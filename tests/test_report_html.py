@@ -402,3 +402,26 @@ def test_the_time_column_says_a_daemon_days_time_is_working_time(tmp_path):
     (time,) = [td for td in table.cells if td["text"].startswith("7.0 s")]
     assert " ".join(time["text"].split()) == "7.0 s of work"
     assert "32,400.0 s from the first row to the last" in time["title"]
+
+
+def test_report_html_reads_a_reviewed_jobs_verified_csv_once(tmp_path, monkeypatch):
+    """A guard (this held before too): the sheet takes the person's counts from the summary's one pass (PersonTally)."""
+    import builtins
+
+    from tests.helpers import invoke
+
+    folder = write_job_folder(tmp_path / "jobs" / CLASSIFY_ID, [review("a.png"), other("b.png", "ok")], {"kind": "classify", "job_id": CLASSIFY_ID, "inputs": []})
+    decisions = tmp_path / "corrections.csv"
+    decisions.write_text(f"file,page,label,decision,decided_at,job\r\na.png,1,4,corrected,2026-12-01T08:00:00.000Z,{CLASSIFY_ID}\r\n")
+    assert invoke("review", "apply", folder, decisions).exit_code == 0
+    real_open, opened = builtins.open, []
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, Path)) and Path(file).name == "verified.csv":
+            opened.append(Path(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    result = invoke("report", folder, "--html", tmp_path / "sheet.html")
+    assert result.exit_code == 0, result.output
+    assert opened == [folder / "verified.csv"]
