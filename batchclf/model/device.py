@@ -68,6 +68,10 @@ def tensorflow():
         return sys.modules["tensorflow"]
     with native_chatter_to_debug_log():
         import tensorflow as tf
+
+        # The first device query probes CUDA ("failed call to cuInit" without a GPU): done here, caught, rather
+        # than at the first model load (select() no longer asks TensorFlow when no GPU can be there).
+        tf.config.list_physical_devices("GPU")
     return tf
 
 
