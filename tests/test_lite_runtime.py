@@ -189,9 +189,23 @@ def test_auto_device_without_a_gpu_does_not_import_tensorflow():
     code = ("import sys; from batchclf.model import device; "
             "print(device.gpu_possible(), device.select('auto'), device.select('cpu'), 'tensorflow' in sys.modules)")
     possible, auto, cpu, imported = run_python(code).split()
-    assert cpu == "/CPU:0" and imported == "False" if possible == "False" else True
-    if possible == "False":  # this machine (and CI) has no GPU driver
-        assert auto == "/CPU:0"
+    assert cpu == "/CPU:0"
+    if possible == "False":  # this machine (and CI) has no GPU driver: neither answer starts TensorFlow
+        assert auto == "/CPU:0" and imported == "False"
+
+
+def test_a_gpu_driver_trace_sends_auto_to_tensorflow(tmp_path, monkeypatch):
+    from batchclf.model import device
+
+    monkeypatch.setattr(device.sys, "platform", "linux")
+    monkeypatch.setattr(device, "GPU_TRACES", (str(tmp_path / "no-such-driver"),))
+    monkeypatch.setattr(device, "NVIDIA_DEVICES", (str(tmp_path), "nvidia[0-9]*"))
+    assert device.gpu_possible() is False
+    (tmp_path / "nvidia0").touch()
+    assert device.gpu_possible() is True
+    monkeypatch.setattr(device.sys, "platform", "darwin")  # Metal's plug-in leaves no trace: TensorFlow is asked
+    (tmp_path / "nvidia0").unlink()
+    assert device.gpu_possible() is True
 
 
 def test_cpu_classify_job_on_the_lite_path_never_imports_tensorflow(tiny_with_sidecar, tmp_path):

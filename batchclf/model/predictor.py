@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,13 +296,20 @@ class LiteNetworks:
             raise lite_runtime.SidecarRefused("the sidecars give the wrong outputs (a classifier 10, a detector 1)")
         self.scale = input_scale
         self.input_shape = lite_runtime.INPUT
+        # A LiteRT interpreter is not thread-safe (TensorFlow's compiled function is): one caller at a time.
+        self._lock = threading.Lock()
 
     def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        probabilities = self.classify(images)
-        return probabilities, None if self.detector is None else self.detector.padded(images)[:, 0]
+        with self._lock:
+            probabilities = self.model.padded(self._scaled(images))
+            return probabilities, None if self.detector is None else self.detector.padded(images)[:, 0]
 
     def classify(self, images: np.ndarray) -> np.ndarray:
-        return self.model.padded(images if self.scale == 1.0 else images * np.float32(self.scale))
+        with self._lock:
+            return self.model.padded(self._scaled(images))
+
+    def _scaled(self, images: np.ndarray) -> np.ndarray:
+        return images if self.scale == 1.0 else images * np.float32(self.scale)
 
     def traces(self) -> int:
         return 1
