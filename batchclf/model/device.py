@@ -33,7 +33,8 @@ _CHATTER = re.compile(
     r"absl::InitializeLog|cudart_stub|Could not find cuda drivers|failed call to cuInit|"
     r"Unable to register cu\w+ factory|computation placer already registered|TF-TRT Warning|"
     r"oneDNN custom operations are on|optimized to use available CPU instructions|"
-    r"rebuild TensorFlow with the appropriate compiler flags|Attempting to register factory"
+    r"rebuild TensorFlow with the appropriate compiler flags|Attempting to register factory|"
+    r"Created TensorFlow Lite XNNPACK delegate"  # LiteRT (batchclf.model.lite_runtime), once per interpreter
 )
 
 

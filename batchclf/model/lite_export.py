@@ -22,8 +22,10 @@ scans, plus drawn non-digits for a detector; never a set it is measured on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -92,7 +94,8 @@ def convert(model, quantisation: str, representative: np.ndarray | None = None) 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantisation == "int8":
         converter.representative_dataset = lambda: ([representative[i : i + 1]] for i in range(len(representative)))
-    with devices.native_chatter_to_debug_log():
+    # The converter prints the SavedModel it goes through (signatures, captures) to stdout, and more to fd 2.
+    with devices.native_chatter_to_debug_log(), contextlib.redirect_stdout(io.StringIO()):
         return converter.convert()
 
 

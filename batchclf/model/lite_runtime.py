@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from batchclf.model.device import native_chatter_to_debug_log
+
 # The referee runs only the few rows near a decision: a small fixed batch keeps its padding cheap.
 REFEREE_BATCH = 8
 # A real sidecar is ~0.4 MB (int8) or ~1.5 MB (fp32); far above that is not one of ours.
@@ -126,7 +128,8 @@ class LiteNetwork:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self._interpreter = Interpreter(model_content=data, num_threads=threads or cores())
+            with native_chatter_to_debug_log():  # "Created TensorFlow Lite XNNPACK delegate" on stderr
+                self._interpreter = Interpreter(model_content=data, num_threads=threads or cores())
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError on a model it cannot build
             raise SidecarRefused(f"LiteRT cannot load {name}: {_first_line(exc)}") from None
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
@@ -139,7 +142,8 @@ class LiteNetwork:
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
         try:
             self._interpreter.resize_tensor_input(self._input, [self.batch_size, *INPUT], strict=True)
-            self._interpreter.allocate_tensors()
+            with native_chatter_to_debug_log():
+                self._interpreter.allocate_tensors()
         except Exception as exc:
             raise SidecarRefused(f"LiteRT cannot run {name} at batch {self.batch_size}: {_first_line(exc)}") from None
         self.width = int(self._interpreter.get_output_details()[0]["shape"][1])
