@@ -241,6 +241,7 @@ def write_cards(out: Path, review_below: float, command: str, when: str, flag_ra
     })
     cards.write(final / "classifier.keras", classifier)
     detector = cards.read(Path(json.loads((Path(out) / "folds.json").read_text())["detector_base"]))
+    detector.pop("lite", None)  # the base's LiteRT sidecar was made from the base, not this detector
     detector.update({
         "flag_above": measured["flag_above"],
         "threshold": {"digits_flagged": flag_rate, "set_on": "unseen writers' digits (leave-writers-out)"},

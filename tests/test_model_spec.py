@@ -107,3 +107,19 @@ def test_local_engine_daemon_and_ray_actors_consume_through_one_function(tmp_pat
                       "image": pa.array([item.image.tobytes()], pa.binary())})
     assert ray.Labeller.__call__(actor, table).num_rows == 1
     assert calls == [1, 1, 1]
+
+
+def test_spec_carries_the_runtime_to_the_predictor(tiny_model):
+    """auto by default; tensorflow|litert forced; a model without a sidecar cannot be forced onto LiteRT."""
+    from batchclf.errors import DeviceError, ModelLoadError
+
+    assert ModelSpec(tiny_model).runtime == "auto"
+    assert EngineSettings.of(model=tiny_model, runtime="tensorflow").spec.runtime == "tensorflow"
+    described = ModelSpec(tiny_model, device="cpu").describe()
+    assert described["runtime"] == "tensorflow" and described["lite"] is None  # its card names no sidecar
+    with pytest.raises(ModelLoadError, match="runtime litert: tiny.keras's card names no LiteRT sidecar"):
+        ModelSpec(tiny_model, device="cpu", runtime="litert").predictor()
+    with pytest.raises(DeviceError, match="unknown runtime 'onnx'"):
+        ModelSpec(tiny_model, runtime="onnx").predictor()
+    with pytest.raises(DeviceError, match="runs on the CPU"):
+        ModelSpec(tiny_model, device="gpu", runtime="litert").predictor()

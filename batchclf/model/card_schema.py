@@ -33,7 +33,7 @@ class CardError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # "text", "count", "number", "object", "flag"
+    kind: str  # "text", "count", "number", "object", "flag", "sha256", "sidecar"
     low: float | None = None
     high: float | None = None
     low_open: bool = False  # the low bound itself is refused
@@ -46,6 +46,10 @@ class Rule:
             return "an object"
         if self.kind == "flag":
             return "true or false"
+        if self.kind == "sha256":
+            return "64 lowercase hex digits"
+        if self.kind == "sidecar":
+            return "a plain file name ending .tflite (no folder)"
         if self.kind == "count":
             return f"a whole number from 0 to {MAX_INT}"
         low = "" if self.low is None else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
@@ -89,7 +93,19 @@ RULES: dict[tuple[str, ...], Rule] = {
     # Doubtful rows get the second look (batchclf.model.second_look) unless the card says false.
     ("second_look",): Rule("flag"),
     ("selective",): Rule("object"),
+    # The LiteRT sidecar (batchclf.model.lite_export): a file beside the model, run on a CPU only while both hashes match.
+    ("lite",): Rule("object"),
+    ("lite", "file"): Rule("sidecar"),
+    ("lite", "sha256"): Rule("sha256"),
+    ("lite", "source_sha256"): Rule("sha256"),
+    ("lite", "quantisation"): Rule("text"),
+    ("lite", "referee"): Rule("object"),  # the float sidecar that scores again the rows near a decision
+    ("lite", "referee", "file"): Rule("sidecar"),
+    ("lite", "referee", "sha256"): Rule("sha256"),
+    ("lite", "referee", "margin"): Rule("number", 0.0, 1.0),
 }
+# A ``lite`` entry is used only with all of these (the runtime compares both hashes before reading the file).
+LITE_REQUIRED = ("file", "sha256", "source_sha256", "quantisation")
 # The error-vs-coverage curve (batchclf.model.selective) picks the review threshold for --target-error:
 # each point's fields, checked point by point.
 CURVE_POINT: dict[str, Rule] = {
@@ -116,6 +132,14 @@ def validate(card: Any, detector: bool = False) -> dict:
     found, curve = _lookup(card, ("selective", "curve"))
     if found:
         _check_curve(curve)
+    if isinstance(card.get("lite"), dict):
+        missing = [key for key in LITE_REQUIRED if key not in card["lite"]]
+        if missing:
+            raise CardError(f"lite.{missing[0]} is missing (a LiteRT sidecar entry needs {', '.join(LITE_REQUIRED)})")
+        referee = card["lite"].get("referee")
+        missing = [key for key in ("file", "sha256", "margin") if isinstance(referee, dict) and key not in referee]
+        if missing:
+            raise CardError(f"lite.referee.{missing[0]} is missing")
     if detector and "flag_above" not in card:
         raise CardError("flag_above is missing (a not-a-digit detector's card needs its threshold)")
     return card
@@ -167,12 +191,22 @@ def _check_rule(path: tuple, rule: Rule, value: Any) -> None:
         ok = isinstance(value, dict)
     elif rule.kind == "flag":
         ok = isinstance(value, bool)
+    elif rule.kind == "sha256":
+        ok = isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    elif rule.kind == "sidecar":
+        ok = isinstance(value, str) and value.endswith(".tflite") and _plain_name(value)
     elif rule.kind == "count":
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
     else:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and _in_range(rule, value)
     if not ok:
         raise CardError(f"{dotted(path)} must be {rule.describe()}, not {_shown(value)}")
+
+
+def _plain_name(name: str) -> bool:
+    """A name that stays beside the model: no folder part, no parent, nothing a terminal would act on."""
+    return 0 < len(name) <= 255 and "/" not in name and "\\" not in name and name not in (".", "..") and \
+        not name.startswith(".") and name.isprintable()
 
 
 def _in_range(rule: Rule, value: float) -> bool:

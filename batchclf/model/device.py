@@ -1,7 +1,10 @@
 """Which device runs inference and training: the only place that asks TensorFlow about GPUs.
 
 It is also where TensorFlow is first imported (:func:`tensorflow`), so its
-start-up chatter is handled in one place.
+start-up chatter is handled in one place.  A CPU job on the LiteRT runtime
+(:mod:`batchclf.model.lite_runtime`) never imports TensorFlow, so ``auto``
+first looks, without TensorFlow, whether a GPU can be there at all
+(:func:`gpu_possible`), and asks TensorFlow only if one can.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import re
 import sys
 import tempfile
+from pathlib import Path
 
 from batchclf.errors import DeviceError
 
@@ -29,7 +33,8 @@ _CHATTER = re.compile(
     r"absl::InitializeLog|cudart_stub|Could not find cuda drivers|failed call to cuInit|"
     r"Unable to register cu\w+ factory|computation placer already registered|TF-TRT Warning|"
     r"oneDNN custom operations are on|optimized to use available CPU instructions|"
-    r"rebuild TensorFlow with the appropriate compiler flags|Attempting to register factory"
+    r"rebuild TensorFlow with the appropriate compiler flags|Attempting to register factory|"
+    r"Created TensorFlow Lite XNNPACK delegate"  # LiteRT (batchclf.model.lite_runtime), once per interpreter
 )
 
 
@@ -64,13 +69,47 @@ def tensorflow():
         return sys.modules["tensorflow"]
     with native_chatter_to_debug_log():
         import tensorflow as tf
+
+        # The first device query probes CUDA ("failed call to cuInit" without a GPU): done here, caught, rather
+        # than at the first model load (select() no longer asks TensorFlow when no GPU can be there).
+        tf.config.list_physical_devices("GPU")
     return tf
 
 
+# What a GPU TensorFlow can use leaves on Linux before any library is loaded: the NVIDIA kernel driver
+# (/proc/driver/nvidia/version, /dev/nvidia0...), AMD's ROCm compute device (/dev/kfd) and WSL2's GPU
+# bridge (/dev/dxg).  Without any of them TensorFlow finds no GPU either (it would only spend seconds
+# starting and probing CUDA to say so).
+GPU_TRACES = ("/proc/driver/nvidia/version", "/dev/kfd", "/dev/dxg")
+NVIDIA_DEVICES = ("/dev", "nvidia[0-9]*")
+
+
+def gpu_possible() -> bool:
+    """Whether a GPU may be there for TensorFlow; False only where that is sure without importing it.
+
+    Only Linux is judged here: elsewhere TensorFlow's GPUs come through plug-ins (Metal on macOS,
+    DirectML on Windows) that leave no such trace, so there it is asked, as before.
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    if any(os.path.exists(path) for path in GPU_TRACES):
+        return True
+    folder, pattern = NVIDIA_DEVICES
+    try:
+        return any(Path(folder).glob(pattern))
+    except OSError:
+        return True  # cannot look: ask TensorFlow
+
+
 def select(requested: str = "auto") -> str:
-    """``auto`` -> the first GPU if TensorFlow sees one, else the CPU; returns a TF device string."""
+    """``auto`` -> the first GPU if TensorFlow sees one, else the CPU; returns a TF device string.
+
+    ``cpu``, and ``auto`` where no GPU can be there (:func:`gpu_possible`), answer without importing TensorFlow.
+    """
     if requested not in CHOICES:
         raise DeviceError(f"unknown device {requested!r}; choose one of: {', '.join(CHOICES)}")
+    if requested == "cpu" or (requested == "auto" and not gpu_possible()):
+        return "/CPU:0"
     tf = tensorflow()
     with native_chatter_to_debug_log():  # the first device query probes CUDA
         gpus = tf.config.list_physical_devices("GPU")

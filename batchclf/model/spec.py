@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchclf.model import card as cards
-from batchclf.model.predictor import describe_detector, model_description, second_look_wanted, sha256_file
+from batchclf.model import device as devices
+from batchclf.model.predictor import (choose_runtime, describe_detector, model_description, second_look_wanted,
+                                      sha256_file)
 
 if TYPE_CHECKING:
     from batchclf.model.predictor import Predictor
@@ -32,6 +34,8 @@ class ModelSpec:
     review_below: float | None = None  # None: the model card's (or --target-error's)
     target_error: float | None = None  # None: no budget; else the threshold comes from the card's curve
     second_look: bool | None = None  # None: as the card says (batchclf.model.second_look)
+    # auto: LiteRT sidecars on a CPU when the cards name valid ones, else TensorFlow; tensorflow|litert: forced
+    runtime: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "model", Path(self.model))
@@ -48,14 +52,21 @@ class ModelSpec:
 
         return Predictor(self.model, device=self.device, batch_size=self.batch_size, input_scale=self.input_scale,
                          detector=self.detector, second_look=self.second_look, review_below=self.review_below,
-                         target_error=self.target_error)
+                         target_error=self.target_error, runtime=self.runtime)
 
     def review(self) -> dict:
         """The review threshold as the predictor resolves it (flag > --target-error > card), read without TensorFlow."""
         return cards.review_threshold(cards.read(self.model), self.review_below, self.target_error, self.model.name)
 
     def describe(self) -> dict:
-        """What :meth:`Predictor.describe` records (every job names the exact file it ran), without TensorFlow."""
+        """What :meth:`Predictor.describe` records (every job names the exact file it ran), without TensorFlow.
+
+        The runtime is the one the predictor would pick; ``auto`` where a GPU may be there counts as TensorFlow
+        (the predictor asks TensorFlow, which this must not start).
+        """
         card = cards.read(self.model)
-        return model_description(self.model, card, sha256_file(self.model), cards.input_scale(card, self.input_scale),
-                                 describe_detector(self.detector), second_look_wanted(card, self.second_look))
+        sha256, detector = sha256_file(self.model), describe_detector(self.detector)
+        on_cpu = self.runtime == "litert" or self.device == "cpu" or (self.device == "auto" and not devices.gpu_possible())
+        plan = choose_runtime(self.runtime, "cpu" if on_cpu else "gpu", self.model, card, sha256, self.detector, detector)
+        return model_description(self.model, card, sha256, cards.input_scale(card, self.input_scale), detector,
+                                 second_look_wanted(card, self.second_look), plan.runtime, plan.files)
