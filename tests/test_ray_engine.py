@@ -284,3 +284,23 @@ def test_evaluate_scans_on_the_ray_engine_scores_like_local(tmp_path, tiny_model
     ray = evaluate_folder(predictor, tmp_path / "scans", workers=1, engine="ray")
     assert ray["n"] == local["n"] == 8
     assert ray["accuracy"] == local["accuracy"] and ray["confusion"] == local["confusion"]
+
+
+def test_actors_get_the_shipped_models_litert_sidecars(tmp_path):
+    """What the driver ships an actor (model, card, the sidecars the card names) lets the actor run LiteRT as the driver records."""
+    from batchclf.engines.ray import model_files, write_model_files
+    from batchclf.model.spec import ModelSpec
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    classifier = model_files(root / "default.keras")
+    detector = model_files(root / "detectors" / "not-a-digit.keras", detector=True)
+    assert {name for name, _ in classifier} == {"default.keras", "default.json", "default.dynamic.tflite", "default.fp32.tflite"}
+    assert {name for name, _ in detector} >= {"not-a-digit.keras", "not-a-digit.json", "not-a-digit.int8.tflite"}
+    actor_folder = tmp_path / "actor"
+    actor_folder.mkdir()
+    spec = ModelSpec(write_model_files(actor_folder, classifier), device="cpu",
+                     detector=write_model_files(actor_folder / "detector", detector))
+    described = spec.describe()
+    assert described["runtime"].startswith("litert-")
+    assert described["runtime"] == ModelSpec(root / "default.keras", device="cpu",
+                                             detector=root / "detectors" / "not-a-digit.keras").describe()["runtime"]

@@ -115,7 +115,6 @@ class RayEngine:
         from batchclf.errors import DeviceError
         from batchclf.model import device as devices
         from batchclf.model import trust
-        from batchclf.paths import card_path
 
         self.settings = settings
         spec = settings.spec
@@ -138,12 +137,10 @@ class RayEngine:
         # What every actor builds its predictor from: resolved here once (device, batch, threshold), so the actors agree.
         self.actor_spec = dataclasses.replace(spec, device=self.kind, batch_size=self.batch_size,
                                               review_below=self.review_below, target_error=None)
-        self._model_bytes = self.model_path.read_bytes()  # shipped to the actors: no shared model folder needed
-        card_file = card_path(self.model_path)
-        self._card_bytes = card_file.read_bytes() if card_file.is_file() else None
+        # Shipped to the actors (no shared model folder needed): each model with its card and LiteRT sidecars.
+        self._model_files = model_files(self.model_path)
         detector = spec.detector
-        self._detector = None if detector is None else (Path(detector).name, Path(detector).read_bytes(),
-                                                        card_path(detector).read_bytes())
+        self._detector_files = None if detector is None else model_files(Path(detector), detector=True)
         self.address = settings.address or os.environ.get("RAY_ADDRESS") or None
         self.local = self.address is None
         self.ray = None
@@ -225,7 +222,7 @@ class RayEngine:
         token = uuid.uuid4().hex
         ledger = new_ledger_folder()  # the job's private crash-ledger folder (see _CrashLedger), removed with the job
         try:
-            model_ref = ray.put((self._model_bytes, self._card_bytes, self._detector))
+            model_ref = ray.put((self._model_files, self._detector_files))
             # The memory reservation also keeps Ray Data from fusing decoding into the actors (it fuses a task map
             # into a following actor map when their remote options agree): fused, one actor would decode everything.
             labeller_resources = {"num_cpus": CPUS_PER_ACTOR, "memory": LABELLER_MEMORY_BYTES}
@@ -448,28 +445,41 @@ def prepare_block(table, limits=None, token: str = "", ledger: str | None = None
     })
 
 
+def model_files(path: Path, detector: bool = False) -> list[tuple[str, bytes]]:
+    """A model file, then its card and the LiteRT sidecars the card names, as (name, bytes): what an actor needs of it."""
+    from batchclf.model import card as cards
+    from batchclf.model.lite_runtime import sidecar_names
+    from batchclf.paths import card_path
+
+    files = [(path.name, path.read_bytes())]
+    card_file = card_path(path)
+    if card_file.is_file():
+        files.append((card_file.name, card_file.read_bytes()))
+        files.extend((name, path.with_name(name).read_bytes()) for name in sidecar_names(cards.read(path, detector=detector))
+                     if path.with_name(name).is_file())  # a missing one: the actor's predictor warns and runs TensorFlow
+    return files
+
+
+def write_model_files(folder: Path, files: list[tuple[str, bytes]]) -> Path:
+    """The files :func:`model_files` gathered, written into ``folder`` under their plain names; returns the model's path."""
+    folder.mkdir(exist_ok=True)
+    for name, data in files:
+        (folder / Path(name).name).write_bytes(data)
+    return folder / Path(files[0][0]).name
+
+
 class Labeller:
     """A Ray Data actor: builds its predictor once from the driver's spec and the shipped model, then labels batches."""
 
     def __init__(self, spec, model: list):
         import ray
 
-        from batchclf.paths import card_path
-
-        model_bytes, card_bytes, detector = ray.get(model[0])  # in a list: Ray hands it over as the reference, not its value
+        model_files, detector_files = ray.get(model[0])  # in a list: Ray hands it over as the reference, not its value
 
         folder = Path(tempfile.mkdtemp(prefix="batchclf-model-"))
         try:
-            model_file = folder / spec.model.name
-            model_file.write_bytes(model_bytes)
-            if card_bytes is not None:
-                card_path(model_file).write_bytes(card_bytes)
-            detector_file = None
-            if detector is not None:  # (name, model bytes, card bytes)
-                detector_file = folder / "detector" / detector[0]
-                detector_file.parent.mkdir()
-                detector_file.write_bytes(detector[1])
-                card_path(detector_file).write_bytes(detector[2])
+            model_file = write_model_files(folder, model_files)
+            detector_file = None if detector_files is None else write_model_files(folder / "detector", detector_files)
             # The driver resolved the threshold once; the actor's predictor (and its second look) takes it as given.
             self.predictor = dataclasses.replace(spec, model=model_file, detector=detector_file).predictor()
             self.predictor.warm_up()

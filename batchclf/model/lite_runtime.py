@@ -57,6 +57,12 @@ class Sidecars:
     margin: float = 0.0
 
 
+def sidecar_names(card: dict) -> list[str]:
+    """The file names of the sidecars a (schema-checked) card names, beside its model: what travels with a model."""
+    entry = card.get("lite") or {}
+    return [name for name in (entry.get("file"), (entry.get("referee") or {}).get("file")) if name]
+
+
 def read_sidecars(model_path: Path, card: dict, model_sha256: str) -> Sidecars:
     """The checked sidecars the card names; :class:`SidecarRefused` when there are none or one is bad.
 
