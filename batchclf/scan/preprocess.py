@@ -263,33 +263,65 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     if cut_tight:
         noise, peak = _noise_and_peak_masked(flat, _away_from_ink((flat < split).reshape(residual.shape)).ravel())
     else:
-        noise, peak = _noise_and_peak(flat, split)
+        noise, peak = _noise_and_peak(flat, split, _deciding_noise)
     if peak < MIN_CONTRAST or peak < NOISE_SIGMAS * 2 * noise:
         return None
-    threshold = max(NOISE_SIGMAS * noise, 0.25 * peak, MIN_CONTRAST * 0.5)
+    threshold = _threshold(noise, peak)
     level = _Level(dark_ink, coefficients, threshold, peak, signal.shape)
     return level.ink(residual), level
 
 
-def _noise_and_peak(flat: np.ndarray, split: float) -> tuple[float, float]:
+def _threshold(noise: float, peak: float) -> float:
+    """The ink/paper cut: clear of the paper noise, and of the faint halo around strong ink."""
+    return max(NOISE_SIGMAS * noise, 0.25 * peak, MIN_CONTRAST * 0.5)
+
+
+def _deciding_noise(bound: float, peak: float) -> bool:
+    """Whether any paper noise up to ``bound`` gives the same blank test and threshold as ``bound`` itself."""
+    return NOISE_SIGMAS * 2 * bound <= peak and NOISE_SIGMAS * bound <= max(0.25 * peak, MIN_CONTRAST * 0.5)
+
+
+def _noise_and_peak(flat: np.ndarray, split: float, enough=None) -> tuple[float, float]:
     """The paper noise (1.4826 MAD of the residuals below ``split``) and the ink peak (their 99.8th percentile, >= 0).
 
     From one sort of the residuals: the paper's are its first part (no masking and copying),
-    and every quantile is read off it.
+    and every quantile is read off it.  ``enough(bound, peak)``: whether an upper bound of
+    the noise will do in its place; the bound costs two reads, the median deviation a search
+    (on a clean page the ink peak is many times the noise, and only the peak sets the threshold).
     """
     cv2 = _cv()
     ordered = cv2.sort(flat.reshape(1, -1), cv2.SORT_EVERY_ROW | cv2.SORT_ASCENDING)[0]
     n = ordered.size
+    if n <= 100:
+        peak = max(float(ordered[-1]), 0.0)
+    else:
+        x = 99.8 / 100.0 * (n - 1)
+        lo = int(x)
+        a, b = float(ordered[lo]), float(ordered[min(lo + 1, n - 1)])
+        peak = max(a + (b - a) * (x - lo), 0.0)
     # As ``flat < split`` counts them: the comparison is made in the residuals' float32.
     n_below = int(ordered.searchsorted(ordered.dtype.type(split), side="left"))
     paper = ordered[:n_below] if n_below else ordered
-    noise = 1.4826 * _sorted_deviation_median(paper, _sorted_median(paper))
-    if n <= 100:
-        return noise, max(float(ordered[-1]), 0.0)
-    x = 99.8 / 100.0 * (n - 1)
-    lo = int(x)
-    a, b = float(ordered[lo]), float(ordered[min(lo + 1, n - 1)])
-    return noise, max(a + (b - a) * (x - lo), 0.0)
+    centre = _sorted_median(paper)
+    if enough is not None:
+        bound = 1.4826 * _deviation_bound(paper, centre)
+        if enough(bound, peak):
+            return bound, peak
+    return 1.4826 * _sorted_deviation_median(paper, centre), peak
+
+
+def _deviation_bound(ordered: np.ndarray, centre: float) -> float:
+    """An upper bound of :func:`_sorted_deviation_median` from two order statistics.
+
+    The values from rank n//4 to rank n//4 + n//2 are n//2 + 1 of the n, all within D of the
+    centre (D the larger distance of the two ends to it): the median deviation is at most D.
+    Widened by a millionth for the float32 rounding of the deviations.
+    """
+    n = ordered.size
+    i = n // 4
+    c = float(np.float32(centre))  # the centre the deviations are taken from
+    spread = max(c - float(ordered[i]), float(ordered[i + n // 2]) - c, 0.0)
+    return spread * (1 + 1e-6) + 1e-12
 
 
 def _noise_and_peak_masked(flat: np.ndarray, below: np.ndarray) -> tuple[float, float]:
@@ -450,67 +482,66 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     if h < 4 or w < 4:
         return np.asarray(_median(signal.ravel()), np.float32)
     step = max(1, -(-max(h, w) // 40))  # fit on a sparse grid: a smooth surface needs few points
-    grid = signal[::step, ::step]
-    # The design matrix, transposed (one row per term), and the values as a seventh row: with
-    # 0/1 weights, one product gives both sides of the normal equations.
-    rows = np.empty((7,) + grid.shape)
-    _fill_design(rows, h, w, step)
-    rows[6] = grid
-    rows = rows.reshape(7, -1)
-    values, design = rows[6], rows[:6]
+    grid = signal[::step, ::step].astype(np.float64)
+    values = grid.ravel()
+    ys, xs = _grid_powers(h, step), _grid_powers(w, step)  # [1, t, t², t³, t⁴] along each side
     # Start from paper: the lighter 60%, less anything on the ink side of the ink/paper split.
     # The split matters for a digit cropped tight (a "0" filling its frame is nearly half
     # ink, and a quadratic surface through it would fit the ring and erase the digit).
     (light,) = _quantiles(values, (60.0,))
-    keep = (values <= light) & (values < _otsu_threshold(values))
+    keep = (grid <= light) & (grid < _otsu_threshold(values))
     coefficients = None
     cv2 = _cv()
+    weights = np.empty((2,) + grid.shape)
     for refit in range(3):
-        if np.count_nonzero(keep) < 6 * 4:
+        weights[0] = keep
+        if weights[0].sum() < 6 * 4:
             break
-        # Least squares through the normal equations: 6 unknowns on centred coordinates
-        # are well conditioned, and OpenCV's 6x6 solve costs a fraction of numpy's (or of an SVD).
-        # [[DᵀKD, DᵀKv], ...] as one product (K = K², the 0/1 weights), in OpenCV: numpy's BLAS
-        # hands products this long to its threads, whose waiting costs more than the product.
-        normal = cv2.mulTransposed(rows * keep, False)
-        solved, coefficients = cv2.solve(normal[:6, :6], normal[:6, 6:], flags=cv2.DECOMP_LU)
+        # Least squares through the normal equations: 6 unknowns on centred coordinates are
+        # well conditioned, and OpenCV's 6x6 solve costs a fraction of numpy's (or of an SVD).
+        # The terms are products of powers of y and x on a grid, so every entry of the normal
+        # equations is a weighted moment sum y^a x^b: two small separable products give them
+        # all (the 0/1 weights K for DᵀKD, K times the values for DᵀKv).
+        np.multiply(weights[0], grid, out=weights[1])
+        moments = (ys.T @ weights @ xs).take(_NORMAL_MOMENTS)  # of (2, 5, 5): [K or Kv][power of y][power of x]
+        solved, coefficients = cv2.solve(moments[:36].reshape(6, 6), moments[36:].reshape(6, 1), flags=cv2.DECOMP_LU)
         if not solved:
-            coefficients = np.linalg.lstsq(design.T[keep], values[keep], rcond=None)[0][:, None]
+            design = (ys[:, None, _TERM_Y] * xs[None, :, _TERM_X]).reshape(-1, 6)
+            coefficients = np.linalg.lstsq(design[keep.ravel()], values[keep.ravel()], rcond=None)[0][:, None]
         if refit == 2:
             break  # the last fit: its pixels to keep would go unused
-        residual = cv2.gemm(coefficients, design, -1.0, values[None, :], 1.0, flags=cv2.GEMM_1_T).ravel()  # values - cᵀD
+        residual = grid - ys[:, :3] @ _terms(coefficients.ravel()) @ xs[:, :3].T
         deviation = residual[keep]
         spread = 1.4826 * _median(np.abs(deviation, out=deviation), scratch=True) + 1e-3
-        keep = residual < 3 * spread
+        kept = residual < 3 * spread
+        if np.array_equal(kept, keep):
+            break  # the same pixels would give the same fit
+        keep = kept
     if coefficients is None:
         return np.asarray(_median(signal.ravel()), np.float32)
     return coefficients.ravel().astype(np.float32)
 
 
-def _fill_design(rows: np.ndarray, h: int, w: int, step: int) -> None:
-    """The quadratic design matrix, transposed, on every ``step``-th pixel of an ``h`` x ``w`` image, into ``rows[:6]``.
+# The surface's terms 1, x, y, x², y², xy as powers (of y, of x), and the normal equations'
+# entries (term i times term j) as the moments they are.
+_TERM_Y = np.array([0, 0, 1, 0, 2, 1])
+_TERM_X = np.array([0, 1, 0, 2, 0, 1])
+# Flat indices into the (2, 5, 5) moments: the 6x6 matrix DᵀKD, then the right-hand side DᵀKv.
+_NORMAL_MOMENTS = np.concatenate([((_TERM_Y[:, None] + _TERM_Y) * 5 + _TERM_X[:, None] + _TERM_X).ravel(), 25 + _TERM_Y * 5 + _TERM_X])
 
-    One row per term (1, x, y, x², y², xy), each laid out as the sparse grid.  Built in
-    place each time from the two cached axes: work images come in too many sizes for a
-    cache of whole matrices to hit.
-    """
-    ys, yy = _grid_axis(h, step)
-    xs, xx = _grid_axis(w, step)
-    rows[0] = 1.0
-    rows[1] = xs
-    rows[2] = ys[:, None]
-    rows[3] = xx
-    rows[4] = yy[:, None]
-    np.multiply(ys[:, None], xs, out=rows[5])
+
+def _terms(c: np.ndarray) -> np.ndarray:
+    """The 6 coefficients as the 3x3 matrix C with c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy = [1 y y²] C [1 x x²]ᵀ."""
+    return np.array([[c[0], c[1], c[3]], [c[2], c[5], 0.0], [c[4], 0.0, 0.0]], c.dtype)
 
 
 @functools.lru_cache(maxsize=512)
-def _grid_axis(n: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every ``step``-th of ``n`` pixel coordinates centred to [-0.5, 0.5], and their squares."""
+def _grid_powers(n: int, step: int) -> np.ndarray:
+    """``[1, t, t², t³, t⁴]`` at every ``step``-th of ``n`` pixel coordinates, ``t`` centred to [-0.5, 0.5]."""
     t = np.arange(0, n, step) / max(n - 1, 1) - 0.5
-    tt = t * t
-    t.flags.writeable = tt.flags.writeable = False
-    return t, tt
+    powers = t[:, None] ** np.arange(5)
+    powers.flags.writeable = False
+    return powers
 
 
 def _surface(c: np.ndarray, shape: tuple[int, int], frame: tuple[int, int], rows=None, cols=None) -> np.ndarray:
@@ -523,7 +554,7 @@ def _surface(c: np.ndarray, shape: tuple[int, int], frame: tuple[int, int], rows
     along_y = _powers(shape[0], h) if rows is None else _coordinate_powers(rows, h)
     along_x = _powers(shape[1], w) if cols is None else _coordinate_powers(cols, w)
     # c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy  =  [1 y y²] C [1 x x²]ᵀ
-    terms = np.array([[c[0], c[1], c[3]], [c[2], c[5], 0.0], [c[4], 0.0, 0.0]], np.float32)
+    terms = _terms(c.astype(np.float32, copy=False))
     cv2 = _cv()  # its product, not numpy's: numpy's BLAS hands a fine copy's surface to threads that then wait
     return cv2.gemm(along_y @ terms, along_x, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
 
