@@ -79,7 +79,10 @@ def normalize(gray: np.ndarray) -> np.ndarray | None:
 
 def _normalize_at(gray: np.ndarray, work_factor: int, fit_factor: int, cut_tight: bool = False) -> np.ndarray | None:
     """Analyse ``gray`` averaged over ``work_factor`` boxes; fit the digit from ``fit_factor`` boxes."""
-    found = _ink_map(*_work_image(gray, work_factor), cut_tight)
+    # A uint8 page's integral image, taken once: the work image's box sums and the finer
+    # crop's are both read off it.
+    total = _integral(gray) if gray.dtype == np.uint8 and work_factor > 1 else None
+    found = _ink_map(*_work_image(gray, work_factor, total), cut_tight)
     if found is None:
         return None
     ink, level = found
@@ -88,7 +91,7 @@ def _normalize_at(gray: np.ndarray, work_factor: int, fit_factor: int, cut_tight
         return None
     mask, box = digit
     if fit_factor < work_factor:
-        fine = _finer_crop(gray, fit_factor, work_factor, ink, mask, box, level)
+        fine = _finer_crop(gray, fit_factor, work_factor, ink, mask, box, level, total)
         if fine is None:
             return None
         ink, mask, box = fine
@@ -106,12 +109,18 @@ def normalize_to_bytes(gray: np.ndarray) -> np.ndarray | None:
     if isinstance(gray, np.ndarray) and gray.dtype == np.uint8 and is_mnist_form(gray):
         return gray
     image = normalize(gray)
-    return None if image is None else to_bytes(image)
+    return None if image is None else _unit_to_bytes(image)
 
 
 def to_bytes(image: np.ndarray) -> np.ndarray:
     """[0, 1] floats as MNIST's 0-255 bytes (MNIST-form inputs round-trip exactly)."""
-    return np.rint(np.clip(image, 0.0, 1.0) * np.float32(255)).astype(np.uint8)
+    return _unit_to_bytes(np.clip(image, 0.0, 1.0))
+
+
+def _unit_to_bytes(image: np.ndarray) -> np.ndarray:
+    """:func:`to_bytes` of floats known to lie in [0, 1] (as :func:`normalize` returns them): no clipping pass."""
+    scaled = np.multiply(image, np.float32(255), dtype=np.float32)
+    return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
 def is_mnist_form(gray: np.ndarray) -> bool:
@@ -141,34 +150,47 @@ def _work_factor(shape: tuple[int, int]) -> int:
     return factor if factor > 1 and min(shape) >= factor else 1
 
 
-def _work_image(gray: np.ndarray, factor: int) -> tuple[np.ndarray, tuple[np.ndarray, float] | None]:
+def _work_image(gray: np.ndarray, factor: int, total: np.ndarray | None = None) -> tuple[np.ndarray, tuple[np.ndarray, float] | None]:
     """The page averaged over ``factor`` boxes as float32 in [0, 1], and for a uint8 page its levels.
 
     The levels are the exact integer box sums and the scale that makes them the means: the
     ink map counts them instead of sorting.  Sums, not means rounded to uint8: a rounded
-    work image moves the ink/paper split on a few pages in a hundred.
+    work image moves the ink/paper split on a few pages in a hundred.  ``total``: the uint8
+    page's :func:`_integral`, if taken already.
     """
     if gray.dtype != np.uint8:
         return _box_mean(gray, factor), None
     if factor == 1:
         return _unit(gray), (gray, 1 / 255)
-    sums = _box_sum(gray, factor)
+    sums = _box_sum(gray, factor, total)
     return _unit(sums, factor * factor), (sums, 1 / (255 * factor * factor))
 
 
-def _box_sum(gray: np.ndarray, factor: int) -> np.ndarray:
-    """Exact integer sums of a uint8 page over ``factor`` x ``factor`` boxes (a ragged last row or column is dropped).
-
-    Four strided corners of OpenCV's integral image: one pass over the page.
-    """
-    h, w = gray.shape[0] // factor * factor, gray.shape[1] // factor * factor
-    wide = h * w * 255 >= 2**31  # int32 running sums would overflow: float64 ones are exact
+def _integral(gray: np.ndarray) -> np.ndarray:
+    """OpenCV's integral image of a uint8 page: int32 running sums, float64 (still exact) where int32 would overflow."""
     cv2 = _cv()
-    total = cv2.integral(gray[:h, :w], sdepth=cv2.CV_64F if wide else cv2.CV_32S)
-    sums = total[factor::factor, factor::factor] - total[factor::factor, :-factor:factor]
-    sums -= total[:-factor:factor, factor::factor]
-    sums += total[:-factor:factor, :-factor:factor]
-    return sums.astype(np.int64) if wide else sums
+    wide = gray.size * 255 >= 2**31
+    return cv2.integral(gray, sdepth=cv2.CV_64F if wide else cv2.CV_32S)
+
+
+def _box_sum(gray: np.ndarray, factor: int, total: np.ndarray | None = None) -> np.ndarray:
+    """Exact integer sums of a uint8 page over ``factor`` x ``factor`` boxes (a ragged last row or column is dropped)."""
+    total = _integral(gray) if total is None else total
+    return _sums_in(total, factor, 0, 0, gray.shape[0] // factor, gray.shape[1] // factor)
+
+
+def _sums_in(total: np.ndarray, factor: int, top: int, left: int, rows: int, cols: int) -> np.ndarray:
+    """Integer sums over ``rows`` x ``cols`` boxes of ``factor`` pixels from page pixel (``top``, ``left``), off an integral image.
+
+    Four strided corners of the integral image: one pass over the page for every box size and crop.
+    """
+    bottom, right = top + rows * factor, left + cols * factor
+    ends_y, starts_y = slice(top + factor, bottom + 1, factor), slice(top, bottom - factor + 1, factor)
+    ends_x, starts_x = slice(left + factor, right + 1, factor), slice(left, right - factor + 1, factor)
+    sums = total[ends_y, ends_x] - total[ends_y, starts_x]
+    sums -= total[starts_y, ends_x]
+    sums += total[starts_y, starts_x]
+    return sums.astype(np.int64) if sums.dtype == np.float64 else sums
 
 
 def _box_mean(image: np.ndarray, factor: int) -> np.ndarray:
@@ -656,7 +678,8 @@ def _is_edge_line(stat: list[int], h: int, w: int) -> bool:
     return touches and thin and long
 
 
-def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: np.ndarray, box, level: _Level):
+def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: np.ndarray, box, level: _Level,
+                total: np.ndarray | None = None):
     """The digit's ink, mask and box cut from a finer copy of the page (box size ``fit_factor``), or None.
 
     Only the digit's box (and one work pixel around it) is averaged and cut, with
@@ -676,34 +699,46 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
     top, left = r0 * work_factor, c0 * work_factor
     rows = (r1 - r0) * work_factor // fit_factor  # a ragged last fine row or column is dropped
     cols = (c1 - c0) * work_factor // fit_factor
-    region = gray[top : top + rows * fit_factor, left : left + cols * fit_factor]
-    fine, _ = _work_image(region, fit_factor)
+    if total is not None and fit_factor > 1:  # a uint8 page's box sums, off its integral image
+        region = None
+        fine = _unit(_sums_in(total, fit_factor, top, left, rows, cols), fit_factor * fit_factor)
+    else:
+        region = gray[top : top + rows * fit_factor, left : left + cols * fit_factor]
+        fine, _ = _work_image(region, fit_factor)
     if fine.base is None and fine is not region:  # a fresh array: turned into the residual in place
         residual = np.subtract(1.0, fine, out=fine) if level.dark_ink else fine
     else:
         residual = (1.0 - fine) if level.dark_ink else fine.copy()
-    # Each fine pixel's centre in page pixels, then in work pixels (a work pixel i covers
-    # page pixels [i f, (i + 1) f), so page coordinate p is work coordinate (p + 0.5) / f - 0.5).
-    fy = _steps(rows) * fit_factor + (top + (fit_factor - 1) / 2)
-    fx = _steps(cols) * fit_factor + (left + (fit_factor - 1) / 2)
+    centre_y, parent_y = _fine_axis(rows, fit_factor, work_factor)
+    centre_x, parent_x = _fine_axis(cols, fit_factor, work_factor)
     coefficients = level.surface
     if coefficients.ndim:
-        wy, wx = (fy + 0.5) / work_factor - 0.5, (fx + 0.5) / work_factor - 0.5
-        residual -= _surface(coefficients, residual.shape, level.shape, wy, wx)
+        residual -= _surface(coefficients, residual.shape, level.shape, centre_y + r0, centre_x + c0)
     else:
         residual -= coefficients
     fine_ink = level.ink(residual)
-    # The work pixel under each fine centre: the region lies inside rows r0..r1 and columns c0..c1, so no clipping.
-    parent_y = (fy // work_factor).astype(np.intp)
-    parent_y -= r0
-    parent_x = (fx // work_factor).astype(np.intp)
-    parent_x -= c0
     fine_mask = allowed.take(parent_y, axis=0).take(parent_x, axis=1)
     fine_mask &= fine_ink > 0
     x, y, width, height = cv2.boundingRect(fine_mask.view(np.uint8))
     if width == 0 or cv2.countNonZero(fine_mask.view(np.uint8)) < 3:
         return None
     return fine_ink, fine_mask, (y, y + height, x, x + width)
+
+
+@functools.lru_cache(maxsize=256)
+def _fine_axis(n: int, fit_factor: int, work_factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Along ``n`` fine pixels cut from a work pixel's edge: each one's centre in work pixels, and the work pixel under it.
+
+    Both from that edge (a crop's first work pixel is added to the centres; the parents are
+    already where the crop's allowed map counts from).  A fine pixel k's centre is page
+    coordinate p = k f + (f - 1) / 2 from the edge; a work pixel i covers page pixels
+    [i w, (i + 1) w), so p is work coordinate (p + 0.5) / w - 0.5, under work pixel p // w.
+    """
+    page = np.arange(n) * fit_factor + (fit_factor - 1) / 2
+    centres = (page + 0.5) / work_factor - 0.5
+    parents = (page // work_factor).astype(np.intp)
+    centres.flags.writeable = parents.flags.writeable = False
+    return centres, parents
 
 
 _SQUARE_3X3 = np.ones((3, 3), np.uint8)
