@@ -276,7 +276,7 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     signal = (1.0 - gray) if dark_ink else gray
     # A cell cut tight is too small and too inky for a surface through its paper: its paper is one level.
     coefficients = _paper_level(signal) if cut_tight else _background_surface(signal)
-    background = _surface(coefficients, signal.shape, signal.shape) if coefficients.ndim else coefficients
+    background = _surface(coefficients, signal.shape) if coefficients.ndim else coefficients
     residual = signal - background
     # Paper noise from paper pixels only (below the ink/paper split): a spread over every
     # pixel grows with the share of ink, and would call a bold, tightly cropped digit noise.
@@ -515,10 +515,11 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     coefficients = None
     cv2 = _cv()
     weights = np.empty((2,) + grid.shape)
+    along_y, along_x = ys[:, :3], xs[:, :3].T
     for refit in range(3):
-        weights[0] = keep
-        if weights[0].sum() < 6 * 4:
+        if np.count_nonzero(keep) < 6 * 4:
             break
+        weights[0] = keep
         # Least squares through the normal equations: 6 unknowns on centred coordinates are
         # well conditioned, and OpenCV's 6x6 solve costs a fraction of numpy's (or of an SVD).
         # The terms are products of powers of y and x on a grid, so every entry of the normal
@@ -532,11 +533,11 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
             coefficients = np.linalg.lstsq(design[keep.ravel()], values[keep.ravel()], rcond=None)[0][:, None]
         if refit == 2:
             break  # the last fit: its pixels to keep would go unused
-        residual = grid - ys[:, :3] @ _terms(coefficients.ravel()) @ xs[:, :3].T
+        residual = cv2.gemm(along_y @ _terms(coefficients.ravel()), along_x, -1.0, grid, 1.0)  # grid - surface
         deviation = residual[keep]
         spread = 1.4826 * _median(np.abs(deviation, out=deviation), scratch=True) + 1e-3
         kept = residual < 3 * spread
-        if np.array_equal(kept, keep):
+        if not np.count_nonzero(kept ^ keep):
             break  # the same pixels would give the same fit
         keep = kept
     if coefficients is None:
@@ -566,19 +567,13 @@ def _grid_powers(n: int, step: int) -> np.ndarray:
     return powers
 
 
-def _surface(c: np.ndarray, shape: tuple[int, int], frame: tuple[int, int], rows=None, cols=None) -> np.ndarray:
-    """The quadratic paper surface at pixel coordinates ``rows`` x ``cols`` of a ``frame``-sized image.
-
-    Coordinates are in the frame's pixels and may be fractional (the centres of a finer
-    copy's pixels); by default the whole frame, of ``shape``.
-    """
-    h, w = frame
-    along_y = _powers(shape[0], h) if rows is None else _coordinate_powers(rows, h)
-    along_x = _powers(shape[1], w) if cols is None else _coordinate_powers(cols, w)
+def _surface(c: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The quadratic paper surface with coefficients ``c`` over a whole image of ``shape``."""
+    h, w = shape
     # c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy  =  [1 y y²] C [1 x x²]ᵀ
     terms = _terms(c.astype(np.float32, copy=False))
-    cv2 = _cv()  # its product, not numpy's: numpy's BLAS hands a fine copy's surface to threads that then wait
-    return cv2.gemm(along_y @ terms, along_x, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+    cv2 = _cv()  # its product, not numpy's: numpy's BLAS may hand it to threads that then wait
+    return cv2.gemm(_powers(h, h) @ terms, _powers(w, w), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
 
 
 @functools.lru_cache(maxsize=512)
@@ -709,11 +704,16 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
         residual = np.subtract(1.0, fine, out=fine) if level.dark_ink else fine
     else:
         residual = (1.0 - fine) if level.dark_ink else fine.copy()
-    centre_y, parent_y = _fine_axis(rows, fit_factor, work_factor)
-    centre_x, parent_x = _fine_axis(cols, fit_factor, work_factor)
+    powers_y, parent_y = _fine_axis(rows, fit_factor, work_factor)
+    powers_x, parent_x = _fine_axis(cols, fit_factor, work_factor)
     coefficients = level.surface
     if coefficients.ndim:
-        residual -= _surface(coefficients, residual.shape, level.shape, centre_y + r0, centre_x + c0)
+        # The surface in the crop's own coordinates: t = (r0 + u) / (h - 1) - 0.5 is linear in the
+        # fine pixel's work coordinate u from the crop's edge, so [1 t t²] = [1 u u²] M with M
+        # from the crop's place, and the cached powers of u serve every crop of this length.
+        h, w = level.shape
+        terms = _shifted(r0, h) @ _terms(coefficients.astype(np.float64)) @ _shifted(c0, w).T
+        residual -= cv2.gemm(powers_y @ terms, powers_x, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
     else:
         residual -= coefficients
     fine_ink = level.ink(residual)
@@ -727,7 +727,7 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
 
 @functools.lru_cache(maxsize=256)
 def _fine_axis(n: int, fit_factor: int, work_factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Along ``n`` fine pixels cut from a work pixel's edge: each one's centre in work pixels, and the work pixel under it.
+    """Along ``n`` fine pixels cut from a work pixel's edge: ``[1, u, u²]`` of each one's centre u in work pixels, and the work pixel under it.
 
     Both from that edge (a crop's first work pixel is added to the centres; the parents are
     already where the crop's allowed map counts from).  A fine pixel k's centre is page
@@ -736,9 +736,17 @@ def _fine_axis(n: int, fit_factor: int, work_factor: int) -> tuple[np.ndarray, n
     """
     page = np.arange(n) * fit_factor + (fit_factor - 1) / 2
     centres = (page + 0.5) / work_factor - 0.5
+    powers = centres[:, None] ** np.arange(3)
     parents = (page // work_factor).astype(np.intp)
-    centres.flags.writeable = parents.flags.writeable = False
-    return centres, parents
+    powers.flags.writeable = parents.flags.writeable = False
+    return powers, parents
+
+
+def _shifted(start: int, frame: int) -> np.ndarray:
+    """M with [1 t t²] = [1 u u²] M for t = (start + u) / (frame - 1) - 0.5: a side's powers from a crop's own coordinate u."""
+    a = 1.0 / max(frame - 1, 1)
+    b = start * a - 0.5
+    return np.array([[1.0, b, b * b], [0.0, a, 2 * a * b], [0.0, 0.0, a * a]])
 
 
 _SQUARE_3X3 = np.ones((3, 3), np.uint8)
