@@ -265,8 +265,9 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     band = 1 if cut_tight else None
     if levels is not None:
         sums, scale = levels
-        darkest, lightest = (v * scale for v in _level_quantiles(sums.ravel(), (0.5, 99.5)))
-        paper = _level_quantiles(_frame(sums, band), (50.0,))[0] * scale
+        counts = np.bincount(sums.ravel())
+        darkest, lightest = (v * scale for v in _count_quantiles(counts, (0.5, 99.5)))
+        paper = _count_quantiles(_frame_counts(sums, counts, band), (50.0,))[0] * scale
     else:
         darkest, lightest = _quantiles(gray.ravel(), (0.5, 99.5))  # one partition pass
         paper = _median(_frame(gray, band))
@@ -409,7 +410,12 @@ def _sorted_median(ordered: np.ndarray) -> float:
 
 def _level_quantiles(levels: np.ndarray, percents) -> list[float]:
     """``np.percentile`` (linear interpolation) of non-negative integers, from one count of their levels."""
-    cumulative = np.bincount(levels).cumsum()
+    return _count_quantiles(np.bincount(levels), percents)
+
+
+def _count_quantiles(counts: np.ndarray, percents) -> list[float]:
+    """``np.percentile`` (linear interpolation) of the integers that ``counts`` counts (``np.bincount``'s)."""
+    cumulative = counts.cumsum()
     n = int(cumulative[-1])
     positions = [p / 100.0 * (n - 1) for p in percents]
     ranks = []
@@ -505,12 +511,25 @@ def _away_from_ink(paper: np.ndarray) -> np.ndarray:
     return inner if np.count_nonzero(inner) >= 8 else paper
 
 
+def _frame_counts(levels: np.ndarray, counts: np.ndarray, band: int | None = None) -> np.ndarray:
+    """``np.bincount`` of :func:`_frame` of integer ``levels``, given ``counts``, theirs: the count of all less the inside's."""
+    band = _band(levels.shape, band)
+    if band is None:
+        return counts
+    return counts - np.bincount(levels[band:-band, band:-band].ravel(), minlength=counts.size)
+
+
+def _band(shape: tuple[int, int], band: int | None) -> int | None:
+    """The frame's width: ``band``, by default an eighth of the shorter side (at least 1 px); None if that is the whole image."""
+    band = band or max(1, min(shape) // 8)
+    return None if 2 * band >= min(shape) else band
+
+
 def _frame(gray: np.ndarray, band: int | None = None) -> np.ndarray:
     """The outer band (an eighth of the shorter side, at least 1 px, unless ``band`` says; the whole image
     if that is all): mostly paper."""
-    h, w = gray.shape
-    band = band or max(1, min(h, w) // 8)
-    if 2 * band >= min(h, w):
+    band = _band(gray.shape, band)
+    if band is None:
         return gray.ravel()
     return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
 
@@ -555,7 +574,7 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
             coefficients = np.linalg.lstsq(design[keep.ravel()], values[keep.ravel()], rcond=None)[0][:, None]
         if refit == 2:
             break  # the last fit: its pixels to keep would go unused
-        residual = cv2.gemm(along_y @ _terms(coefficients.ravel()), along_x, -1.0, grid, 1.0)  # grid - surface
+        residual = grid - along_y @ _terms(coefficients.ravel()) @ along_x
         deviation = residual[keep]
         spread = 1.4826 * _median_magnitude(np.abs(deviation, out=deviation)) + 1e-3
         kept = residual < 3 * spread
@@ -594,8 +613,7 @@ def _surface(c: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     # c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy  =  [1 y y²] C [1 x x²]ᵀ
     terms = _terms(c.astype(np.float32, copy=False))
-    cv2 = _cv()  # its product, not numpy's: numpy's BLAS may hand it to threads that then wait
-    return cv2.gemm(_powers(h, h) @ terms, _powers(w, w), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+    return _product(_powers(h, h) @ terms, _powers(w, w).T)
 
 
 @functools.lru_cache(maxsize=512)
@@ -735,7 +753,7 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
         # from the crop's place, and the cached powers of u serve every crop of this length.
         h, w = level.shape
         terms = _shifted(r0, h) @ _terms(coefficients.astype(np.float64)) @ _shifted(c0, w).T
-        residual -= cv2.gemm(powers_y @ terms, powers_x, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+        residual -= _product(powers_y @ terms, powers_x.T)
     else:
         residual -= coefficients
     fine_ink = level.ink(residual)
@@ -854,17 +872,29 @@ def _lanczos_resize(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
     The digit has been fitted this way since the first version; Pillow does the same sums
     pixel by pixel, and its per-call set-up costs more than the products on a digit this size.
     """
-    cv2 = _cv()
     out = image
-    # OpenCV's products, not numpy's: its BLAS hands the larger ones to threads whose waiting
-    # costs more.  In doubles, each pass rounded to float32 as Pillow stores it: the same
-    # floats but for a rare last bit, so a digit symmetric to the pixel is centred as it was.
+    # In doubles, each pass rounded to float32 as Pillow stores it: the same floats but for a
+    # rare last bit, so a digit symmetric to the pixel is centred as it was.
     if new_w != image.shape[1]:
-        out = cv2.gemm(out.astype(np.float64), _lanczos_weights(image.shape[1], new_w), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
-        out = out.astype(np.float32)
+        out = _product(out.astype(np.float64), _lanczos_weights(image.shape[1], new_w).T).astype(np.float32)
     if new_h != image.shape[0]:
-        out = cv2.gemm(_lanczos_weights(image.shape[0], new_h), out.astype(np.float64), 1.0, None, 0.0).astype(np.float32)
+        out = _product(_lanczos_weights(image.shape[0], new_h), out.astype(np.float64)).astype(np.float32)
     return out if out is not image else image.copy()  # the caller scales it in place
+
+
+# OpenBLAS (numpy's) runs a product on one thread up to 65536 x 4 multiply-adds; above that it
+# hands it to threads, whose hand-offs and waiting cost more than the product on a worker that
+# has one core.  OpenCV's product stays on the calling thread but costs about twice numpy's
+# single-threaded one, and more per call (4 against 1.5 us on the paper surface).
+BLAS_ONE_THREAD = 65536 * 4
+
+
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` by numpy on one thread where OpenBLAS keeps it there, else by OpenCV."""
+    if a.shape[0] * a.shape[1] * b.shape[1] <= BLAS_ONE_THREAD:
+        return a @ b
+    cv2 = _cv()
+    return cv2.gemm(a, b, 1.0, None, 0.0)
 
 
 @functools.lru_cache(maxsize=1024)
