@@ -825,7 +825,8 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int,
     cv2 = _cv()
     top, bottom, left, right = box
     crop_mask = mask[top:bottom, left:right]
-    crop = ink[top:bottom, left:right] * crop_mask  # only the digit's pixels (ink is never negative)
+    # Only the digit's pixels (ink is never negative), in the doubles the fit resamples in.
+    crop = np.multiply(ink[top:bottom, left:right], crop_mask, dtype=np.float64)
     longest = max(crop.shape)
 
     # A fine pen on a big scan shrinks to a faint 1 px line; MNIST strokes are bolder.
@@ -843,8 +844,7 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int,
     new_w = max(1, int(round(crop.shape[1] * scale)))
     resized = _lanczos_resize(crop, new_h, new_w)
     np.maximum(resized, 0.0, out=resized)  # the filter's negative lobes
-    inked = resized[resized > 0.05]
-    top_level = _quantiles(inked, (90.0,))[0] if inked.size else float(resized.max())
+    top_level = _inked_level(resized)
     if top_level > 0:
         resized *= np.float32(1.0 / top_level)
         np.minimum(resized, 1.0, out=resized)
@@ -866,8 +866,24 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int,
     return out
 
 
+def _inked_level(resized: np.ndarray) -> float:
+    """The 90th percentile (``np.percentile``'s) of the fitted digit's inked values (above 0.05); its maximum if none.
+
+    From one sort of all its values: the inked ones are the sorted tail.
+    """
+    ordered = np.sort(resized, axis=None)
+    n = ordered.size
+    k = n - int(ordered.searchsorted(np.float32(0.05), side="right"))  # as ``resized > 0.05`` counts in float32
+    if k == 0:
+        return float(ordered[-1])
+    x = 90.0 / 100.0 * (k - 1)
+    lo = int(x)
+    a, b = float(ordered[n - k + lo]), float(ordered[n - k + min(lo + 1, k - 1)])
+    return a + (b - a) * (x - lo)
+
+
 def _lanczos_resize(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
-    """Pillow's antialiased Lanczos resize of a float32 image (rows, then columns), as two small matrix products.
+    """Pillow's antialiased Lanczos resize of a float32 (or float64) image (rows, then columns) to float32, as two small matrix products.
 
     The digit has been fitted this way since the first version; Pillow does the same sums
     pixel by pixel, and its per-call set-up costs more than the products on a digit this size.
@@ -876,10 +892,10 @@ def _lanczos_resize(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
     # In doubles, each pass rounded to float32 as Pillow stores it: the same floats but for a
     # rare last bit, so a digit symmetric to the pixel is centred as it was.
     if new_w != image.shape[1]:
-        out = _product(out.astype(np.float64), _lanczos_weights(image.shape[1], new_w).T).astype(np.float32)
+        out = _product(np.asarray(out, np.float64), _lanczos_weights(image.shape[1], new_w).T).astype(np.float32)
     if new_h != image.shape[0]:
         out = _product(_lanczos_weights(image.shape[0], new_h), out.astype(np.float64)).astype(np.float32)
-    return out if out is not image else image.copy()  # the caller scales it in place
+    return out if out is not image else image.astype(np.float32)  # a copy: the caller scales it in place
 
 
 # OpenBLAS (numpy's) runs a product on one thread up to 65536 x 4 multiply-adds; above that it
