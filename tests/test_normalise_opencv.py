@@ -216,7 +216,8 @@ def test_the_one_component_shortcut_keeps_the_whole_component():
     ink[10:14, 20:45] = 0.5
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
     assert count == 1
-    mask, box = preprocess._digit_mask(ink)
+    mask, box, whole = preprocess._digit_mask(ink)
+    assert whole
     np.testing.assert_array_equal(mask, labels == 1)
     (rows, cols), = ndimage.find_objects(labels)
     assert box == (rows.start, rows.stop, cols.start, cols.stop)

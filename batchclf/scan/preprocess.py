@@ -89,9 +89,9 @@ def _normalize_at(gray: np.ndarray, work_factor: int, fit_factor: int, cut_tight
     digit = _digit_mask(ink)
     if digit is None:
         return None
-    mask, box = digit
+    mask, box, whole = digit
     if fit_factor < work_factor:
-        fine = _finer_crop(gray, fit_factor, work_factor, ink, mask, box, level, total)
+        fine = _finer_crop(gray, fit_factor, work_factor, ink, mask, box, level, total, whole)
         if fine is None:
             return None
         ink, mask, box = fine
@@ -140,7 +140,7 @@ def is_mnist_form(gray: np.ndarray) -> bool:
 
 def _factor(shape: tuple[int, int], side: int) -> int:
     """The integer box size that brings the longer side to at most ``side`` (1: keep it)."""
-    factor = int(np.ceil(max(shape) / side))
+    factor = -(-max(shape) // side)
     return factor if factor > 1 and min(shape) >= factor else 1
 
 
@@ -660,11 +660,12 @@ def _otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
 # --- The digit --------------------------------------------------------------------------
 
 
-def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], bool] | None:
     """The pixels that belong to the digit: large connected components, minus specks and edge lines.
 
-    Returns the mask and its bounding box ``(top, bottom, left, right)`` (bottom and right
-    exclusive), read off the kept components' boxes.
+    Returns the mask, its bounding box ``(top, bottom, left, right)`` (bottom and right
+    exclusive), read off the kept components' boxes, and whether it is all the ink (every
+    component kept: there is no other ink to keep the finer crop from).
     """
     cv2 = _cv()
     binary = (ink > 0).view(np.uint8)
@@ -676,7 +677,7 @@ def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]
         if cv2.countNonZero(binary) < 3:
             return None
         left, top, width, height = cv2.boundingRect(binary)
-        return binary.view(bool), (top, top + height, left, left + width)
+        return binary.view(bool), (top, top + height, left, left + width), True
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_32S)
     # Each component's ink (label 0, the background, has none).
     mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count).tolist()
@@ -701,7 +702,7 @@ def _digit_mask(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]
     bottom = max(box[1] + box[3] for _, box in kept)
     left = min(box[0] for _, box in kept)
     right = max(box[0] + box[2] for _, box in kept)
-    return mask, (top, bottom, left, right)
+    return mask, (top, bottom, left, right), len(kept) == count - 1
 
 
 def _is_edge_line(stat: list[int], h: int, w: int) -> bool:
@@ -716,23 +717,25 @@ def _is_edge_line(stat: list[int], h: int, w: int) -> bool:
 
 
 def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: np.ndarray, box, level: _Level,
-                total: np.ndarray | None = None):
+                total: np.ndarray | None = None, whole: bool = False):
     """The digit's ink, mask and box cut from a finer copy of the page (box size ``fit_factor``), or None.
 
     Only the digit's box (and one work pixel around it) is averaged and cut, with
     the polarity, paper surface, threshold and peak found on the work image.  A
     fine pixel is the digit's when it is ink and its work pixel is the digit or
     touches it without belonging to another component (a speck or an edge line).
+    ``whole``: the mask is all the ink (there is no other component to keep apart).
     """
     cv2 = _cv()
-    h, w = mask.shape
+    h, w = ink.shape
     top_row, bottom_row, left_col, right_col = box
     r0, r1 = max(top_row - 1, 0), min(bottom_row + 1, h)  # work pixels, one around the box
     c0, c1 = max(left_col - 1, 0), min(right_col + 1, w)
     near = mask[r0:r1, c0:c1]
     allowed = cv2.dilate(near.view(np.uint8), _SQUARE_3X3).view(bool)  # outside the image counts as not the digit
-    other_ink = (ink[r0:r1, c0:c1] > 0) > near  # ink of another component (a > b: a and not b)
-    allowed = allowed > other_ink
+    if not whole:
+        other_ink = (ink[r0:r1, c0:c1] > 0) > near  # ink of another component (a > b: a and not b)
+        allowed = allowed > other_ink
     top, left = r0 * work_factor, c0 * work_factor
     rows = (r1 - r0) * work_factor // fit_factor  # a ragged last fine row or column is dropped
     cols = (c1 - c0) * work_factor // fit_factor
