@@ -182,14 +182,12 @@ def _box_sum(gray: np.ndarray, factor: int, total: np.ndarray | None = None) -> 
 def _sums_in(total: np.ndarray, factor: int, top: int, left: int, rows: int, cols: int) -> np.ndarray:
     """Integer sums over ``rows`` x ``cols`` boxes of ``factor`` pixels from page pixel (``top``, ``left``), off an integral image.
 
-    Four strided corners of the integral image: one pass over the page for every box size and crop.
+    Differences of the integral image's rows a box apart (sums over bands of ``factor`` rows),
+    then of their columns a box apart: two subtractions, the first on whole rows.
     """
     bottom, right = top + rows * factor, left + cols * factor
-    ends_y, starts_y = slice(top + factor, bottom + 1, factor), slice(top, bottom - factor + 1, factor)
-    ends_x, starts_x = slice(left + factor, right + 1, factor), slice(left, right - factor + 1, factor)
-    sums = total[ends_y, ends_x] - total[ends_y, starts_x]
-    sums -= total[starts_y, ends_x]
-    sums += total[starts_y, starts_x]
+    bands = total[top + factor : bottom + 1 : factor, left : right + 1] - total[top : bottom - factor + 1 : factor, left : right + 1]
+    sums = bands[:, factor::factor] - bands[:, :-factor:factor]
     return sums.astype(np.int64) if sums.dtype == np.float64 else sums
 
 
