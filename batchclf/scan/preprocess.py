@@ -557,8 +557,9 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     cv2 = _cv()
     weights = np.empty((2,) + grid.shape)
     along_y, along_x = ys[:, :3], xs[:, :3].T
+    count = np.count_nonzero(keep)
     for refit in range(3):
-        if np.count_nonzero(keep) < 6 * 4:
+        if count < 6 * 4:
             break
         weights[0] = keep
         # Least squares through the normal equations: 6 unknowns on centred coordinates are
@@ -578,9 +579,10 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
         deviation = residual[keep]
         spread = 1.4826 * _median_magnitude(np.abs(deviation, out=deviation)) + 1e-3
         kept = residual < 3 * spread
-        if not np.count_nonzero(kept ^ keep):
+        kept_count = np.count_nonzero(kept)
+        if kept_count == count and not np.count_nonzero(kept ^ keep):
             break  # the same pixels would give the same fit
-        keep = kept
+        keep, count = kept, kept_count
     if coefficients is None:
         return np.asarray(_median(signal.ravel()), np.float32)
     return coefficients.ravel().astype(np.float32)
