@@ -836,7 +836,10 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int,
 
     # A fine pen on a big scan shrinks to a faint 1 px line; MNIST strokes are bolder.
     wanted = TARGET_STROKE * longest
-    width = _stroke_width(crop_mask)
+    # A stroke width is never below 2 (area over half a perimeter of at most the area, and
+    # a digit has 3 pixels or more): a digit up to 30 px is never thickened, and its width
+    # need not be measured.
+    width = _stroke_width(crop_mask) if 0.6 * wanted > 2.0 else 2.0
     if width < 0.6 * wanted:
         grow = int(round(wanted - width))
         if grow >= 1:
