@@ -328,11 +328,22 @@ def test_the_paper_surface_fit_recovers_the_lighting_under_a_digit():
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_median_of_magnitudes_ranked_as_bits_is_numpys_median(seed):
+def test_quantiles_of_magnitudes_ranked_as_bits_are_numpys(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 2500))
     values = np.abs(rng.integers(-6, 7, n) * 0.125 if seed % 2 else rng.normal(0, 1, n))  # ties (and zeros) when odd
-    assert preprocess._median_magnitude(values.copy()) == np.median(values)
+    assert preprocess._magnitude_quantile(values.copy(), 50.0) == np.median(values)
+    assert preprocess._magnitude_quantile(values.copy(), 60.0) == pytest.approx(np.percentile(values, 60), rel=1e-15, abs=0)
+
+
+def test_a_stroke_is_never_measured_below_two_pixels_wide():
+    """Why a digit of at most 30 px is never measured for thickening (TARGET_STROKE x 30 x 0.6 < 2)."""
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        mask = rng.random((int(rng.integers(3, 40)), int(rng.integers(3, 40)))) < rng.random()
+        if np.count_nonzero(mask) >= 3:
+            assert preprocess._stroke_width(mask) >= 2.0
+    assert 0.6 * preprocess.TARGET_STROKE * 30 <= 2.0
 
 
 @pytest.mark.parametrize("seed", range(12))
