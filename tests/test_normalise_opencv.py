@@ -379,3 +379,11 @@ def test_the_frames_level_counts_are_the_counts_of_its_pixels(shape, band):
 def test_quantiles_by_sort_or_partition_are_numpys(n):
     values = np.random.default_rng(n).integers(0, 9, n).astype(np.float64)  # many ties, as a page's levels
     np.testing.assert_allclose(preprocess._quantiles(values, (0.5, 60.0, 99.5)), np.percentile(values, [0.5, 60.0, 99.5]), rtol=1e-12)
+
+
+def test_bytes_by_opencvs_scaled_conversion_round_as_numpy():
+    """Half-way values (k / 510 lands on or next to n + 0.5 once scaled) round to even, as ``np.rint`` does."""
+    rng = np.random.default_rng(10)
+    image = np.concatenate([np.arange(511) / 510, rng.random(1307), [0.0, 1.0]]).astype(np.float32).reshape(20, 91)
+    expected = np.rint(image * np.float32(255)).astype(np.uint8)
+    np.testing.assert_array_equal(preprocess._unit_to_bytes(image), expected)

@@ -118,9 +118,12 @@ def to_bytes(image: np.ndarray) -> np.ndarray:
 
 
 def _unit_to_bytes(image: np.ndarray) -> np.ndarray:
-    """:func:`to_bytes` of floats known to lie in [0, 1] (as :func:`normalize` returns them): no clipping pass."""
-    scaled = np.multiply(image, np.float32(255), dtype=np.float32)
-    return np.rint(scaled, out=scaled).astype(np.uint8)
+    """:func:`to_bytes` of float32 known to lie in [0, 1] (as :func:`normalize` returns them): no clipping pass.
+
+    OpenCV's scaled conversion in one call: the float32 product by 255, rounded half to even
+    (as ``np.rint``), and the absolute value, a no-op here.
+    """
+    return _cv().convertScaleAbs(image, alpha=255.0)
 
 
 def is_mnist_form(gray: np.ndarray) -> bool:
@@ -852,11 +855,11 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int,
     new_h = max(1, int(round(crop.shape[0] * scale)))
     new_w = max(1, int(round(crop.shape[1] * scale)))
     resized = _lanczos_resize(crop, new_h, new_w)
-    np.maximum(resized, 0.0, out=resized)  # the filter's negative lobes
+    cv2.threshold(resized, 0.0, 0.0, cv2.THRESH_TOZERO, dst=resized)  # the filter's negative lobes
     top_level = _inked_level(resized)
     if top_level > 0:
         resized *= np.float32(1.0 / top_level)
-        np.minimum(resized, 1.0, out=resized)
+        cv2.threshold(resized, 1.0, 1.0, cv2.THRESH_TRUNC, dst=resized)
 
     # Centre of mass with numpy's float32 sums, not OpenCV's moments (in doubles): on a digit
     # symmetric to the pixel the centre falls on a half pixel, and the last bit decides its side.
