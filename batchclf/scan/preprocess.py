@@ -411,11 +411,6 @@ def _sorted_median(ordered: np.ndarray) -> float:
     return a + (b - a) * (0.5 * (n - 1) - lo)
 
 
-def _level_quantiles(levels: np.ndarray, percents) -> list[float]:
-    """``np.percentile`` (linear interpolation) of non-negative integers, from one count of their levels."""
-    return _count_quantiles(np.bincount(levels), percents)
-
-
 def _count_quantiles(counts: np.ndarray, percents) -> list[float]:
     """``np.percentile`` (linear interpolation) of the integers that ``counts`` counts (``np.bincount``'s)."""
     cumulative = counts.cumsum()
