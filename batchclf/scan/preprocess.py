@@ -755,8 +755,8 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
         # The surface in the crop's own coordinates: t = (r0 + u) / (h - 1) - 0.5 is linear in the
         # fine pixel's work coordinate u from the crop's edge, so [1 t t²] = [1 u u²] M with M
         # from the crop's place, and the cached powers of u serve every crop of this length.
-        h, w = level.shape
-        terms = _shifted(r0, h) @ _terms(coefficients.astype(np.float64)) @ _shifted(c0, w).T
+        frame_h, frame_w = level.shape  # the work image the surface was fitted on
+        terms = _shifted(r0, frame_h) @ _terms(coefficients.astype(np.float64)) @ _shifted(c0, frame_w).T
         residual -= _product(powers_y @ terms, powers_x.T)
     else:
         residual -= coefficients
