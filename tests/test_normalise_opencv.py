@@ -393,3 +393,13 @@ def test_bytes_by_opencvs_scaled_conversion_round_as_numpy():
     image = np.concatenate([np.arange(511) / 510, rng.random(1307), [0.0, 1.0]]).astype(np.float32).reshape(20, 91)
     expected = np.rint(image * np.float32(255)).astype(np.uint8)
     np.testing.assert_array_equal(preprocess._unit_to_bytes(image), expected)
+
+
+def test_a_float_page_in_mnist_form_out_of_range_is_clipped_to_bytes():
+    """Bytes skip the clipping pass only for values in [0, 1]: a float page passed through as it is gets clipped."""
+    page = np.zeros((28, 28), np.float32)
+    page[8:20, 12:16] = 3.0  # above 1
+    page[10, 13] = 0.5
+    page[5, 5] = -0.4  # below 0: 0, not |x| scaled
+    out = preprocess.normalize_to_bytes(page)
+    np.testing.assert_array_equal(out, np.rint(np.clip(page, 0, 1) * 255).astype(np.uint8))

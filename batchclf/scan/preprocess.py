@@ -109,7 +109,11 @@ def normalize_to_bytes(gray: np.ndarray) -> np.ndarray | None:
     if isinstance(gray, np.ndarray) and gray.dtype == np.uint8 and is_mnist_form(gray):
         return gray
     image = normalize(gray)
-    return None if image is None else _unit_to_bytes(image)
+    if image is None:
+        return None
+    low, high = _cv().minMaxLoc(image)[:2]
+    # A fitted digit lies in [0, 1]; a float page passed through as MNIST form may not (hostile input).
+    return _unit_to_bytes(image) if 0.0 <= low and high <= 1.0 else to_bytes(image)
 
 
 def to_bytes(image: np.ndarray) -> np.ndarray:
