@@ -216,7 +216,8 @@ def test_the_one_component_shortcut_keeps_the_whole_component():
     ink[10:14, 20:45] = 0.5
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
     assert count == 1
-    mask, box = preprocess._digit_mask(ink)
+    mask, box, whole = preprocess._digit_mask(ink)
+    assert whole
     np.testing.assert_array_equal(mask, labels == 1)
     (rows, cols), = ndimage.find_objects(labels)
     assert box == (rows.start, rows.stop, cols.start, cols.stop)
@@ -242,3 +243,163 @@ def test_median_deviation_without_a_second_sort(seed):
     deviations = np.sort(np.abs(values - np.float32(centre)))
     a, b = float(deviations[lo]), float(deviations[min(lo + 1, n - 1)])
     assert preprocess._sorted_deviation_median(values, centre) == a + (b - a) * (0.5 * (n - 1) - lo)
+
+
+# --- Issue 22, second round: the cheaper steps, each against a plain reference ----------------------
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_noise_bound_is_never_below_the_median_deviation(seed):
+    """The two-read bound that stands in for the paper noise when it already decides the threshold."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    values = np.sort((rng.integers(-4, 5, n) * 0.01 if seed % 2 else rng.normal(0, 0.02, n)).astype(np.float32))
+    centre = float(np.median(values))
+    exact = float(np.median(np.abs(values - np.float32(centre))))
+    assert preprocess._deviation_bound(values, centre) >= exact
+
+
+def test_a_clean_pages_noise_bound_gives_the_threshold_and_verdict_of_the_exact_noise():
+    """On a clean page the ink peak dwarfs the noise: the bound stands in, the cut and the verdict are the exact noise's."""
+    rng = np.random.default_rng(3)
+    residual = np.concatenate([rng.normal(0, 0.01, 6000), rng.uniform(0.5, 0.9, 300)]).astype(np.float32)
+    split = 0.2
+    paper = residual[residual < split]
+    exact = 1.4826 * float(np.median(np.abs(paper - np.median(paper))))
+    noise, peak = preprocess._noise_and_peak(residual, split, preprocess._deciding_noise)
+    assert peak == pytest.approx(np.percentile(residual, 99.8), rel=1e-6)
+    assert noise >= exact  # the bound, not the exact figure: the search was skipped
+    assert max(4 * noise, 0.25 * peak, 0.05) == max(4 * exact, 0.25 * peak, 0.05) == 0.25 * peak
+    assert not peak < 8 * noise and not peak < 8 * exact
+
+
+def test_a_noisy_pages_noise_is_the_exact_median_deviation():
+    """When the noise could set the threshold, the exact figure is used."""
+    rng = np.random.default_rng(4)
+    residual = np.concatenate([rng.normal(0, 0.05, 6000), rng.uniform(0.3, 0.5, 300)]).astype(np.float32)
+    split = 0.25
+    paper = residual[residual < split]
+    noise, _ = preprocess._noise_and_peak(residual, split, preprocess._deciding_noise)
+    assert noise == pytest.approx(1.4826 * np.median(np.abs(paper - np.median(paper))), rel=1e-6)
+
+
+@pytest.mark.parametrize("factor,top,left,rows,cols", [(2, 12, 8, 30, 17), (3, 0, 0, 40, 33), (1, 5, 9, 11, 4), (4, 28, 36, 1, 1)])
+def test_crop_sums_off_the_pages_integral_image_are_exact(factor, top, left, rows, cols):
+    """The finer crop's box sums, read off the integral image the work image was read off."""
+    page = np.random.default_rng(5).integers(0, 256, (161, 137)).astype(np.uint8)
+    crop = page[top : top + rows * factor, left : left + cols * factor].astype(np.int64)
+    exact = crop.reshape(rows, factor, cols, factor).sum(axis=(1, 3))
+    np.testing.assert_array_equal(preprocess._sums_in(preprocess._integral(page), factor, top, left, rows, cols), exact)
+
+
+@pytest.mark.parametrize("fit_factor,work_factor,r0,c0", [(1, 2, 3, 0), (2, 3, 10, 7), (2, 4, 0, 21), (3, 5, 4, 4)])
+def test_the_surface_in_a_crops_own_coordinates(fit_factor, work_factor, r0, c0):
+    """The paper surface at each fine pixel of a crop, and the work pixel under it, as the plain formulas give them."""
+    h, w = 70, 58  # the work image the surface was fitted on
+    rows, cols = 23, 31
+    c = np.array([0.1, -0.03, 0.05, 0.02, -0.04, 0.015])
+    powers_y, parent_y = preprocess._fine_axis(rows, fit_factor, work_factor)
+    powers_x, parent_x = preprocess._fine_axis(cols, fit_factor, work_factor)
+    terms = preprocess._shifted(r0, h) @ preprocess._terms(c) @ preprocess._shifted(c0, w).T
+    surface = powers_y @ terms @ powers_x.T
+    # A fine pixel's centre in page pixels, then in work pixels (work pixel i covers page pixels [i f, (i + 1) f)).
+    page_y = r0 * work_factor + np.arange(rows) * fit_factor + (fit_factor - 1) / 2
+    page_x = c0 * work_factor + np.arange(cols) * fit_factor + (fit_factor - 1) / 2
+    ty = ((page_y + 0.5) / work_factor - 0.5) / (h - 1) - 0.5
+    tx = ((page_x + 0.5) / work_factor - 0.5) / (w - 1) - 0.5
+    y, x = ty[:, None], tx[None, :]
+    expected = c[0] + c[1] * x + c[2] * y + c[3] * x**2 + c[4] * y**2 + c[5] * x * y
+    np.testing.assert_allclose(surface, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(parent_y, np.floor(page_y / work_factor).astype(int) - r0)
+    np.testing.assert_array_equal(parent_x, np.floor(page_x / work_factor).astype(int) - c0)
+
+
+@pytest.mark.parametrize("solver", ["opencv", "lstsq"])
+def test_the_paper_surface_fit_recovers_the_lighting_under_a_digit(solver, monkeypatch):
+    """Uneven light (a known quadratic) under a bold stroke: the fit through the paper alone finds the quadratic.
+
+    ``lstsq``: OpenCV's solve reports a singular system, and numpy's least squares takes over.
+    """
+    if solver == "lstsq":
+        monkeypatch.setattr(preprocess._cv(), "solve", lambda *args, **kwargs: (False, None))
+    h, w = 90, 75
+    y, x = np.mgrid[0:h, 0:w]
+    ty, tx = y / (h - 1) - 0.5, x / (w - 1) - 0.5
+    c = np.array([0.12, 0.05, -0.04, 0.06, 0.03, -0.05])
+    lighting = c[0] + c[1] * tx + c[2] * ty + c[3] * tx**2 + c[4] * ty**2 + c[5] * tx * ty
+    signal = lighting.astype(np.float32)
+    signal[20:70, 30:40] += 0.7  # the stroke: ink on the signal's high side
+    signal[20:30, 30:60] += 0.7
+    np.testing.assert_allclose(preprocess._background_surface(signal), c, atol=2e-6)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_quantiles_of_magnitudes_ranked_as_bits_are_numpys(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 2500))
+    values = np.abs(rng.integers(-6, 7, n) * 0.125 if seed % 2 else rng.normal(0, 1, n))  # ties (and zeros) when odd
+    assert preprocess._magnitude_quantile(values.copy(), 50.0) == np.median(values)
+    assert preprocess._magnitude_quantile(values.copy(), 60.0) == pytest.approx(np.percentile(values, 60), rel=1e-15, abs=0)
+
+
+def test_a_stroke_is_never_measured_below_two_pixels_wide():
+    """Why a digit of at most 30 px is never measured for thickening (TARGET_STROKE x 30 x 0.6 < 2)."""
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        mask = rng.random((int(rng.integers(3, 40)), int(rng.integers(3, 40)))) < rng.random()
+        if np.count_nonzero(mask) >= 3:
+            assert preprocess._stroke_width(mask) >= 2.0
+    assert 0.6 * preprocess.TARGET_STROKE * 30 <= 2.0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_fitted_digits_top_level_is_numpys_90th_inked_percentile(seed):
+    rng = np.random.default_rng(seed)
+    resized = (rng.random((20, int(rng.integers(1, 21)))) * (seed % 4 != 0) * rng.random()).astype(np.float32)
+    inked = resized[resized > 0.05]
+    expected = np.percentile(inked, 90) if inked.size else resized.max()
+    assert preprocess._inked_level(resized) == pytest.approx(float(expected), rel=1e-7, abs=0)
+
+
+@pytest.mark.parametrize("m,k,n", [(34, 3, 29), (120, 140, 20), (160, 160, 20)])  # below and above OpenBLAS's one-thread size
+def test_products_on_either_side_of_the_blas_threading_size(m, k, n):
+    rng = np.random.default_rng(6)
+    a, b = rng.random((m, k)), rng.random((k, n))
+    np.testing.assert_allclose(preprocess._product(a, b), a @ b, rtol=1e-13)
+
+
+def test_clipping_by_opencvs_thresholds_is_numpys_clip():
+    image = np.random.default_rng(7).normal(0.5, 0.8, (50, 40)).astype(np.float32)
+    np.testing.assert_array_equal(preprocess._clip01(image.copy()), np.clip(image, 0.0, 1.0))
+
+
+@pytest.mark.parametrize("shape,band", [((70, 58), None), ((9, 40), None), ((16, 16), 1), ((3, 3), None)])
+def test_the_frames_level_counts_are_the_counts_of_its_pixels(shape, band):
+    levels = np.random.default_rng(8).integers(0, 4000, shape)
+    counts = np.bincount(levels.ravel())
+    frame = np.bincount(preprocess._frame(levels, band), minlength=counts.size)
+    np.testing.assert_array_equal(preprocess._frame_counts(levels, counts, band), frame)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 136, 699, 700, 2500])
+def test_quantiles_by_sort_or_partition_are_numpys(n):
+    values = np.random.default_rng(n).integers(0, 9, n).astype(np.float64)  # many ties, as a page's levels
+    np.testing.assert_allclose(preprocess._quantiles(values, (0.5, 60.0, 99.5)), np.percentile(values, [0.5, 60.0, 99.5]), rtol=1e-12)
+
+
+def test_bytes_by_opencvs_scaled_conversion_round_as_numpy():
+    """Half-way values (k / 510 lands on or next to n + 0.5 once scaled) round to even, as ``np.rint`` does."""
+    rng = np.random.default_rng(10)
+    image = np.concatenate([np.arange(511) / 510, rng.random(1307), [0.0, 1.0]]).astype(np.float32).reshape(20, 91)
+    expected = np.rint(image * np.float32(255)).astype(np.uint8)
+    np.testing.assert_array_equal(preprocess._unit_to_bytes(image), expected)
+
+
+def test_a_float_page_in_mnist_form_out_of_range_is_clipped_to_bytes():
+    """Bytes skip the clipping pass only for values in [0, 1]: a float page passed through as it is gets clipped."""
+    page = np.zeros((28, 28), np.float32)
+    page[8:20, 12:16] = 3.0  # above 1
+    page[10, 13] = 0.5
+    page[5, 5] = -0.4  # below 0: 0, not |x| scaled
+    out = preprocess.normalize_to_bytes(page)
+    np.testing.assert_array_equal(out, np.rint(np.clip(page, 0, 1) * 255).astype(np.uint8))
