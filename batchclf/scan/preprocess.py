@@ -47,6 +47,11 @@ NOISE_SIGMAS = 4.0
 SPECK_FRACTION = 0.06  # components smaller than this share of the largest are specks
 # MNIST strokes are about 2-3 px wide in the 20 px box; thinner pens are thickened to this.
 TARGET_STROKE = 0.11
+# The paper surface is fitted on a grid of about FIT_GRID points a side, in FIT_ROUNDS fits: one
+# on the lighter pixels, then one on those within three noise spreads of it.  A quadratic needs
+# few points, and a third fit moved the surface by less than the paper's noise (issue 22).
+FIT_GRID = 20
+FIT_ROUNDS = 2
 
 
 def normalize(gray: np.ndarray) -> np.ndarray | None:
@@ -271,7 +276,7 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     """
     band = 1 if cut_tight else None
     if levels is not None:
-        sums, scale = levels
+        sums, scale = _byte_levels(*levels)
         counts = np.bincount(sums.ravel())
         darkest, lightest = (v * scale for v in _count_quantiles(counts, (0.5, 99.5)))
         paper = _count_quantiles(_frame_counts(sums, counts, band), (50.0,))[0] * scale
@@ -283,22 +288,59 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     dark_ink = (paper - darkest) >= (lightest - paper)
     signal = (1.0 - gray) if dark_ink else gray
     # A cell cut tight is too small and too inky for a surface through its paper: its paper is one level.
-    coefficients = _paper_level(signal) if cut_tight else _background_surface(signal)
+    coefficients, fit_noise = (_paper_level(signal), None) if cut_tight else _background_surface(signal)
     background = _surface(coefficients, signal.shape) if coefficients.ndim else coefficients
     residual = signal - background
-    # Paper noise from paper pixels only (below the ink/paper split): a spread over every
-    # pixel grows with the share of ink, and would call a bold, tightly cropped digit noise.
     flat = residual.ravel()
-    split = _otsu_threshold(flat)
-    if cut_tight:
-        noise, peak = _noise_and_peak_masked(flat, _away_from_ink((flat < split).reshape(residual.shape)).ravel())
+    if fit_noise is not None:
+        # The surface's last refit measured the paper noise already, on paper pixels only.
+        noise, peak = fit_noise, _peak(flat)
     else:
-        noise, peak = _noise_and_peak(flat, split, _deciding_noise)
+        # Paper noise from paper pixels only (below the ink/paper split): a spread over every
+        # pixel grows with the share of ink, and would call a bold, tightly cropped digit noise.
+        split = _otsu_threshold(flat)
+        if cut_tight:
+            noise, peak = _noise_and_peak_masked(flat, _away_from_ink((flat < split).reshape(residual.shape)).ravel())
+        else:
+            noise, peak = _noise_and_peak(flat, split, _deciding_noise)
     if peak < MIN_CONTRAST or peak < NOISE_SIGMAS * 2 * noise:
         return None
     threshold = _threshold(noise, peak)
     level = _Level(dark_ink, coefficients, threshold, peak, signal.shape)
     return level.ink(residual), level
+
+
+def _byte_levels(sums: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """Box sums as the 256 levels of their means (rounded), and the scale that makes those [0, 1].
+
+    Only the polarity is read off these levels (the paper's level against the darkest and
+    lightest): counting 256 levels costs a fraction of counting every possible sum (up to
+    255 f² of them), and a rounding of half a level never decides which way the ink lies.
+    """
+    if sums.dtype == np.uint8 or sums.dtype == np.int64:  # a page analysed whole; or a huge page's exact sums
+        return sums, scale
+    return _cv().convertScaleAbs(sums, alpha=scale * 255.0), 1 / 255
+
+
+def _peak(flat: np.ndarray) -> float:
+    """The ink peak: the 99.8th percentile of the residuals (linear interpolation, as ``np.percentile``), at least 0.
+
+    Sorts only the values above a quarter of the largest: on a page with a digit those are the
+    ink, far more than the top 0.2% the percentile reads; all of them otherwise.
+    """
+    n = flat.size
+    high = _cv().minMaxLoc(flat)[1]
+    if n <= 100:
+        return max(high, 0.0)
+    x = 99.8 / 100.0 * (n - 1)
+    lo = int(x)
+    top = flat[flat > 0.25 * high] if high > 0 else flat
+    first = n - top.size  # the rank of the smallest value kept
+    if lo < first:
+        top, first = flat, 0
+    ordered = np.sort(top)
+    a, b = float(ordered[lo - first]), float(ordered[min(lo + 1, n - 1) - first])
+    return max(a + (b - a) * (x - lo), 0.0)
 
 
 def _threshold(noise: float, peak: float) -> float:
@@ -544,8 +586,8 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     """
     h, w = signal.shape
     if h < 4 or w < 4:
-        return np.asarray(_median(signal.ravel()), np.float32)
-    step = max(1, -(-max(h, w) // 40))  # fit on a sparse grid: a smooth surface needs few points
+        return np.asarray(_median(signal.ravel()), np.float32), None
+    step = max(1, -(-max(h, w) // FIT_GRID))  # fit on a sparse grid: a smooth surface needs few points
     grid = signal[::step, ::step].astype(np.float64)
     values = grid.ravel()
     ys, xs = _grid_powers(h, step), _grid_powers(w, step)  # [1, t, t², t³, t⁴] along each side
@@ -557,11 +599,11 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     # A page's signal is never negative, but a float page handed in may be: then no bit ranking.
     light = _magnitude_quantile(values.copy(), 60.0) if low >= 0 else _quantiles(values, (60.0,))[0]
     keep = (grid <= light) & (grid < _otsu_threshold(values, extent=(low, high)))
-    coefficients = None
+    coefficients = spread = None
     weights = np.empty((2,) + grid.shape)
     along_y, along_x = ys[:, :3], xs[:, :3].T
     count = np.count_nonzero(keep)
-    for refit in range(3):
+    for refit in range(FIT_ROUNDS):
         if count < 6 * 4:
             break
         weights[0] = keep
@@ -576,19 +618,19 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
         if not solved:
             design = (ys[:, None, _TERM_Y] * xs[None, :, _TERM_X]).reshape(-1, 6)
             coefficients = np.linalg.lstsq(design[keep.ravel()], values[keep.ravel()], rcond=None)[0][:, None]
-        if refit == 2:
+        if refit == FIT_ROUNDS - 1:
             break  # the last fit: its pixels to keep would go unused
         residual = grid - along_y @ _terms(coefficients.ravel()) @ along_x
         deviation = residual[keep]
-        spread = 1.4826 * _magnitude_quantile(np.abs(deviation, out=deviation), 50.0) + 1e-3
-        kept = residual < 3 * spread
+        spread = 1.4826 * _magnitude_quantile(np.abs(deviation, out=deviation), 50.0)
+        kept = residual < 3 * (spread + 1e-3)
         kept_count = np.count_nonzero(kept)
         if kept_count == count and not np.count_nonzero(kept ^ keep):
             break  # the same pixels would give the same fit
         keep, count = kept, kept_count
     if coefficients is None:
-        return np.asarray(_median(signal.ravel()), np.float32)
-    return coefficients.ravel().astype(np.float32)
+        return np.asarray(_median(signal.ravel()), np.float32), None
+    return coefficients.ravel().astype(np.float32), spread
 
 
 # The surface's terms 1, x, y, x², y², xy as powers (of y, of x), and the normal equations'
