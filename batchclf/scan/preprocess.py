@@ -194,12 +194,13 @@ def _box_sum(gray: np.ndarray, factor: int, total: np.ndarray | None = None) -> 
 def _sums_in(total: np.ndarray, factor: int, top: int, left: int, rows: int, cols: int) -> np.ndarray:
     """Integer sums over ``rows`` x ``cols`` boxes of ``factor`` pixels from page pixel (``top``, ``left``), off an integral image.
 
-    Differences of the integral image's rows a box apart (sums over bands of ``factor`` rows),
-    then of their columns a box apart: two subtractions, the first on whole rows.
+    The integral image at the boxes' corners only, then differences of its rows (sums over bands
+    of ``factor`` rows) and of their columns: two subtractions on arrays the size of the result.
     """
     bottom, right = top + rows * factor, left + cols * factor
-    bands = total[top + factor : bottom + 1 : factor, left : right + 1] - total[top : bottom - factor + 1 : factor, left : right + 1]
-    sums = bands[:, factor::factor] - bands[:, :-factor:factor]
+    corners = total[top : bottom + 1 : factor, left : right + 1 : factor]
+    bands = corners[1:] - corners[:-1]
+    sums = bands[:, 1:] - bands[:, :-1]
     return sums.astype(np.int64) if sums.dtype == np.float64 else sums
 
 
@@ -599,7 +600,7 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
     # A page's signal is never negative, but a float page handed in may be: then no bit ranking.
     light = _magnitude_quantile(values.copy(), 60.0) if low >= 0 else _quantiles(values, (60.0,))[0]
     keep = (grid <= light) & (grid < _otsu_threshold(values, extent=(low, high)))
-    coefficients = spread = None
+    coefficients = noise = None
     weights = np.empty((2,) + grid.shape)
     along_y, along_x = ys[:, :3], xs[:, :3].T
     count = np.count_nonzero(keep)
@@ -624,13 +625,27 @@ def _background_surface(signal: np.ndarray) -> np.ndarray:
         deviation = residual[keep]
         spread = 1.4826 * _magnitude_quantile(np.abs(deviation, out=deviation), 50.0)
         kept = residual < 3 * (spread + 1e-3)
+        noise = _paper_noise(residual[kept])
         kept_count = np.count_nonzero(kept)
         if kept_count == count and not np.count_nonzero(kept ^ keep):
             break  # the same pixels would give the same fit
         keep, count = kept, kept_count
     if coefficients is None:
         return np.asarray(_median(signal.ravel()), np.float32), None
-    return coefficients.ravel().astype(np.float32), spread
+    return coefficients.ravel().astype(np.float32), noise
+
+
+def _paper_noise(paper: np.ndarray) -> float:
+    """1.4826 times the median absolute deviation from their median of a fit's paper residuals (reordered, spent).
+
+    The paper the last fit went through: every pixel within three spreads of the surface (the
+    spread itself was measured on the lighter part only, and would call the grain too fine).
+    """
+    if paper.size == 0:
+        return 0.0
+    paper.sort()
+    paper -= _sorted_median(paper)
+    return 1.4826 * _magnitude_quantile(np.abs(paper, out=paper), 50.0)
 
 
 # The surface's terms 1, x, y, x², y², xy as powers (of y, of x), and the normal equations'
