@@ -294,7 +294,7 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     residual = signal - background
     flat = residual.ravel()
     if fit_noise is not None:
-        # The surface's last refit measured the paper noise already, on paper pixels only.
+        # The surface's fit measured the paper noise already, on paper pixels only (its grid).
         noise, peak = fit_noise, _peak(flat)
     else:
         # Paper noise from paper pixels only (below the ink/paper split): a spread over every
@@ -512,7 +512,11 @@ def _magnitude_quantile(values: np.ndarray, percent: float) -> float:
     x = percent / 100.0 * (n - 1)
     lo = int(x)
     hi = min(lo + 1, n - 1)
-    values.view(np.int64).partition((lo, hi) if hi > lo else lo)
+    bits = values.view(np.int64)
+    if n < PARTITION_FROM:  # a grid this coarse: sorting beats partitioning
+        bits.sort()
+    else:
+        bits.partition((lo, hi) if hi > lo else lo)
     a, b = float(values[lo]), float(values[hi])
     return a + (b - a) * (x - lo)
 
@@ -578,12 +582,15 @@ def _frame(gray: np.ndarray, band: int | None = None) -> np.ndarray:
     return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
 
 
-def _background_surface(signal: np.ndarray) -> np.ndarray:
-    """A smooth quadratic fit of the paper level, refitted on paper pixels only: its 6 coefficients.
+def _background_surface(signal: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """A smooth quadratic fit of the paper level, refitted on paper pixels only: its 6 coefficients, and the paper noise.
 
     Handles uneven lighting (a gradient or vignette across the page) without
     eating into thick strokes the way a morphological filter would.  A page
-    too small or too inky to fit gives a constant (a 0-d array).
+    too small or too inky to fit gives a constant (a 0-d array) and no noise (None).
+    The noise is the robust spread (1.4826 MAD) of the paper the last fit went through,
+    measured on the fit's grid: the ink map thresholds by it instead of splitting and
+    sorting every residual of the page again.
     """
     h, w = signal.shape
     if h < 4 or w < 4:
