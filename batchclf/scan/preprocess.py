@@ -276,7 +276,15 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     noise off paper pixels away from any ink (see :func:`normalize`).
     """
     band = 1 if cut_tight else None
-    if levels is not None:
+    fitted = not cut_tight and min(gray.shape) >= 4  # a paper surface will be fitted
+    if fitted:
+        # Polarity off the surface fit's grid, sorted once: its extremes, its frame's median, and
+        # (the fit's start) its 60% level all come from the same sorted values.
+        grid = gray[:: _grid_step(gray.shape), :: _grid_step(gray.shape)]
+        ordered = np.sort(grid, axis=None)
+        darkest, lightest = _sorted_quantile(ordered, 0.5), _sorted_quantile(ordered, 99.5)
+        paper = _median(_frame(grid, band))
+    elif levels is not None:
         sums, scale = _byte_levels(*levels)
         counts = np.bincount(sums.ravel())
         darkest, lightest = (v * scale for v in _count_quantiles(counts, (0.5, 99.5)))
@@ -289,7 +297,10 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     dark_ink = (paper - darkest) >= (lightest - paper)
     signal = (1.0 - gray) if dark_ink else gray
     # A cell cut tight is too small and too inky for a surface through its paper: its paper is one level.
-    coefficients, fit_noise = (_paper_level(signal), None) if cut_tight else _background_surface(signal)
+    if fitted:
+        coefficients, fit_noise = _background_surface(signal, _signal_levels(ordered, dark_ink))
+    else:
+        coefficients, fit_noise = (_paper_level(signal), None) if cut_tight else _background_surface(signal)
     background = _surface(coefficients, signal.shape) if coefficients.ndim else coefficients
     residual = signal - background
     flat = residual.ravel()
@@ -309,6 +320,35 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     threshold = _threshold(noise, peak)
     level = _Level(dark_ink, coefficients, threshold, peak, signal.shape)
     return level.ink(residual), level
+
+
+def _grid_step(shape: tuple[int, int]) -> int:
+    """Every how many pixels the paper surface is fitted: about FIT_GRID points along the longer side."""
+    return max(1, -(-max(shape) // FIT_GRID))
+
+
+def _sorted_quantile(ordered: np.ndarray, percent: float) -> float:
+    """``np.percentile`` (linear interpolation) of values already in ascending order."""
+    n = ordered.size
+    x = percent / 100.0 * (n - 1)
+    lo = int(x)
+    a, b = float(ordered[lo]), float(ordered[min(lo + 1, n - 1)])
+    return a + (b - a) * (x - lo)
+
+
+def _signal_levels(ordered: np.ndarray, dark_ink: bool) -> tuple[float, float, float]:
+    """The fit grid's lowest, highest and 60% signal levels from its sorted float32 page values.
+
+    For dark ink the signal is 1 - page, each value rounded to float32 as the signal image
+    holds it: its ascending order is the page's reversed.
+    """
+    if not dark_ink:
+        return float(ordered[0]), float(ordered[-1]), _sorted_quantile(ordered, 60.0)
+    one, n = np.float32(1.0), ordered.size
+    x = 0.6 * (n - 1)
+    lo = int(x)
+    a, b = float(one - ordered[n - 1 - lo]), float(one - ordered[max(n - 2 - lo, 0)])
+    return float(one - ordered[-1]), float(one - ordered[0]), a + (b - a) * (x - lo)
 
 
 def _byte_levels(sums: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
@@ -582,12 +622,13 @@ def _frame(gray: np.ndarray, band: int | None = None) -> np.ndarray:
     return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
 
 
-def _background_surface(signal: np.ndarray) -> tuple[np.ndarray, float | None]:
+def _background_surface(signal: np.ndarray, levels: tuple[float, float, float] | None = None) -> tuple[np.ndarray, float | None]:
     """A smooth quadratic fit of the paper level, refitted on paper pixels only: its 6 coefficients, and the paper noise.
 
     Handles uneven lighting (a gradient or vignette across the page) without
     eating into thick strokes the way a morphological filter would.  A page
     too small or too inky to fit gives a constant (a 0-d array) and no noise (None).
+    ``levels``: the grid's lowest, highest and 60% signal levels, if known (:func:`_signal_levels`).
     The noise is the robust spread (1.4826 MAD) of the paper the last fit went through,
     measured on the fit's grid: the ink map thresholds by it instead of splitting and
     sorting every residual of the page again.
@@ -595,7 +636,7 @@ def _background_surface(signal: np.ndarray) -> tuple[np.ndarray, float | None]:
     h, w = signal.shape
     if h < 4 or w < 4:
         return np.asarray(_median(signal.ravel()), np.float32), None
-    step = max(1, -(-max(h, w) // FIT_GRID))  # fit on a sparse grid: a smooth surface needs few points
+    step = _grid_step(signal.shape)  # fit on a sparse grid: a smooth surface needs few points
     grid = signal[::step, ::step].astype(np.float64)
     values = grid.ravel()
     ys, xs = _grid_powers(h, step), _grid_powers(w, step)  # [1, t, t², t³, t⁴] along each side
@@ -603,9 +644,12 @@ def _background_surface(signal: np.ndarray) -> tuple[np.ndarray, float | None]:
     # The split matters for a digit cropped tight (a "0" filling its frame is nearly half
     # ink, and a quadratic surface through it would fit the ring and erase the digit).
     cv2 = _cv()
-    low, high, _, _ = cv2.minMaxLoc(values)
-    # A page's signal is never negative, but a float page handed in may be: then no bit ranking.
-    light = _magnitude_quantile(values.copy(), 60.0) if low >= 0 else _quantiles(values, (60.0,))[0]
+    if levels is not None:
+        low, high, light = levels
+    else:
+        low, high, _, _ = cv2.minMaxLoc(values)
+        # A page's signal is never negative, but a float page handed in may be: then no bit ranking.
+        light = _magnitude_quantile(values.copy(), 60.0) if low >= 0 else _quantiles(values, (60.0,))[0]
     keep = (grid <= light) & (grid < _otsu_threshold(values, extent=(low, high)))
     coefficients = noise = None
     weights = np.empty((2,) + grid.shape)
