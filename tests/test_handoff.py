@@ -151,3 +151,28 @@ def test_rows_keep_input_order_through_a_crash_with_a_started_pool(tmp_path):
         assert [item.row["file"] for item in got] == names
         statuses = {item.row["file"]: item.row["status"] for item in got}
         assert statuses.pop("05-poison.png") == "failed" and set(statuses.values()) == {None}
+
+
+def test_rows_keep_input_order_with_batches_finishing_out_of_order(tmp_path, monkeypatch):
+    """Two batches scored side by side, the later one finishing first: rows still leave in input order."""
+    from batchclf.engines import local
+
+    monkeypatch.setattr(local, "MODEL_CALLS", 2)
+    monkeypatch.setattr(local, "BATCHES_AHEAD", 3)
+    names = [f"{i:03d}.png" for i in range(40)]
+    folder = _folder(tmp_path, names)
+    first_started, second_done = threading.Event(), threading.Event()
+    calls = []
+
+    def score(images):
+        calls.append(len(images))
+        if len(calls) == 1:  # the first batch waits until the second is done
+            first_started.set()
+            second_done.wait(GUARD_SECONDS)
+        elif len(calls) == 2:
+            second_done.set()
+        return FakePredictor().score(images)
+
+    rows = list(local.classify_stream(discover([folder]), score, 8, 0.5, "m", workers=0))
+    assert second_done.is_set()
+    assert [row["file"] for row in rows] == names

@@ -24,10 +24,15 @@ from batchclf.scan.prepare import Prepared, prepare_many
 if TYPE_CHECKING:
     from batchclf.model.predictor import Scores
 
-# Batches handed to the model thread and not yet collected: the one being scored, and the next, gathered
-# from the workers meanwhile.  Without the second, the workers and the model take turns: the workers
-# wait while a batch is scored (they may run only a few chunks ahead), the model while the next is gathered.
-BATCHES_AHEAD = 2
+# Batches scored at once, in a thread of their own.  One: a predictor need not be thread-safe, and
+# TensorFlow splits each batch over the cores by itself (two calls side by side were slower on 28x28
+# PNGs, 2 cores).  A runtime that scores a batch on one core and may be called from several threads
+# could take more.
+MODEL_CALLS = 1
+# Batches handed to the model thread and not yet collected: those being scored, and the next, gathered
+# from the workers meanwhile.  Without it the workers and the model take turns: the workers wait
+# while a batch is scored (they run only a few chunks ahead), the model while the next is gathered.
+BATCHES_AHEAD = MODEL_CALLS + 1
 
 
 def classify_stream(
@@ -48,7 +53,7 @@ def classify_stream(
     """
     labeller = ScoreFunction(score, review_below, model_name)
     items = prepared_stream(candidates, workers, prepare=functools.partial(prepare_many, limits=limits), pool=pool)
-    with ThreadPoolExecutor(1, thread_name_prefix="batchclf-model") as model:
+    with ThreadPoolExecutor(MODEL_CALLS, thread_name_prefix="batchclf-model") as model:
         scored: deque[Future] = deque()
         for batch in _batches(items, batch_size):
             scored.append(model.submit(consume, batch, labeller))
