@@ -176,3 +176,20 @@ def test_rows_keep_input_order_with_batches_finishing_out_of_order(tmp_path, mon
     rows = list(local.classify_stream(discover([folder]), score, 8, 0.5, "m", workers=0))
     assert second_done.is_set()
     assert [row["file"] for row in rows] == names
+
+
+def loaded_decoders(candidates):
+    """A prepare function that tells which lazily loaded decoders its worker already holds."""
+    import sys
+
+    return [sorted(name for name in ("PIL.PngImagePlugin", "cv2") if name in sys.modules)]
+
+
+def test_started_workers_have_their_decoders_loaded():
+    """Started ahead, a worker has decoded a made-up page: Pillow's plugins and OpenCV are loaded before the first chunk."""
+    from batchclf.scan.pool import WorkerPool
+
+    with WorkerPool(1, loaded_decoders) as pool:
+        pool.start_workers()
+        [loaded] = pool.result(*pool.submit([]))  # one worker: this task runs after the warm-up task
+    assert loaded == ["PIL.PngImagePlugin", "cv2"]

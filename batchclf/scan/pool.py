@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator, NamedTuple
 
 from batchclf.scan.discovery import Candidate
-from batchclf.scan.prepare import Prepared, failed, prepare_many
+from batchclf.scan.prepare import Prepared, failed, prepare_many, warm_up
 
 CHUNK_FILES = 32  # files per worker task
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
@@ -88,7 +88,11 @@ def _worker_init(parent: int) -> None:
 
 
 def _ready() -> int:
-    """A task that does nothing: running it makes a worker start and import everything ``prepare`` needs."""
+    """A worker's first task: it starts, imports what preparing needs and decodes one made-up page (see ``warm_up``)."""
+    try:
+        warm_up()
+    except Exception:  # only a head start: a real chunk meets the same fault and reports it properly
+        pass
     return os.getpid()
 
 
