@@ -193,3 +193,4 @@ def test_started_workers_have_their_decoders_loaded():
         pool.start_workers()
         [loaded] = pool.result(*pool.submit([]))  # one worker: this task runs after the warm-up task
     assert loaded == ["PIL.PngImagePlugin", "cv2"]
+

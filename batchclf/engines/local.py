@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from batchclf.model.predictor import Scores
 
 # Batches scored at once, in a thread of their own.  One: a predictor need not be thread-safe, and
-# TensorFlow splits each batch over the cores by itself (two calls side by side were slower on 28x28
-# PNGs, 2 cores).  A runtime that scores a batch on one core and may be called from several threads
-# could take more.
+# TensorFlow splits each batch over the cores by itself (two calls side by side gave no clear gain on
+# 28x28 PNGs, 2 cores).  A runtime that scores a batch on one core and may be called from several
+# threads could take more.
 MODEL_CALLS = 1
 # Batches handed to the model thread and not yet collected: those being scored, and the next, gathered
 # from the workers meanwhile.  Without it the workers and the model take turns: the workers wait
@@ -53,7 +53,8 @@ def classify_stream(
     """
     labeller = ScoreFunction(score, review_below, model_name)
     items = prepared_stream(candidates, workers, prepare=functools.partial(prepare_many, limits=limits), pool=pool)
-    with ThreadPoolExecutor(MODEL_CALLS, thread_name_prefix="batchclf-model") as model:
+    model = ThreadPoolExecutor(MODEL_CALLS, thread_name_prefix="batchclf-model")
+    try:
         scored: deque[Future] = deque()
         for batch in _batches(items, batch_size):
             scored.append(model.submit(consume, batch, labeller))
@@ -61,6 +62,10 @@ def classify_stream(
                 yield from scored.popleft().result()
         while scored:
             yield from scored.popleft().result()
+    finally:
+        # Stopped early (an error, Ctrl-C, a reader that closes the stream): the batch being scored
+        # finishes, the ones waiting for the model are dropped.
+        model.shutdown(wait=True, cancel_futures=True)
 
 
 def _batches(items: Iterable[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
