@@ -97,13 +97,9 @@ def _create_job_folder(out_dir: Path) -> Path:
 def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress: bool | None) -> dict:
     from batchclf.engines import get_engine
     from batchclf.engines.base import EngineSettings
-    from batchclf.model.spec import ModelSpec
 
     limits = Limits.from_options(options.max_pages, options.max_file_mb)
-    spec = ModelSpec(
-        model=options.model, device=options.device, batch_size=options.batch_size, input_scale=options.input_scale,
-        detector=options.detector, review_below=options.review_below, target_error=options.target_error,
-    )
+    spec = model_spec(options)
     settings = EngineSettings(spec, workers=options.workers, limits=limits, address=options.ray_address,
                               actors=options.actors, gpus_per_actor=options.gpus_per_actor)
     with get_engine(options.engine)(settings) as engine:
@@ -137,6 +133,16 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
     # Last: a job folder with a summary is complete (batchclf.jobs.folder.read_job relies on it).
     reports.write_summary(folder / job_folder.SUMMARY_JSON, meta)
     return meta
+
+
+def model_spec(options: ClassifyOptions):
+    """The model a classify job runs, as one spec (``batchclf bench`` builds its predictor from it too, so it times the same networks)."""
+    from batchclf.model.spec import ModelSpec
+
+    return ModelSpec(
+        model=options.model, device=options.device, batch_size=options.batch_size, input_scale=options.input_scale,
+        detector=options.detector, review_below=options.review_below, target_error=options.target_error,
+    )
 
 
 class Duplicates:

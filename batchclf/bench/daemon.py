@@ -139,8 +139,10 @@ def _rate(files: int, seconds: float) -> float | None:
 def _classify(folder: Path, model: Path, workers: int | None) -> dict:
     """``classify`` on ``folder``, timed as ``batchclf bench`` times it (the job's own seconds)."""
     from batchclf.bench.throughput import end_to_end
+    from batchclf.classify import ClassifyOptions
 
-    result = end_to_end("classify", folder, model, workers, None)
+    # No detector (ClassifyOptions' default): the daemon here runs with --detector off too.
+    result = end_to_end("classify", folder, ClassifyOptions(model=model, out_dir=Path("."), workers=workers))
     return {"files": result.images, "seconds": round(result.seconds, 3), "files_per_s": _rate(result.images, result.seconds)}
 
 

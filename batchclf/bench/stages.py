@@ -15,6 +15,13 @@ files between processes, idle cores and scheduling.
 The one cost a pipeline adds between processes, pickling a worker's results
 to the main process, is measured too and shown apart: it is part of what the
 efficiency ratio exposes, not a stage of the work.
+
+The inference stage times every network classify runs (the predictor comes
+from :func:`batchclf.classify.model_spec`): the classifier, the not-a-digit
+detector and the second look on the digits it looks at again; its note names them.
+A case may also carry a plain-decode floor (:mod:`batchclf.bench.mixed`):
+``cores / core-us per file of a bare Pillow open + load + convert('L')``, the
+rate no classify of those files can pass, shown apart with classify against it.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class StageTable:
     cores: int
     stages: list[StageCost]
     extra: list[StageCost] = field(default_factory=list)  # shown, not summed
+    floor: float | None = None  # core-us per file of a plain Pillow decode of the case's files; None: not measured
 
     @property
     def core_us_per_file(self) -> float:
@@ -67,14 +75,32 @@ class StageTable:
                 {"stage": s.stage, "core_us_per_file": round(s.core_us, 1), "share": round(s.core_us / self.core_us_per_file, 3), "note": s.note}
                 for s in self.stages
             ],
-            "not_summed": [{"stage": s.stage, "core_us_per_file": round(s.core_us, 1), "note": s.note} for s in self.extra],
+            "not_summed": [{"stage": s.stage, "core_us_per_file": round(s.core_us, 1), "note": s.note} for s in self.extra + self._floor_row(end_to_end_rate)],
             "core_us_per_file": round(self.core_us_per_file, 1),
             "ideal_files_per_s": round(self.ideal_rate, 1),
         }
         if end_to_end_rate is not None:
             out["end_to_end_files_per_s"] = round(end_to_end_rate, 1)
             out["vs_ideal"] = round(end_to_end_rate / self.ideal_rate, 3)
+        if self.floor:
+            out["plain_decode_core_us_per_file"] = round(self.floor, 1)
+            out["plain_decode_floor_files_per_s"] = round(self.floor_rate, 1)
+            if end_to_end_rate is not None:
+                out["vs_floor"] = round(end_to_end_rate / self.floor_rate, 3)
         return out
+
+    @property
+    def floor_rate(self) -> float:
+        """Files/s with every core doing nothing but a plain Pillow decode of these files."""
+        return self.cores / (self.floor * 1e-6) if self.floor else float("nan")
+
+    def _floor_row(self, end_to_end_rate: float | None) -> list[StageCost]:
+        # Shown among the rows not summed, so every renderer of this table shows it as it is.
+        if not self.floor:
+            return []
+        against = f"; classify = {end_to_end_rate / self.floor_rate:.2f} of it (target >= 0.5)" if end_to_end_rate else ""
+        note = f"Pillow open + load + convert('L'), one process; floor = {self.cores} cores / it = {self.floor_rate:,.0f} files/s{against}"
+        return [StageCost("plain-decode floor", self.floor, self.files, note)]
 
 
 def cores() -> int:
@@ -84,7 +110,7 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _best_cpu(run, repeats: int) -> float:
+def best_cpu(run, repeats: int) -> float:
     """The least CPU time (this process, every thread) of ``repeats`` calls of ``run``."""
     best = float("inf")
     for _ in range(repeats):
@@ -107,7 +133,7 @@ def normalise_cost(grays: list, normalize, repeats: int = 3, images: list | None
         images.clear()
         images.extend(normalize(gray) for gray in grays)
 
-    return _best_cpu(normalise_all, repeats)
+    return best_cpu(normalise_all, repeats)
 
 
 def sample_files(folder: Path, limit: int) -> list[Path]:
@@ -116,8 +142,11 @@ def sample_files(folder: Path, limit: int) -> list[Path]:
     return files[:limit]
 
 
-def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, repeats: int = 3) -> StageTable:
-    """The five stages over ``files``, each alone, best of ``repeats``; ``predictor`` is a loaded Predictor."""
+def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, repeats: int = 3, networks: str = "") -> StageTable:
+    """The five stages over ``files``, each alone, best of ``repeats``; ``predictor`` is a loaded Predictor.
+
+    ``networks`` names what the predictor runs (``throughput.networks``), for the inference stage's note.
+    """
     from batchclf.jobs import writers
     from batchclf.jobs.rows import BLANK, make_row, labelled_rows, now_iso
     from batchclf.scan import decode, preprocess
@@ -136,7 +165,7 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
             datas.append(data)
 
     read_and_hash()  # the page cache is warm for every repeat, as for the job after a listing
-    read_us = _best_cpu(read_and_hash, repeats) * per_file
+    read_us = best_cpu(read_and_hash, repeats) * per_file
 
     pages: list = []
 
@@ -145,7 +174,7 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
         for data in datas:
             pages.extend(decode.decode_bytes(data))
 
-    decode_us = _best_cpu(decode_all, repeats) * per_file
+    decode_us = best_cpu(decode_all, repeats) * per_file
 
     images: list = []
     normalise_us = normalise_cost([page.gray for page in pages], preprocess.normalize_to_bytes, repeats, images) * per_file
@@ -159,11 +188,14 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
         reps = max(1, int(np.ceil(8 * batch / len(stack))))
         x = preprocess.mnist_to_input(np.concatenate([stack] * reps)[: max(len(stack), 8 * batch) // batch * batch or batch])
         predictor.predict(x[:batch])
-        inference_per_image = _best_cpu(lambda: predictor.predict(x), repeats) / len(x)
+        inference_per_image = best_cpu(lambda: predictor.predict(x), repeats) / len(x)
         inference_us = inference_per_image * 1e6 * len(inked) / n
-        probabilities = predictor.predict(preprocess.mnist_to_input(stack))
+        scores = predictor.score(preprocess.mnist_to_input(stack))
+        probabilities = scores.probabilities
+        looked = getattr(scores, "looked_again", None)
+        looked_share = float(np.mean(looked)) if looked is not None else None
     else:
-        inference_us, probabilities = 0.0, np.zeros((0, 10), np.float32)
+        inference_us, probabilities, looked_share = 0.0, np.zeros((0, 10), np.float32), None
 
     # Row + report writing: the row stubs a worker makes, labels per batch, CSV and
     # JSONL lines in blocks as classify writes them, then results.json from the JSONL.
@@ -196,7 +228,7 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
             writer.close()
             writers.write_results_json(Path(tmp) / "results.json", {"files": n, "counts": tally.as_dict()}, jsonl_path)
 
-    rows_us = _best_cpu(write_rows, repeats) * per_file
+    rows_us = best_cpu(write_rows, repeats) * per_file
 
     # Shown apart: pickling a chunk's results in a worker and unpickling them in the main process.
     stubs = [
@@ -208,7 +240,7 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
         for start in range(0, len(stubs), CHUNK):
             pickle.loads(pickle.dumps(stubs[start : start + CHUNK], protocol=pickle.HIGHEST_PROTOCOL))
 
-    transfer_us = _best_cpu(transfer, repeats) * per_file
+    transfer_us = best_cpu(transfer, repeats) * per_file
 
     blank = sum(image is None for image in images)
     table = StageTable(
@@ -219,12 +251,17 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
             StageCost("read + hash", read_us, n, "read_hashed"),
             StageCost("decode", decode_us, n, f"decode_bytes, {len(pages)} pages"),
             StageCost("normalise", normalise_us, n, f"normalize_to_bytes, {blank} blank"),
-            StageCost("inference", inference_us, n, f"batch {batch}, all threads"),
+            StageCost("inference", inference_us, n, _inference_note(batch, networks, looked_share)),
             StageCost("row + report writing", rows_us, n, "stubs, labels, CSV, JSONL, JSON"),
         ],
         [StageCost("worker -> main transfer", transfer_us, n, f"pickle, chunks of {CHUNK}")],
     )
     return table
+
+
+def _inference_note(batch: int, networks: str, looked_share: float | None) -> str:
+    looked = f", {looked_share * 100:.1f}% of digits looked at again" if looked_share is not None else ""
+    return f"batch {batch}, all threads; {networks or 'the predictor'}{looked}"
 
 
 def _per_page(per_file: list, pages: list) -> list:

@@ -3,9 +3,17 @@
 1. one ``model.predict`` call per image (how a naive script does it);
 2. batched inference on already-preprocessed arrays (the upper bound);
 3. end-to-end ``classify`` on N small 28x28 PNGs;
-4. end-to-end ``classify`` on N large (~``size`` px) JPEG/PNG scans.
+4. end-to-end ``classify`` on N/5 large (~``size`` px) JPEG/PNG scans;
+5. end-to-end ``classify`` on N/5 realistic mixed scans (JPEG/PNG/TIFF/BMP,
+   ~370 px on average, :mod:`batchclf.bench.mixed`), against the plain-decode
+   floor: what the cores could do if all they did was open each file with Pillow.
 
-For cases 3 and 4 the same run also measures what each file costs per stage,
+Every case runs the networks ``classify`` runs (its one :func:`batchclf.classify.model_spec`:
+the classifier, the not-a-digit detector resolved as ``--detector auto`` resolves it,
+and the second look when the card asks for it), so the batched upper bound and the
+ideal count all of them.
+
+For cases 3 to 5 the same run also measures what each file costs per stage,
 each stage alone (:mod:`batchclf.bench.stages`): the ideal rate for this
 machine's cores and how close end to end comes to it.
 
@@ -15,6 +23,7 @@ synthetic digits, in a temporary folder that is removed afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,6 +50,7 @@ class BenchResult:
 class BenchRun:
     results: list[BenchResult]
     stages: list[tuple[StageTable, BenchResult]] = field(default_factory=list)  # per end-to-end case
+    networks: str = ""  # what every inference in this run ran (see networks())
 
     def stage_rows(self) -> list[dict]:
         return [table.as_dict(result.rate) for table, result in self.stages]
@@ -70,36 +80,64 @@ def batched(predictor, images: np.ndarray) -> BenchResult:
     return BenchResult("2. batched inference on arrays", len(x), time.perf_counter() - started)
 
 
-def end_to_end(name: str, folder: Path, model_path: Path, workers: int | None, batch_size: int | None) -> BenchResult:
-    from batchclf.classify import ClassifyOptions, run
+def end_to_end(name: str, folder: Path, options) -> BenchResult:
+    """``classify`` over ``folder`` with ``options`` (a :class:`batchclf.classify.ClassifyOptions`), timed by the job itself."""
+    from batchclf.classify import run
     from batchclf.jobs.folder import read_job
 
     with tempfile.TemporaryDirectory() as out:
-        job = run([folder], ClassifyOptions(model=model_path, out_dir=Path(out), workers=workers, batch_size=batch_size), progress=False)
+        job = run([folder], dataclasses.replace(options, out_dir=Path(out)), progress=False)
         summary = read_job(job).meta
     return BenchResult(name, summary["files"], summary["seconds"])
 
 
+def networks(predictor) -> str:
+    """Which networks a predictor runs per batch, in words (the bench's notes say what was timed)."""
+    model = predictor.describe()
+    parts = [f"classifier {model['file']}"]
+    if model.get("detector"):
+        parts.append(f"detector {model['detector']['file']}")
+    if model.get("second_look"):
+        parts.append("second look")
+    return " + ".join(parts)
+
+
+def bench_options(model_path: Path, workers: int | None, batch_size: int | None, detector: str | Path | None = "auto",
+                  home: Path | None = None):
+    """The ``classify`` options every case runs with: the detector resolved as ``classify --detector`` resolves it."""
+    from batchclf import paths
+    from batchclf.classify import ClassifyOptions
+
+    return ClassifyOptions(model=model_path, out_dir=Path("."), workers=workers, batch_size=batch_size,
+                           detector=paths.detector(detector, home))
+
+
 def run_all(
-    model_path: Path, n: int, size: int, data: Path | None, workers: int | None, batch_size: int | None, stages: bool = True
+    model_path: Path, n: int, size: int, data: Path | None, workers: int | None, batch_size: int | None, stages: bool = True,
+    detector: str | Path | None = "auto", home: Path | None = None, mixed: bool = True,
 ) -> BenchRun:
+    """Every case; ``detector`` as ``classify --detector`` takes it (``auto``, ``off`` or a file), resolved in ``home``."""
     from PIL import Image
 
+    from batchclf.bench import mixed as mixed_set
     from batchclf.bench import stages as stage_costs
-    from batchclf.model import card as cards
-    from batchclf.model.spec import ModelSpec
+    from batchclf.classify import model_spec
 
+    options = bench_options(model_path, workers, batch_size, detector, home)
     images, labels = sample_digits(n, data)
-    predictor = ModelSpec(model_path, batch_size=batch_size).predictor()
-    review_below = cards.review_below(predictor.card)
-    run = BenchRun([naive(model_path, images), batched(predictor, images)])
+    predictor = model_spec(options).predictor()  # the networks classify runs, built the way classify builds them
+    review_below = predictor.review_below
+    run = BenchRun([naive(model_path, images), batched(predictor, images)], networks=networks(predictor))
 
-    def case(name: str, folder: Path, sample: int) -> None:
-        result = end_to_end(name, folder, model_path, workers, batch_size)
+    def case(name: str, folder: Path, sample: int, floor_of: list[Path] | None = None) -> None:
+        result = end_to_end(name, folder, options)
         run.results.append(result)
         if stages:
             files = stage_costs.sample_files(folder, sample)
-            run.stages.append((stage_costs.measure(name, files, predictor, review_below), result))
+            table = stage_costs.measure(name, files, predictor, review_below, networks=run.networks)
+            if floor_of is not None:
+                table.floor = mixed_set.plain_decode_cost(floor_of)
+            run.stages.append((table, result))
 
     with tempfile.TemporaryDirectory() as tmp:
         small = Path(tmp) / "small"
@@ -111,6 +149,10 @@ def run_all(
         large_n = max(1, n // 5)
         write_bench_scans(images[:large_n], labels[:large_n], large, size)
         case(f"4. classify, ~{size}px scans", large, STAGE_SAMPLE_LARGE)
+        if mixed:
+            folder = Path(tmp) / "mixed"
+            written = mixed_set.write_mixed_scans(images[-large_n:], labels[-large_n:], folder)
+            case(f"5. classify, mixed {mixed_set.describe(written)}", folder, STAGE_SAMPLE_LARGE, floor_of=written)
     return run
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from batchclf.cli.common import AsJson, BatchSize, Home, Model, Workers, command_line, friendly_errors, model_path
+from batchclf.cli.common import AsJson, BatchSize, Detector, Home, Model, Workers, command_line, friendly_errors, model_path
 
 BenchData = Annotated[
     Optional[Path], typer.Option("--data", help="MNIST (npz or IDX folder) to draw test digits from (default: synthetic digits).")
@@ -23,23 +23,25 @@ def bench(
     data: BenchData = None,
     workers: Workers = None,
     batch_size: BatchSize = None,
+    detector: Detector = "auto",
     as_json: AsJson = False,
     home: Home = None,
 ):
-    """Measure images/s: naive per-image predict, batched arrays, end-to-end classify; and each file's cost per stage."""
+    """Measure images/s: naive per-image predict, batched arrays, end-to-end classify (also on a mixed JPEG/PNG/TIFF/BMP set, against a plain-decode floor); and each file's cost per stage."""
     from batchclf.bench.common import machine
     from batchclf.bench.throughput import run_all, table
 
-    run = run_all(model_path(model, home), n, size, data, workers, batch_size)
+    run = run_all(model_path(model, home), n, size, data, workers, batch_size, detector=detector, home=home)
     rows, stages = table(run), run.stage_rows()
     if as_json:
         import json
 
-        typer.echo(json.dumps({"machine": machine(), "command": command_line(), "results": rows, "stages": stages}))
+        typer.echo(json.dumps({"machine": machine(), "command": command_line(), "networks": run.networks, "results": rows,
+                               "stages": stages}))
         return
     from batchclf.cli.render import print_bench
 
-    print_bench(rows, machine(), stages)
+    print_bench(rows, f"{machine()}; networks: {run.networks}", stages)
 
 
 class BenchFiles(str, Enum):

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator, NamedTuple
 
 from batchclf.scan.discovery import Candidate
-from batchclf.scan.prepare import Prepared, failed, prepare_many
+from batchclf.scan.prepare import Prepared, failed, prepare_many, warm_up
 
 CHUNK_FILES = 32  # files per worker task
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
@@ -40,23 +40,36 @@ def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candida
 
 
 def prepared_stream(
-    candidates: Iterable[Candidate], workers: int, chunk_files: int = CHUNK_FILES, prepare: Callable = prepare_many
+    candidates: Iterable[Candidate], workers: int, chunk_files: int = CHUNK_FILES, prepare: Callable = prepare_many,
+    pool: "WorkerPool | None" = None,
 ) -> Iterator[Prepared]:
-    """Prepared items in input order; ``workers=0`` prepares in this process (tests, tiny jobs)."""
+    """Prepared items in input order; ``workers=0`` prepares in this process (tests, tiny jobs).
+
+    ``pool``: a pool already started (:meth:`WorkerPool.start_workers`), with its own prepare function, used
+    and left open for its owner to close; None: a pool of ``workers`` is started here for this stream.
+    """
     chunks = _chunks(candidates, chunk_files)
+    if pool is not None:
+        yield from _in_order(chunks, pool)
+        return
     if workers <= 0:
         for chunk in chunks:
             yield from prepare(chunk)
         return
     with WorkerPool(workers, prepare) as pool:
-        pending: deque = deque()
-        limit = workers * CHUNKS_IN_FLIGHT_PER_WORKER
-        for chunk in chunks:
-            pending.append(pool.submit(chunk))
-            if len(pending) >= limit:
-                yield from pool.result(*pending.popleft())
-        while pending:
+        yield from _in_order(chunks, pool)
+
+
+def _in_order(chunks: Iterable[list[Candidate]], pool: "WorkerPool") -> Iterator[Prepared]:
+    """Every chunk through ``pool``, results in input order, at most ``workers * CHUNKS_IN_FLIGHT_PER_WORKER`` chunks in flight."""
+    pending: deque = deque()
+    limit = pool.workers * CHUNKS_IN_FLIGHT_PER_WORKER
+    for chunk in chunks:
+        pending.append(pool.submit(chunk))
+        if len(pending) >= limit:
             yield from pool.result(*pending.popleft())
+    while pending:
+        yield from pool.result(*pending.popleft())
 
 
 # Decoders yield the CPU to inference.  TensorFlow splits each batch across its
@@ -72,6 +85,15 @@ PARENT_CHECK_SECONDS = 0.5
 def _worker_init(parent: int) -> None:
     os.nice(WORKER_NICE)
     threading.Thread(target=_exit_when_orphaned, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _ready() -> int:
+    """A worker's first task: it starts, imports what preparing needs and decodes one made-up page (see ``warm_up``)."""
+    try:
+        warm_up()
+    except Exception:  # only a head start: a real chunk meets the same fault and reports it properly
+        pass
+    return os.getpid()
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -123,6 +145,20 @@ class WorkerPool:
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init, initargs=(os.getpid(),),
         )
+
+    def start_workers(self) -> None:
+        """Start every worker now, without waiting for them.
+
+        The executor spawns a worker only when a task arrives, and a spawned worker then imports
+        numpy, Pillow and the decoders (~0.2 s of CPU each): started while the model loads, that
+        no longer delays the first chunk.  Nothing is collected; a worker that dies here is found
+        by the next :meth:`submit` or :meth:`result`, as always.
+        """
+        for _ in range(self.workers):
+            try:
+                self._pool.submit(_ready)
+            except BrokenProcessPool:
+                return
 
     def _restart(self, generation: int) -> None:
         if generation == self.generation:  # futures of an older pool need no second restart

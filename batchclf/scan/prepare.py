@@ -71,6 +71,21 @@ def prepare_many(candidates: list[Candidate], limits: decode.Limits = decode.DEF
     return out
 
 
+def warm_up() -> None:
+    """Decode and normalise one small made-up page, so what decoding loads lazily (Pillow's format plugins,
+    OpenCV) is loaded now: a worker started ahead of time then takes its first real chunk at full speed."""
+    import io
+
+    from PIL import Image
+
+    page = Image.new("L", (64, 64), 255)
+    page.paste(0, (28, 12, 36, 52))  # a stroke, so normalising takes its whole path (a blank page stops early)
+    buffer = io.BytesIO()
+    page.save(buffer, "PNG")
+    for decoded in decode.iter_pages(buffer.getvalue()):
+        preprocess.normalize_to_bytes(decoded.gray)
+
+
 def failed(file: str, reason: str, **fields) -> Prepared:
     """A file that yields no image: a ``failed`` row with its reason."""
     return Prepared(make_row(file=file, status=FAILED, error=reason, processed_at=now_iso(), **fields), None)
