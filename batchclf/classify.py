@@ -102,8 +102,10 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
     spec = model_spec(options)
     settings = EngineSettings(spec, workers=options.workers, limits=limits, address=options.ray_address,
                               actors=options.actors, gpus_per_actor=options.gpus_per_actor)
+    starting = time.perf_counter()
     with get_engine(options.engine)(settings) as engine:
         started, clock = now_iso(), time.perf_counter()
+        startup = clock - starting  # loading the model and starting the workers: recorded apart from the work
         csv_tmp = job_folder.partial(folder, job_folder.RESULTS_CSV)
         jsonl_tmp = job_folder.partial(folder, job_folder.RESULTS_JSONL)
         writer = reports.RowWriter(csv_tmp, jsonl_tmp)
@@ -126,7 +128,7 @@ def _run_job(folder: Path, paths: list[Path], options: ClassifyOptions, progress
         finally:
             writer.close()
         seconds = time.perf_counter() - clock
-        meta = job_meta(folder.name, options, engine.describe(), limits, paths, started, seconds, tally)
+        meta = job_meta(folder.name, options, engine.describe(), limits, paths, started, seconds, tally, startup)
     reports.write_results_json(folder / job_folder.RESULTS_JSON, meta, jsonl_tmp)
     publish(csv_tmp, folder / job_folder.RESULTS_CSV)
     os.unlink(jsonl_tmp)
@@ -177,8 +179,12 @@ class Duplicates:
         return [duplicate(row, earlier, row.get("model")) for row in rows]
 
 
-def job_meta(job_id, options, engine_meta: dict, limits, paths, started, seconds, tally) -> dict:
-    """The job's metadata: what ran (``engine_meta``: engine, model, device, batch size, workers...), on what, how fast."""
+def job_meta(job_id, options, engine_meta: dict, limits, paths, started, seconds, tally, startup: float) -> dict:
+    """The job's metadata: what ran (``engine_meta``: engine, model, device, batch size, workers...), on what, how fast.
+
+    ``seconds`` (and so ``files_per_second``) counts from the moment the engine was ready; ``startup_seconds``
+    is what getting it ready took (loading the model, starting the workers or Ray).
+    """
     counts = tally.as_dict()
     return {
         "job_id": job_id,
@@ -189,6 +195,7 @@ def job_meta(job_id, options, engine_meta: dict, limits, paths, started, seconds
         "started": started,
         "finished": now_iso(),
         "seconds": round(seconds, 3),
+        "startup_seconds": round(startup, 3),
         **engine_meta,
         "max_pages": limits.max_pages,
         "max_file_mb": limits.max_bytes // MB,

@@ -194,3 +194,34 @@ def test_started_workers_have_their_decoders_loaded():
         [loaded] = pool.result(*pool.submit([]))  # one worker: this task runs after the warm-up task
     assert loaded == ["PIL.PngImagePlugin", "cv2"]
 
+
+
+def test_the_engine_is_ready_only_once_its_workers_are(monkeypatch):
+    """A model that loads at once (LiteRT) still leaves the engine waiting for its workers: the job's clock starts on ready workers."""
+    from batchclf.scan import pool as pools
+
+    started = []
+    original = pools.WorkerPool.start_workers
+
+    def remember(self):
+        futures = original(self)
+        started.extend(futures)
+        return futures
+
+    monkeypatch.setattr(pools.WorkerPool, "start_workers", remember)
+    with LocalEngine(EngineSettings(SpecThatCounts(), workers=2)):
+        assert len(started) == 2
+        assert all(future.done() and future.exception() is None for future in started)
+
+
+def test_a_classify_job_records_its_startup_apart(tmp_path):
+    from pathlib import Path
+
+    from batchclf.classify import ClassifyOptions, run
+    from batchclf.jobs.folder import read_job
+
+    folder = _folder(tmp_path, ["a.png", "b.png"])
+    model = Path(__file__).resolve().parents[1] / "models" / "default.keras"
+    job = run([folder], ClassifyOptions(model=model, out_dir=tmp_path / "jobs", workers=0), progress=False)
+    meta = read_job(job).meta
+    assert meta["startup_seconds"] > 0 and meta["seconds"] > 0

@@ -95,10 +95,12 @@ class LocalEngine:
         # The workers first: they start and import their decoders while the model loads, not after.
         self.pool = WorkerPool(self.workers, functools.partial(prepare_many, limits=limits)) if self.workers > 0 else None
         try:
-            if self.pool is not None:
-                self.pool.start_workers()
+            started = self.pool.start_workers() if self.pool is not None else []
             self.predictor = settings.spec.predictor()
             self.predictor.warm_up()
+            # Ready means ready to work: a LiteRT model loads faster than a spawned worker imports its
+            # decoders, and a job's clock (files per second) starts once the engine is ready.
+            WorkerPool.wait_ready(started)
         except BaseException:
             self.close()
             raise

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator, NamedTuple
 
@@ -80,6 +80,8 @@ def _in_order(chunks: Iterable[list[Candidate]], pool: "WorkerPool") -> Iterator
 WORKER_NICE = 10
 # How often a worker checks that the process that started it still lives.
 PARENT_CHECK_SECONDS = 0.5
+# How long an engine waits for its workers to start before it begins anyway (a worker stuck at start is a crash later).
+READY_TIMEOUT_SECONDS = 30.0
 
 
 def _worker_init(parent: int) -> None:
@@ -146,19 +148,26 @@ class WorkerPool:
             initializer=_worker_init, initargs=(os.getpid(),),
         )
 
-    def start_workers(self) -> None:
-        """Start every worker now, without waiting for them.
+    def start_workers(self) -> list[Future]:
+        """Start every worker now; returns what says each is ready (:meth:`wait_ready`).
 
         The executor spawns a worker only when a task arrives, and a spawned worker then imports
         numpy, Pillow and the decoders (~0.2 s of CPU each): started while the model loads, that
-        no longer delays the first chunk.  Nothing is collected; a worker that dies here is found
-        by the next :meth:`submit` or :meth:`result`, as always.
+        no longer delays the first chunk.  A worker that dies here is found by the next
+        :meth:`submit` or :meth:`result`, as always.
         """
+        started = []
         for _ in range(self.workers):
             try:
-                self._pool.submit(_ready)
+                started.append(self._pool.submit(_ready))
             except BrokenProcessPool:
-                return
+                break
+        return started
+
+    @staticmethod
+    def wait_ready(started: list[Future], timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Wait until the workers :meth:`start_workers` started are ready (or gone, or ``timeout`` passed): never raises."""
+        wait(started, timeout=timeout)
 
     def _restart(self, generation: int) -> None:
         if generation == self.generation:  # futures of an older pool need no second restart
