@@ -250,3 +250,29 @@ def test_shipped_sidecars_agree_with_tensorflow_on_mnist(shipped_model, mnist):
     looked = Predictor(shipped_model, device="cpu", detector=SHIPPED_DETECTOR, second_look=True).score(inputs)
     assert looked.looked_again is not None
     assert (looked.probabilities.argmax(1) == reference.probabilities.argmax(1)).mean() >= 0.995
+
+
+def test_rows_after_the_full_batches_go_through_the_small_tail_batch(monkeypatch):
+    """A few rows (the second look's copies, a daemon's small batch) are not padded to a whole batch of 256, and
+    which interpreter scores a row does not change its outputs."""
+    data = (ROOT / "models" / "default.fp32.tflite").read_bytes()
+    network = lite_runtime.LiteNetwork(data, 256, "default.fp32.tflite")
+    invoked = []
+    real_call = lite_runtime.LiteNetwork.__call__
+
+    def counting(self, batch):
+        invoked.append(self.batch_size)
+        return real_call(self, batch)
+
+    monkeypatch.setattr(lite_runtime.LiteNetwork, "__call__", counting)
+    images = np.random.default_rng(7).random((300, 28, 28, 1), np.float32)
+    few = network.padded(images[:20])
+    assert invoked == [lite_runtime.TAIL_BATCH]  # 20 rows: one small batch, not a batch of 256
+    invoked.clear()
+    many = network.padded(images)
+    assert invoked == [256, 32, 32]  # 300 = one full batch, then 44 rows in small batches
+    assert few.shape == (20, 10) and many.shape == (300, 10)
+    np.testing.assert_allclose(many[:20], few, atol=1e-5)
+    invoked.clear()
+    alone = np.concatenate([network.padded(images[i : i + 1]) for i in range(256, 300)])
+    np.testing.assert_allclose(many[256:], alone, atol=1e-5)

@@ -29,6 +29,10 @@ from batchclf.model.device import native_chatter_to_debug_log
 
 # The referee runs only the few rows near a decision: a small fixed batch keeps its padding cheap.
 REFEREE_BATCH = 8
+# Rows left over after the full batches (the second look's shifted copies of a batch's doubtful digits, a
+# job's last batch, the daemon's small batches) go through an interpreter of this batch instead: padded to
+# a full 256 they cost a whole batch each (per-batch scoring cost 1.6x one call over the same digits).
+TAIL_BATCH = 32
 # A real sidecar is ~0.4 MB (int8) or ~1.5 MB (fp32); far above that is not one of ours.
 MAX_SIDECAR_BYTES = 64 << 20
 IDENTIFIER = b"TFL3"  # bytes 4-8 of every TFLite flatbuffer
@@ -153,6 +157,7 @@ class LiteNetwork:
         except Exception as exc:
             raise SidecarRefused(f"LiteRT cannot run {name} at batch {self.batch_size}: {_first_line(exc)}") from None
         self.width = int(self._interpreter.get_output_details()[0]["shape"][1])
+        self._tail = LiteNetwork(data, TAIL_BATCH, name, threads) if self.batch_size > TAIL_BATCH else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Outputs ``(batch_size, width)`` for exactly ``batch_size`` inputs."""
@@ -161,14 +166,22 @@ class LiteNetwork:
         return self._interpreter.get_tensor(self._output)
 
     def padded(self, images: np.ndarray) -> np.ndarray:
-        """Outputs ``(N, width)`` for any ``N`` inputs: fixed batches, the last one padded with blank inputs."""
+        """Outputs ``(N, width)`` for any ``N`` inputs: fixed batches, the last one padded with blank inputs.
+
+        Up to half a batch left after the full batches goes through the small tail interpreter instead.
+        """
+        full = len(images) // self.batch_size * self.batch_size
+        tail = self._tail if self._tail is not None and len(images) - full <= self.batch_size // 2 else None
+        head = images[:full] if tail is not None else images
         out = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
+        for start in range(0, len(head), self.batch_size):
+            chunk = head[start : start + self.batch_size]
             real = len(chunk)
             if real < self.batch_size:
                 chunk = np.concatenate([chunk, np.zeros((self.batch_size - real, *INPUT), np.float32)])
             out.append(self(chunk)[:real])
+        if tail is not None and len(images) > full:
+            out.append(tail.padded(images[full:]))
         return np.concatenate(out) if out else np.zeros((0, self.width), np.float32)
 
 
