@@ -188,7 +188,9 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
         reps = max(1, int(np.ceil(8 * batch / len(stack))))
         x = preprocess.mnist_to_input(np.concatenate([stack] * reps)[: max(len(stack), 8 * batch) // batch * batch or batch])
         predictor.predict(x[:batch])
-        inference_per_image = best_cpu(lambda: predictor.predict(x), repeats) / len(x)
+        # One call per batch, as classify scores them: the second look's copies are per batch too.
+        inference_per_image = best_cpu(lambda: [predictor.predict(x[s : s + batch]) for s in range(0, len(x), batch)],
+                                       repeats) / len(x)
         inference_us = inference_per_image * 1e6 * len(inked) / n
         scores = predictor.score(preprocess.mnist_to_input(stack))
         probabilities = scores.probabilities
