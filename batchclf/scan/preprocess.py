@@ -111,8 +111,12 @@ def normalize_to_bytes(gray: np.ndarray) -> np.ndarray | None:
     as it is, without a round trip through floats: the common case of a
     folder of 28x28 digit images costs next to nothing here.
     """
-    if isinstance(gray, np.ndarray) and gray.dtype == np.uint8 and is_mnist_form(gray):
-        return gray
+    if isinstance(gray, np.ndarray) and gray.dtype == np.uint8:
+        if is_mnist_form(gray):
+            return gray
+        # A digit fitted from bytes lies in [0, 1] (clipped, and no NaN can come of bytes): no range check.
+        image = normalize(gray)
+        return None if image is None else _unit_to_bytes(image)
     image = normalize(gray)
     if image is None:
         return None
@@ -225,7 +229,11 @@ def _unit(levels: np.ndarray, area: int = 1) -> np.ndarray:
     """Integer levels (a uint8 page, or sums over ``area`` pixels of one) as float32 in [0, 1]; float32 is already."""
     if levels.dtype == np.float32:
         return levels
-    return np.multiply(levels, np.float32(1 / (255 * area)), dtype=np.float32)
+    # Converted, then scaled in place: the same float32 product as a multiply with dtype=float32,
+    # without its buffered casts.
+    unit = levels.astype(np.float32)
+    unit *= np.float32(1 / (255 * area))
+    return unit
 
 
 _CV2 = None
@@ -286,10 +294,11 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
         # Polarity off the surface fit's grid, sorted once: its extremes, its frame's median, and
         # (the fit's start) its 60% level all come from the same sorted values.
         step = _grid_step(gray.shape)
-        grid = np.ascontiguousarray(gray[::step, ::step])
-        ordered = np.sort(grid, axis=None)
-        darkest, lightest = _sorted_quantile(ordered, 0.5), _sorted_quantile(ordered, 99.5)
+        grid = gray[::step, ::step].copy()  # a copy of its own (a step of 1 would view the page): sorted in place below
         paper = _median(grid.take(_frame_index(grid.shape, band)), scratch=True)
+        ordered = grid.reshape(-1)
+        ordered.sort()
+        darkest, lightest = _sorted_quantile(ordered, 0.5), _sorted_quantile(ordered, 99.5)
     elif levels is not None:
         sums, scale = _byte_levels(*levels)
         counts = np.bincount(sums.ravel())
@@ -731,7 +740,8 @@ _NORMAL_MOMENTS = np.concatenate([((_TERM_Y[:, None] + _TERM_Y) * 5 + _TERM_X[:,
 
 def _terms(c: np.ndarray) -> np.ndarray:
     """The 6 coefficients as the 3x3 matrix C with c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy = [1 y y²] C [1 x x²]ᵀ."""
-    return np.array([[c[0], c[1], c[3]], [c[2], c[5], 0.0], [c[4], 0.0, 0.0]], c.dtype)
+    c0, c1, c2, c3, c4, c5 = c.tolist()  # Python floats: cheaper to lay out than numpy scalars
+    return np.array([[c0, c1, c3], [c2, c5, 0.0], [c4, 0.0, 0.0]], c.dtype)
 
 
 @functools.lru_cache(maxsize=512)
