@@ -681,7 +681,8 @@ def _background_surface(signal: np.ndarray, levels: tuple[float, float, float] |
         low, high, _, _ = cv2.minMaxLoc(values)
         # A page's signal is never negative, but a float page handed in may be: then no bit ranking.
         light = _magnitude_quantile(values.copy(), 60.0) if low >= 0 else _quantiles(values, (60.0,))[0]
-    keep = (grid <= light) & (grid < _otsu_threshold(values, extent=(low, high)))
+    split = _otsu_threshold(values, extent=(low, high))
+    keep = grid <= light if light < split else grid < split  # both bounds, by whichever is the tighter
     coefficients = noise = None
     weights = np.empty((2,) + grid.shape)
     along_y, along_x = ys[:, :3], xs[:, :3].T
