@@ -739,10 +739,13 @@ _TERM_X = np.array([0, 1, 0, 2, 0, 1])
 _NORMAL_MOMENTS = np.concatenate([((_TERM_Y[:, None] + _TERM_Y) * 5 + _TERM_X[:, None] + _TERM_X).ravel(), 25 + _TERM_Y * 5 + _TERM_X])
 
 
-def _terms(c: np.ndarray) -> np.ndarray:
-    """The 6 coefficients as the 3x3 matrix C with c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy = [1 y y²] C [1 x x²]ᵀ."""
+def _terms(c: np.ndarray, dtype=None) -> np.ndarray:
+    """The 6 coefficients as the 3x3 matrix C with c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy = [1 y y²] C [1 x x²]ᵀ.
+
+    In ``c``'s dtype unless ``dtype`` says (float32 coefficients widen exactly to doubles).
+    """
     c0, c1, c2, c3, c4, c5 = c.tolist()  # Python floats: cheaper to lay out than numpy scalars
-    return np.array([[c0, c1, c3], [c2, c5, 0.0], [c4, 0.0, 0.0]], c.dtype)
+    return np.array([[c0, c1, c3], [c2, c5, 0.0], [c4, 0.0, 0.0]], c.dtype if dtype is None else dtype)
 
 
 @functools.lru_cache(maxsize=512)
@@ -901,12 +904,12 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
         # fine pixel's work coordinate u from the crop's edge, so [1 t t²] = [1 u u²] M with M
         # from the crop's place, and the cached powers of u serve every crop of this length.
         frame_h, frame_w = level.shape  # the work image the surface was fitted on
-        terms = _shifted(r0, frame_h) @ _terms(coefficients.astype(np.float64)) @ _shifted(c0, frame_w).T
+        terms = _shifted(r0, frame_h) @ _terms(coefficients, np.float64) @ _shifted(c0, frame_w).T
         residual -= _product(powers_y @ terms, powers_x.T)
     else:
         residual -= coefficients
     fine_ink = level.ink(residual)
-    fine_mask = allowed.take(parent_y, axis=0).take(parent_x, axis=1)
+    fine_mask = allowed.take(parent_x, axis=1).take(parent_y, axis=0)  # columns first: the slower take on fewer rows
     fine_mask &= fine_ink > 0
     x, y, width, height = cv2.boundingRect(fine_mask.view(np.uint8))
     if width == 0 or cv2.countNonZero(fine_mask.view(np.uint8)) < 3:
