@@ -283,7 +283,11 @@ def test_a_noisy_pages_noise_is_the_exact_median_deviation():
     assert noise == pytest.approx(1.4826 * np.median(np.abs(paper - np.median(paper))), rel=1e-6)
 
 
-@pytest.mark.parametrize("factor,top,left,rows,cols", [(2, 12, 8, 30, 17), (3, 0, 0, 40, 33), (1, 5, 9, 11, 4), (4, 28, 36, 1, 1)])
+@pytest.mark.parametrize(
+    "factor,top,left,rows,cols",
+    # the last two: a crop ending at the page's last whole box row and column, and one column wide (the flat differences wrap there)
+    [(2, 12, 8, 30, 17), (3, 0, 0, 40, 33), (1, 5, 9, 11, 4), (4, 28, 36, 1, 1), (2, 1, 1, 80, 68), (5, 3, 100, 20, 1)],
+)
 def test_crop_sums_off_the_pages_integral_image_are_exact(factor, top, left, rows, cols):
     """The finer crop's box sums, read off the integral image the work image was read off."""
     page = np.random.default_rng(5).integers(0, 256, (161, 137)).astype(np.uint8)
@@ -466,3 +470,18 @@ def test_uneven_light_and_grain_on_a_bench_sized_page_give_the_flat_page_digit(l
         assert 19 <= rows[-1] - rows[0] + 1 <= 21
     blank = _lit_and_grainy(np.full((300, 280), 0.9, np.float32), 3, 0.25, 0.03)
     assert preprocess.normalize_to_bytes(_bytes(1.0 - blank if light_ink else blank)) is None
+
+
+@pytest.mark.parametrize("shape,band,ring", [((17, 15), None, 1), ((20, 18), None, 2), ((6, 5), 1, 1), ((3, 3), None, 1), ((2, 5), None, None)])
+def test_the_frames_flat_indices_pick_its_band_of_pixels(shape, band, ring):
+    """A fit grid's frame by one ``take``: each pixel within ``ring`` of the border once, nothing inside (the whole grid if that is all)."""
+    index = preprocess._frame_index(shape, band)
+    rows, cols = np.unravel_index(index, shape)
+    assert len(set(index.tolist())) == index.size
+    if ring is None:
+        assert index.size == shape[0] * shape[1]
+        return
+    inside = (rows >= ring) & (rows < shape[0] - ring) & (cols >= ring) & (cols < shape[1] - ring)
+    assert not inside.any()
+    assert index.size == shape[0] * shape[1] - (shape[0] - 2 * ring) * (shape[1] - 2 * ring)
+    assert not index.flags.writeable  # cached: shared by every page with this grid

@@ -111,8 +111,12 @@ def normalize_to_bytes(gray: np.ndarray) -> np.ndarray | None:
     as it is, without a round trip through floats: the common case of a
     folder of 28x28 digit images costs next to nothing here.
     """
-    if isinstance(gray, np.ndarray) and gray.dtype == np.uint8 and is_mnist_form(gray):
-        return gray
+    if isinstance(gray, np.ndarray) and gray.dtype == np.uint8:
+        if is_mnist_form(gray):
+            return gray
+        # A digit fitted from bytes lies in [0, 1] (clipped, and no NaN can come of bytes): no range check.
+        image = normalize(gray)
+        return None if image is None else _unit_to_bytes(image)
     image = normalize(gray)
     if image is None:
         return None
@@ -194,13 +198,18 @@ def _box_sum(gray: np.ndarray, factor: int, total: np.ndarray | None = None) -> 
 def _sums_in(total: np.ndarray, factor: int, top: int, left: int, rows: int, cols: int) -> np.ndarray:
     """Integer sums over ``rows`` x ``cols`` boxes of ``factor`` pixels from page pixel (``top``, ``left``), off an integral image.
 
-    The integral image at the boxes' corners only, then differences of its rows (sums over bands
-    of ``factor`` rows) and of their columns: two subtractions on arrays the size of the result.
+    The integral image at the boxes' corners only, copied together (a strided view's
+    subtraction costs several times a contiguous one's), then differences of its rows (sums
+    over bands of ``factor`` rows) and of their columns.  Both differences run over the flat
+    copy: the columns' difference across a row's end lands in a last column that is dropped.
     """
     bottom, right = top + rows * factor, left + cols * factor
-    corners = total[top : bottom + 1 : factor, left : right + 1 : factor]
-    bands = corners[1:] - corners[:-1]
-    sums = bands[:, 1:] - bands[:, :-1]
+    corners = np.ascontiguousarray(total[top : bottom + 1 : factor, left : right + 1 : factor]).ravel()
+    width = cols + 1
+    bands = corners[width:] - corners[:-width]
+    sums = np.empty(rows * width, bands.dtype)
+    np.subtract(bands[1:], bands[:-1], out=sums[:-1])
+    sums = sums.reshape(rows, width)[:, :cols]
     return sums.astype(np.int64) if sums.dtype == np.float64 else sums
 
 
@@ -220,7 +229,11 @@ def _unit(levels: np.ndarray, area: int = 1) -> np.ndarray:
     """Integer levels (a uint8 page, or sums over ``area`` pixels of one) as float32 in [0, 1]; float32 is already."""
     if levels.dtype == np.float32:
         return levels
-    return np.multiply(levels, np.float32(1 / (255 * area)), dtype=np.float32)
+    # Converted, then scaled in place: the same float32 product as a multiply with dtype=float32,
+    # without its buffered casts.
+    unit = levels.astype(np.float32)
+    unit *= np.float32(1 / (255 * area))
+    return unit
 
 
 _CV2 = None
@@ -280,10 +293,12 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
     if fitted:
         # Polarity off the surface fit's grid, sorted once: its extremes, its frame's median, and
         # (the fit's start) its 60% level all come from the same sorted values.
-        grid = gray[:: _grid_step(gray.shape), :: _grid_step(gray.shape)]
-        ordered = np.sort(grid, axis=None)
+        step = _grid_step(gray.shape)
+        grid = gray[::step, ::step].copy()  # a copy of its own (a step of 1 would view the page): sorted in place below
+        paper = _median(grid.take(_frame_index(grid.shape, band)), scratch=True)
+        ordered = grid.reshape(-1)
+        ordered.sort()
         darkest, lightest = _sorted_quantile(ordered, 0.5), _sorted_quantile(ordered, 99.5)
-        paper = _median(_frame(grid, band))
     elif levels is not None:
         sums, scale = _byte_levels(*levels)
         counts = np.bincount(sums.ravel())
@@ -301,8 +316,11 @@ def _ink_map(gray: np.ndarray, levels: tuple[np.ndarray, float] | None = None,
         coefficients, fit_noise = _background_surface(signal, _signal_levels(ordered, dark_ink))
     else:
         coefficients, fit_noise = (_paper_level(signal), None) if cut_tight else _background_surface(signal)
-    background = _surface(coefficients, signal.shape) if coefficients.ndim else coefficients
-    residual = signal - background
+    if coefficients.ndim:
+        residual = _surface(coefficients, signal.shape)  # a fresh array: the residual is made in it
+        np.subtract(signal, residual, out=residual)
+    else:
+        residual = signal - coefficients
     flat = residual.ravel()
     if fit_noise is not None:
         # The surface's fit measured the paper noise already, on paper pixels only (its grid).
@@ -366,8 +384,9 @@ def _byte_levels(sums: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
 def _peak(flat: np.ndarray) -> float:
     """The ink peak: the 99.8th percentile of the residuals (linear interpolation, as ``np.percentile``), at least 0.
 
-    Sorts only the values above a quarter of the largest: on a page with a digit those are the
-    ink, far more than the top 0.2% the percentile reads; all of them otherwise.
+    Sorts only the values above three quarters of the largest: on a page with a digit those are
+    the core of its strokes, still ten times the top 0.2% the percentile reads (about 110 of a
+    work image's 4,000, against 10); all of them otherwise.
     """
     n = flat.size
     high = _cv().minMaxLoc(flat)[1]
@@ -375,7 +394,7 @@ def _peak(flat: np.ndarray) -> float:
         return max(high, 0.0)
     x = 99.8 / 100.0 * (n - 1)
     lo = int(x)
-    top = flat[flat > 0.25 * high] if high > 0 else flat
+    top = flat[flat > 0.75 * high] if high > 0 else flat
     first = n - top.size  # the rank of the smallest value kept
     if lo < first:
         top, first = flat, 0
@@ -613,6 +632,18 @@ def _band(shape: tuple[int, int], band: int | None) -> int | None:
     return None if 2 * band >= min(shape) else band
 
 
+@functools.lru_cache(maxsize=512)
+def _frame_index(shape: tuple[int, int], band: int | None = None) -> np.ndarray:
+    """The flat indices of :func:`_frame`'s pixels in an image of ``shape``, for ``take``.
+
+    Cached for a fit grid's shapes (about FIT_GRID on the longer side: few of them), where
+    one ``take`` costs a fraction of the frame's four slices and their concatenation.
+    """
+    index = _frame(np.arange(shape[0] * shape[1]).reshape(shape), band)
+    index.flags.writeable = False
+    return index
+
+
 def _frame(gray: np.ndarray, band: int | None = None) -> np.ndarray:
     """The outer band (an eighth of the shorter side, at least 1 px, unless ``band`` says; the whole image
     if that is all): mostly paper."""
@@ -650,7 +681,8 @@ def _background_surface(signal: np.ndarray, levels: tuple[float, float, float] |
         low, high, _, _ = cv2.minMaxLoc(values)
         # A page's signal is never negative, but a float page handed in may be: then no bit ranking.
         light = _magnitude_quantile(values.copy(), 60.0) if low >= 0 else _quantiles(values, (60.0,))[0]
-    keep = (grid <= light) & (grid < _otsu_threshold(values, extent=(low, high)))
+    split = _otsu_threshold(values, extent=(low, high))
+    keep = grid <= light if light < split else grid < split  # both bounds, by whichever is the tighter
     coefficients = noise = None
     weights = np.empty((2,) + grid.shape)
     along_y, along_x = ys[:, :3], xs[:, :3].T
@@ -707,9 +739,13 @@ _TERM_X = np.array([0, 1, 0, 2, 0, 1])
 _NORMAL_MOMENTS = np.concatenate([((_TERM_Y[:, None] + _TERM_Y) * 5 + _TERM_X[:, None] + _TERM_X).ravel(), 25 + _TERM_Y * 5 + _TERM_X])
 
 
-def _terms(c: np.ndarray) -> np.ndarray:
-    """The 6 coefficients as the 3x3 matrix C with c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy = [1 y y²] C [1 x x²]ᵀ."""
-    return np.array([[c[0], c[1], c[3]], [c[2], c[5], 0.0], [c[4], 0.0, 0.0]], c.dtype)
+def _terms(c: np.ndarray, dtype=None) -> np.ndarray:
+    """The 6 coefficients as the 3x3 matrix C with c0 + c1 x + c2 y + c3 x² + c4 y² + c5 xy = [1 y y²] C [1 x x²]ᵀ.
+
+    In ``c``'s dtype unless ``dtype`` says (float32 coefficients widen exactly to doubles).
+    """
+    c0, c1, c2, c3, c4, c5 = c.tolist()  # Python floats: cheaper to lay out than numpy scalars
+    return np.array([[c0, c1, c3], [c2, c5, 0.0], [c4, 0.0, 0.0]], c.dtype if dtype is None else dtype)
 
 
 @functools.lru_cache(maxsize=512)
@@ -868,12 +904,12 @@ def _finer_crop(gray, fit_factor: int, work_factor: int, ink: np.ndarray, mask: 
         # fine pixel's work coordinate u from the crop's edge, so [1 t t²] = [1 u u²] M with M
         # from the crop's place, and the cached powers of u serve every crop of this length.
         frame_h, frame_w = level.shape  # the work image the surface was fitted on
-        terms = _shifted(r0, frame_h) @ _terms(coefficients.astype(np.float64)) @ _shifted(c0, frame_w).T
+        terms = _shifted(r0, frame_h) @ _terms(coefficients, np.float64) @ _shifted(c0, frame_w).T
         residual -= _product(powers_y @ terms, powers_x.T)
     else:
         residual -= coefficients
     fine_ink = level.ink(residual)
-    fine_mask = allowed.take(parent_y, axis=0).take(parent_x, axis=1)
+    fine_mask = allowed.take(parent_x, axis=1).take(parent_y, axis=0)  # columns first: the slower take on fewer rows
     fine_mask &= fine_ink > 0
     x, y, width, height = cv2.boundingRect(fine_mask.view(np.uint8))
     if width == 0 or cv2.countNonZero(fine_mask.view(np.uint8)) < 3:
@@ -898,11 +934,18 @@ def _fine_axis(n: int, fit_factor: int, work_factor: int) -> tuple[np.ndarray, n
     return powers, parents
 
 
+@functools.lru_cache(maxsize=4096)
 def _shifted(start: int, frame: int) -> np.ndarray:
-    """M with [1 t t²] = [1 u u²] M for t = (start + u) / (frame - 1) - 0.5: a side's powers from a crop's own coordinate u."""
+    """M with [1 t t²] = [1 u u²] M for t = (start + u) / (frame - 1) - 0.5: a side's powers from a crop's own coordinate u.
+
+    Cached (read-only): keyed on a work image's side and a crop's start along it, which repeat
+    across a folder's pages of one size (building the 3x3 costs more than a look-up).
+    """
     a = 1.0 / max(frame - 1, 1)
     b = start * a - 0.5
-    return np.array([[1.0, b, b * b], [0.0, a, 2 * a * b], [0.0, 0.0, a * a]])
+    shifted = np.array([[1.0, b, b * b], [0.0, a, 2 * a * b], [0.0, 0.0, a * a]])
+    shifted.flags.writeable = False
+    return shifted
 
 
 _SQUARE_3X3 = np.ones((3, 3), np.uint8)
@@ -941,8 +984,10 @@ def _fit_and_centre(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int,
     cv2 = _cv()
     top, bottom, left, right = box
     crop_mask = mask[top:bottom, left:right]
-    # Only the digit's pixels (ink is never negative), in the doubles the fit resamples in.
-    crop = np.multiply(ink[top:bottom, left:right], crop_mask, dtype=np.float64)
+    # Only the digit's pixels (ink is never negative).  Multiplied in float32 (by 0 or 1: exact), and
+    # turned into the doubles the fit resamples in by the resize: a product in doubles of float32
+    # and bool views goes through numpy's buffered casts, at about twice the cost.
+    crop = np.multiply(ink[top:bottom, left:right], crop_mask)
     longest = max(crop.shape)
 
     # A fine pen on a big scan shrinks to a faint 1 px line; MNIST strokes are bolder.
