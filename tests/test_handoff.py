@@ -225,3 +225,17 @@ def test_a_classify_job_records_its_startup_apart(tmp_path):
     job = run([folder], ClassifyOptions(model=model, out_dir=tmp_path / "jobs", workers=0), progress=False)
     meta = read_job(job).meta
     assert meta["startup_seconds"] > 0 and meta["seconds"] > 0
+
+
+def test_a_stream_packs_small_files_into_bigger_tasks_and_keeps_large_ones_short(tmp_path):
+    from batchclf.scan.pool import CHUNK_BYTES, CHUNK_FILES, MAX_CHUNK_FILES, _sized_chunks
+
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    small.write_bytes(b"x" * 300)  # a 28x28 PNG's size
+    large.write_bytes(b"x" * (CHUNK_BYTES // 8))  # eight of them fill a task's bytes
+    sizes = [len(chunk) for chunk in _sized_chunks([Candidate(tmp_path, small)] * 300, CHUNK_FILES)]
+    assert sizes == [MAX_CHUNK_FILES, 300 - MAX_CHUNK_FILES]
+    sizes = [len(chunk) for chunk in _sized_chunks([Candidate(tmp_path, large)] * 70, CHUNK_FILES)]
+    assert sizes == [CHUNK_FILES, CHUNK_FILES, 6]  # never fewer files than before: large scans keep short tasks
+    ghost = Candidate(tmp_path, tmp_path / "gone.png")  # vanished since it was found: weighs nothing, still sent
+    assert [len(chunk) for chunk in _sized_chunks([ghost] * 40, CHUNK_FILES)] == [40]

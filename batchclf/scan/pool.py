@@ -24,7 +24,12 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 from batchclf.scan.discovery import Candidate
 from batchclf.scan.prepare import Prepared, failed, prepare_many, warm_up
 
-CHUNK_FILES = 32  # files per worker task
+CHUNK_FILES = 32  # files per worker task (the daemon's too)
+# A stream packs more small files into a task: a 28x28 PNG takes ~60 core-us to prepare, about what
+# handing it over costs in a task of 32.  A task grows past CHUNK_FILES until its files hold CHUNK_BYTES,
+# up to MAX_CHUNK_FILES; never fewer than CHUNK_FILES, so large scans keep today's short tasks.
+CHUNK_BYTES = 1 << 20
+MAX_CHUNK_FILES = 256
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
 CRASH_REASON = "the decoder crashed on this file (its worker process died)"
 
@@ -39,6 +44,30 @@ def _chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candida
         yield chunk
 
 
+def _sized_chunks(candidates: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
+    """Tasks of at least ``size`` files, grown with small files until they hold ``CHUNK_BYTES`` (at most ``MAX_CHUNK_FILES``)."""
+    chunk: list[Candidate] = []
+    volume = 0
+    for candidate in candidates:
+        chunk.append(candidate)
+        volume += _file_bytes(candidate)
+        if len(chunk) >= MAX_CHUNK_FILES or (len(chunk) >= size and volume >= CHUNK_BYTES):
+            yield chunk
+            chunk, volume = [], 0
+    if chunk:
+        yield chunk
+
+
+def _file_bytes(candidate: Candidate) -> int:
+    """A candidate's size as far as packing goes: one it will not read (or cannot stat now) weighs nothing."""
+    if candidate.escaped or candidate.unreadable:
+        return 0
+    try:
+        return os.stat(candidate.path).st_size
+    except OSError:  # gone or unreadable: its worker reports that as the row
+        return 0
+
+
 def prepared_stream(
     candidates: Iterable[Candidate], workers: int, chunk_files: int = CHUNK_FILES, prepare: Callable = prepare_many,
     pool: "WorkerPool | None" = None,
@@ -48,16 +77,15 @@ def prepared_stream(
     ``pool``: a pool already started (:meth:`WorkerPool.start_workers`), with its own prepare function, used
     and left open for its owner to close; None: a pool of ``workers`` is started here for this stream.
     """
-    chunks = _chunks(candidates, chunk_files)
     if pool is not None:
-        yield from _in_order(chunks, pool)
+        yield from _in_order(_sized_chunks(candidates, chunk_files), pool)
         return
     if workers <= 0:
-        for chunk in chunks:
+        for chunk in _chunks(candidates, chunk_files):
             yield from prepare(chunk)
         return
     with WorkerPool(workers, prepare) as pool:
-        yield from _in_order(chunks, pool)
+        yield from _in_order(_sized_chunks(candidates, chunk_files), pool)
 
 
 def _in_order(chunks: Iterable[list[Candidate]], pool: "WorkerPool") -> Iterator[Prepared]:
