@@ -520,3 +520,20 @@ def sample_job_rows(job_id: str) -> list[dict]:
            row("=cmd|calc.png", status="failed", page=None, error="truncated file")]
         + [row("copy.png", status="duplicate", duplicate_of=f"{job_id}/ok1.png#1")]
     )
+
+
+def threes(images):
+    """A scoring function that calls every digit a sure 3 (a stand-in for the model where the model is not the point)."""
+    from batchclf.model.predictor import Scores
+
+    out = np.zeros((len(images), 10), np.float32)
+    out[:, 3] = 1.0
+    return Scores(out)
+
+
+class ThreesPredictor:
+    """A labeller (engines.consume.Labeller) that calls every digit a sure 3."""
+
+    name = "fake.keras"
+    review_below = 0.5
+    score = staticmethod(threes)

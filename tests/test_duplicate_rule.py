@@ -17,26 +17,15 @@ import pytest
 from batchclf.classify import Duplicates
 from batchclf.engines.labelling import label_rows
 from batchclf.jobs.rows import FAILED, make_row
-from batchclf.model.predictor import Scores
 from batchclf.scan.prepare import Prepared
 from batchclf.watch.decide import decide
 from batchclf.watch.intake import Taken
 from batchclf.watch.journal import Journal
 
+from tests.helpers import ThreesPredictor, threes
+
 DAY = "2026-12-07"
 IMAGE = np.full((28, 28), 128, np.uint8)
-
-
-def threes(images):
-    out = np.zeros((len(images), 10), np.float32)
-    out[:, 3] = 1.0
-    return Scores(out)
-
-
-class Threes:
-    name = "fake.keras"
-    review_below = 0.5
-    score = staticmethod(threes)
 
 
 def page(file: str, sha: str, number: int | None = 1) -> Prepared:
@@ -91,7 +80,7 @@ def daemon_rows(tmp_path, per_batch: int) -> list[dict]:
             taken = Taken(file, tmp_path / file, 1, 0, 0.0)
             taken.prepared = items
             batch.append(taken)
-        rows, records = decide(batch, journal, Threes(), 0.5, DAY, keep=True)
+        rows, records = decide(batch, journal, ThreesPredictor(), 0.5, DAY, keep=True)
         journal.decide(rows, records)  # committed: the next batch's files look their bytes up here
         out += [row for _, row in rows]
     journal.close()

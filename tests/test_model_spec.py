@@ -7,28 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from batchclf.engines.base import EngineSettings
-from batchclf.model.predictor import Scores
 from batchclf.model.spec import ModelSpec
 
-from .helpers import ink_digit, png_bytes
+from .helpers import ink_digit, png_bytes, ThreesPredictor, threes
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def threes(images):
-    out = np.zeros((len(images), 10), np.float32)
-    out[:, 3] = 1.0
-    return Scores(out)
-
-
-class FakePredictor:
-    name = "fake.keras"
-    review_below = 0.5
-    score = staticmethod(threes)
 
 
 def test_spec_describes_the_model_without_tensorflow(tiny_model):
@@ -98,11 +86,11 @@ def test_local_engine_daemon_and_ray_actors_consume_through_one_function(tmp_pat
         def first_reports_of(self, digests):
             return {}
 
-    rows, _ = deciding.decide([taken], NoReports(), FakePredictor(), 0.5, "2026-12-07", keep=True)
+    rows, _ = deciding.decide([taken], NoReports(), ThreesPredictor(), 0.5, "2026-12-07", keep=True)
     assert calls == [1, 1] and rows[0][1]["label"] == 3
 
     actor = object.__new__(ray.Labeller)
-    actor.predictor = FakePredictor()
+    actor.predictor = ThreesPredictor()
     table = pa.table({"seq": pa.array([0], pa.int64()), "row": pa.array([ray._row_text(item.row)]),
                       "image": pa.array([item.image.tobytes()], pa.binary())})
     assert ray.Labeller.__call__(actor, table).num_rows == 1
