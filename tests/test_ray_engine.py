@@ -304,3 +304,16 @@ def test_actors_get_the_shipped_models_litert_sidecars(tmp_path):
     assert described["runtime"].startswith("litert-")
     assert described["runtime"] == ModelSpec(root / "default.keras", device="cpu",
                                              detector=root / "detectors" / "not-a-digit.keras").describe()["runtime"]
+
+
+def test_the_ray_job_records_the_runtime_its_cpu_actors_run(monkeypatch):
+    """On a machine with a GPU driver but CPU actors, the job's metadata names LiteRT, what the actors run (no Ray started)."""
+    from batchclf.engines.ray import RayEngine
+    from batchclf.model import device as devices
+    from batchclf.model.spec import ModelSpec
+
+    monkeypatch.setattr(devices, "gpu_possible", lambda: True)
+    root = Path(__file__).resolve().parents[1] / "models"
+    engine = RayEngine(EngineSettings(ModelSpec(root / "default.keras", detector=root / "detectors" / "not-a-digit.keras")))
+    assert engine.kind == "cpu"
+    assert engine.model["runtime"].startswith("litert-")

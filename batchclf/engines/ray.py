@@ -131,12 +131,12 @@ class RayEngine:
         self.kind = "gpu" if gpus > 0 else "cpu"
         self.device = "/GPU:0" if gpus > 0 else "/CPU:0"  # each actor sees its own GPUs (CUDA_VISIBLE_DEVICES) as GPU:0
         self.batch_size = int(spec.batch_size or devices.DEFAULT_BATCH[self.kind])
-        self.model = spec.describe()
         self.review = spec.review()
         self.review_below = self.review["review_below"]
         # What every actor builds its predictor from: resolved here once (device, batch, threshold), so the actors agree.
         self.actor_spec = dataclasses.replace(spec, device=self.kind, batch_size=self.batch_size,
                                               review_below=self.review_below, target_error=None)
+        self.model = self.actor_spec.describe()  # the actors' device decides their runtime, not this machine's GPU
         # Shipped to the actors (no shared model folder needed): each model with its card and LiteRT sidecars.
         self._model_files = model_files(self.model_path)
         detector = spec.detector
