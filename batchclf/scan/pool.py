@@ -1,7 +1,7 @@
 """The crash-safe pool of decoding workers: discover -> prepare, in worker processes, in input order.
 
 Memory stays bounded however many files there are: discovery is lazy, and at
-most ``workers * 4`` chunks are in flight.  Used by ``classify``'s local
+most ``workers * 4`` chunks (of at most ``MAX_CHUNK_FILES``) are in flight.  Used by ``classify``'s local
 engine, the inbox daemon and the training data readers alike.
 
 Crash-safe dispatch: hand chunks to :meth:`WorkerPool.submit` and collect
