@@ -276,3 +276,18 @@ def test_rows_after_the_full_batches_go_through_the_small_tail_batch(monkeypatch
     invoked.clear()
     alone = np.concatenate([network.padded(images[i : i + 1]) for i in range(256, 300)])
     np.testing.assert_allclose(many[256:], alone, atol=1e-5)
+
+
+def test_an_export_that_agrees_too_rarely_writes_nothing(tiny_model, mnist_dir, tmp_path, monkeypatch):
+    """Below 99.95% agreement on any set checked, no sidecar is written and the card names none: TensorFlow keeps running."""
+    from batchclf.model import lite_export
+
+    model = copy_model(tiny_model, tmp_path)
+    card_before = model.with_suffix(".json").read_bytes()
+    monkeypatch.setattr(lite_export, "check_sets", lambda *args: {"mnist_test": np.random.default_rng(1).random(
+        (64, 28, 28, 1), np.float32)})
+    monkeypatch.setattr(lite_export, "agreement", lambda *args: {"n": 64, "labels_differ": 1, "agreement": 0.9990})
+    with pytest.raises(SystemExit, match="less than 99.95% of mnist_test"):
+        lite_export.export(model, "fp32", mnist_dir, None, [], log=lambda *_: None)
+    assert not list(tmp_path.glob("*.tflite"))
+    assert model.with_suffix(".json").read_bytes() == card_before

@@ -39,6 +39,8 @@ from batchclf.model.lite_runtime import Refereed, Sidecars
 QUANTISATIONS = ("int8", "dynamic", "fp32")
 CALIBRATION_SEED = 2026
 CHECK_BATCH = 256
+# Issue 22's bar for running a sidecar instead of the Keras model: labels (flags) it agrees on, on every set checked.
+MIN_AGREEMENT = 0.9995
 
 
 def sidecar_path(model_path: Path, quantisation: str) -> Path:
@@ -179,6 +181,11 @@ def export(model_path: Path, quantisation: str, mnist: Path, usps: Path | None, 
             near = Refereed(sidecars, CHECK_BATCH, flag_above).near(lite_outputs(Sidecars(data, target.name), inputs, flag_above))
             figures[name]["refereed"] = int(near.sum())
         log(f"{name}: {figures[name]}")
+    short = {name: figure["agreement"] for name, figure in figures.items() if figure["agreement"] < MIN_AGREEMENT}
+    if short:  # nothing written: the model keeps running on TensorFlow
+        raise SystemExit(f"{model_path.name}: the {quantisation} sidecar agrees with the model on less than "
+                         f"{MIN_AGREEMENT:.2%} of " + ", ".join(f"{name} ({value:.3%})" for name, value in short.items())
+                         + "; not written (try --referee-margin or another --quantisation)")
     write_bytes_atomic(target, data)
     entry = {
         "file": target.name,
