@@ -225,13 +225,16 @@ HOSTILE = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_a_hostile_corrections_line_is_one_error_naming_file_and_line(corrected, case):
-    text, where = HOSTILE[case]
-    (corrected / "corrections.csv").write_text("file,page,label\n" + text, encoding="utf-8")
+def assert_one_error_naming_file_and_line(corrected, header: str, text: str, where: str) -> None:
+    (corrected / "corrections.csv").write_text(header + text, encoding="utf-8")
     with pytest.raises(DataFileError) as raised:
         read(corrected)
     assert str(raised.value).startswith(f"{corrected / 'corrections.csv'}{where}"), str(raised.value)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_corrections_line_is_one_error_naming_file_and_line(corrected, case):
+    assert_one_error_naming_file_and_line(corrected, "file,page,label\n", *HOSTILE[case])
 
 
 STATION_HOSTILE = {
@@ -245,11 +248,7 @@ STATION_HOSTILE = {
 @pytest.mark.parametrize("case", sorted(STATION_HOSTILE))
 def test_a_hostile_review_station_line_is_one_error_naming_file_and_line(corrected, case):
     """The sheet's new columns are checked as strictly: known decisions only, a label exactly when the row is a digit."""
-    text, where = STATION_HOSTILE[case]
-    (corrected / "corrections.csv").write_text("file,page,label,decision,decided_at,job\n" + text, encoding="utf-8")
-    with pytest.raises(DataFileError) as raised:
-        read(corrected)
-    assert str(raised.value).startswith(f"{corrected / 'corrections.csv'}{where}"), str(raised.value)
+    assert_one_error_naming_file_and_line(corrected, "file,page,label,decision,decided_at,job\n", *STATION_HOSTILE[case])
 
 
 @pytest.mark.parametrize("content", [b"file,page,label\ns0.png,1,1\n\xff\xfe,1,2\n", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))])

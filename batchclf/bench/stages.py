@@ -27,7 +27,6 @@ rate no classify of those files can pass, shown apart with classify against it.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import tempfile
 import time
@@ -36,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-CHUNK = 32  # files per worker task, as the local engine sends them
+from batchclf.model.lite_runtime import cores  # the cores this process may run on
+from batchclf.scan.pool import CHUNK_FILES  # files per worker task, as the local engine sends them
+
 STAGES = ("read + hash", "decode", "normalise", "inference", "row + report writing")
 
 
@@ -101,13 +102,6 @@ class StageTable:
         against = f"; classify = {end_to_end_rate / self.floor_rate:.2f} of it (target >= 0.5)" if end_to_end_rate else ""
         note = f"Pillow open + load + convert('L'), one process; floor = {self.cores} cores / it = {self.floor_rate:,.0f} files/s{against}"
         return [StageCost("plain-decode floor", self.floor, self.files, note)]
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def best_cpu(run, repeats: int) -> float:
@@ -239,8 +233,8 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
     ]
 
     def transfer():
-        for start in range(0, len(stubs), CHUNK):
-            pickle.loads(pickle.dumps(stubs[start : start + CHUNK], protocol=pickle.HIGHEST_PROTOCOL))
+        for start in range(0, len(stubs), CHUNK_FILES):
+            pickle.loads(pickle.dumps(stubs[start : start + CHUNK_FILES], protocol=pickle.HIGHEST_PROTOCOL))
 
     transfer_us = best_cpu(transfer, repeats) * per_file
 
@@ -256,7 +250,7 @@ def measure(case: str, files: list[Path], predictor, review_below: float = 0.0, 
             StageCost("inference", inference_us, n, _inference_note(batch, networks, looked_share)),
             StageCost("row + report writing", rows_us, n, "stubs, labels, CSV, JSONL, JSON"),
         ],
-        [StageCost("worker -> main transfer", transfer_us, n, f"pickle, chunks of {CHUNK}")],
+        [StageCost("worker -> main transfer", transfer_us, n, f"pickle, chunks of {CHUNK_FILES}")],
     )
     return table
 
